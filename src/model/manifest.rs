@@ -1,0 +1,117 @@
+//! `manifest.toml`: what a model package says about itself. The service reads labels and I/O names
+//! from here and never hard-codes them.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ModelError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub languages: Vec<String>,
+    #[serde(default)]
+    pub text_prefix: String,
+    pub max_tokens: usize,
+    #[serde(default = "default_pad_id")]
+    pub pad_id: i64,
+    pub files: Files,
+    pub onnx: OnnxNames,
+    pub labels: Labels,
+    #[serde(default)]
+    pub metrics: toml::Table,
+    #[serde(default)]
+    pub golden: Vec<Golden>,
+}
+
+fn default_pad_id() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Files {
+    pub model: String,
+    pub tokenizer: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnnxNames {
+    pub input_ids: String,
+    pub attention_mask: String,
+    pub intent: String,
+    pub sentiment: String,
+    pub embedding: String,
+    pub embedding_dim: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    pub intent: Vec<String>,
+    pub sentiment: Vec<String>,
+}
+
+/// An example every load must classify as written: a package that fails one is refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Golden {
+    pub text: String,
+    pub intent: Option<String>,
+    pub sentiment: Option<String>,
+}
+
+/// Longest sequence the position embeddings of any supported encoder cover.
+const MAX_SUPPORTED_TOKENS: usize = 512;
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join("manifest.toml");
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io(path.clone(), e))?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| ModelError::Manifest(format!("{}: {e}", path.display())))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), ModelError> {
+        let bad = |msg: String| Err(ModelError::Manifest(msg));
+        if self.name.trim().is_empty() || self.version.trim().is_empty() {
+            return bad("name and version must not be empty".into());
+        }
+        if self.max_tokens < 4 || self.max_tokens > MAX_SUPPORTED_TOKENS {
+            return bad(format!("max_tokens = {} is outside 4..={MAX_SUPPORTED_TOKENS}", self.max_tokens));
+        }
+        for (head, labels) in [("intent", &self.labels.intent), ("sentiment", &self.labels.sentiment)] {
+            if labels.len() < 2 {
+                return bad(format!("labels.{head} needs at least 2 labels, has {}", labels.len()));
+            }
+            let unique: HashSet<_> = labels.iter().collect();
+            if unique.len() != labels.len() {
+                return bad(format!("labels.{head} has duplicate labels"));
+            }
+        }
+        if !self.labels.sentiment.iter().any(|l| l == "negative") {
+            return bad("labels.sentiment must include \"negative\" (negativity derives from it)".into());
+        }
+        for g in &self.golden {
+            if let Some(i) = &g.intent {
+                if !self.labels.intent.contains(i) {
+                    return bad(format!("golden example expects unknown intent {i:?}"));
+                }
+            }
+            if let Some(s) = &g.sentiment {
+                if !self.labels.sentiment.contains(s) {
+                    return bad(format!("golden example expects unknown sentiment {s:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

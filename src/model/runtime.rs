@@ -1,0 +1,215 @@
+//! A loaded package: tokenizer + optimised tract plan with symbolic batch and sequence dimensions.
+//! `run` is synchronous and CPU-bound: call it from inference worker threads, never from async code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokenizers::Tokenizer;
+use tract_onnx::prelude::*;
+
+use super::{Manifest, ModelError};
+
+pub struct Model {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    tokenizer: Tokenizer,
+    plan: Arc<TypedRunnableModel>,
+    negative_idx: usize,
+}
+
+/// Token ids of one text, ready for a batch.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ids: Vec<i64>,
+    /// The text was longer than the model's `max_tokens` and was cut.
+    pub truncated: bool,
+}
+
+/// The model's outputs for one text.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub intent_probs: Vec<f32>,
+    pub sentiment_probs: Vec<f32>,
+    pub embedding: Vec<f32>,
+}
+
+impl Prediction {
+    pub fn top_intent(&self) -> usize {
+        argmax(&self.intent_probs)
+    }
+    pub fn top_sentiment(&self) -> usize {
+        argmax(&self.sentiment_probs)
+    }
+}
+
+fn argmax(xs: &[f32]) -> usize {
+    xs.iter().enumerate().fold(0, |best, (i, x)| if *x > xs[best] { i } else { best })
+}
+
+/// One golden example's outcome, for `check-model`.
+#[derive(Debug, Clone)]
+pub struct GoldenResult {
+    pub text: String,
+    pub expected: String,
+    pub got: String,
+    pub passed: bool,
+}
+
+impl Model {
+    /// Load and fully validate a package directory; a package that fails any check is refused.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let manifest = Manifest::load(dir)?;
+        let tok_path = dir.join(&manifest.files.tokenizer);
+        let tokenizer =
+            Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer(tok_path.clone(), e.to_string()))?;
+        let onnx_path = dir.join(&manifest.files.model);
+        let plan = load_plan(&onnx_path, &manifest)?;
+        let negative_idx = manifest.labels.sentiment.iter().position(|l| l == "negative").unwrap_or(0);
+        let model = Model { manifest, dir: dir.to_path_buf(), tokenizer, plan, negative_idx };
+        let failed: Vec<_> = model.check_golden()?.into_iter().filter(|g| !g.passed).collect();
+        if let Some(g) = failed.first() {
+            return Err(ModelError::Golden(format!(
+                "{} of the golden examples failed, first {:?}: expected {}, got {}",
+                failed.len(),
+                g.text,
+                g.expected,
+                g.got
+            )));
+        }
+        Ok(model)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+    pub fn intent_labels(&self) -> &[String] {
+        &self.manifest.labels.intent
+    }
+    pub fn sentiment_labels(&self) -> &[String] {
+        &self.manifest.labels.sentiment
+    }
+    pub fn negativity(&self, p: &Prediction) -> f32 {
+        p.sentiment_probs[self.negative_idx]
+    }
+
+    /// Tokenise with the package's prefix; cut at `max_tokens`, keeping the closing special token.
+    pub fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+        let input = format!("{}{}", self.manifest.text_prefix, text);
+        let enc = self.tokenizer.encode(input, true).map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
+        let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
+        let max = self.manifest.max_tokens;
+        let truncated = ids.len() > max;
+        if truncated {
+            let last = *ids.last().expect("non-empty");
+            ids.truncate(max - 1);
+            ids.push(last);
+        }
+        Ok(Encoded { ids, truncated })
+    }
+
+    /// Run one padded batch. Rows may have different lengths; padding is masked inside the graph.
+    pub fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
+        let rows = batch.len();
+        let mut ids = vec![self.manifest.pad_id; rows * width];
+        let mut mask = vec![0i64; rows * width];
+        for (r, e) in batch.iter().enumerate() {
+            ids[r * width..r * width + e.ids.len()].copy_from_slice(&e.ids);
+            mask[r * width..r * width + e.ids.len()].fill(1);
+        }
+        let ids = tract_ndarray::Array2::from_shape_vec((rows, width), ids).expect("shape");
+        let mask = tract_ndarray::Array2::from_shape_vec((rows, width), mask).expect("shape");
+        let outputs = self
+            .plan
+            .run(tvec!(Tensor::from(ids).into(), Tensor::from(mask).into()))
+            .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
+        let heads = [
+            (self.manifest.labels.intent.len(), "intent"),
+            (self.manifest.labels.sentiment.len(), "sentiment"),
+            (self.manifest.onnx.embedding_dim, "embedding"),
+        ];
+        let mut views = Vec::with_capacity(3);
+        for (out, (width, what)) in outputs.iter().zip(heads) {
+            let view = out.to_plain_array_view::<f32>().map_err(|e| ModelError::Inference(format!("{what}: {e}")))?;
+            if view.shape() != [rows, width] {
+                return Err(ModelError::Mismatch(format!(
+                    "{what} output has shape {:?}, expected [{rows}, {width}]",
+                    view.shape()
+                )));
+            }
+            views.push(view.into_dimensionality::<tract_ndarray::Ix2>().expect("checked rank 2"));
+        }
+        Ok((0..rows)
+            .map(|r| Prediction {
+                intent_probs: views[0].row(r).to_vec(),
+                sentiment_probs: views[1].row(r).to_vec(),
+                embedding: views[2].row(r).to_vec(),
+            })
+            .collect())
+    }
+
+    /// Run every golden example of the manifest, all in one batch.
+    pub fn check_golden(&self) -> Result<Vec<GoldenResult>, ModelError> {
+        let encoded = self
+            .manifest
+            .golden
+            .iter()
+            .map(|g| self.encode(&g.text))
+            .collect::<Result<Vec<_>, _>>()?;
+        let preds = self.run(&encoded.iter().collect::<Vec<_>>())?;
+        Ok(self
+            .manifest
+            .golden
+            .iter()
+            .zip(preds)
+            .map(|(g, p)| {
+                let intent = &self.intent_labels()[p.top_intent()];
+                let sentiment = &self.sentiment_labels()[p.top_sentiment()];
+                let intent_ok = g.intent.as_ref().is_none_or(|i| i == intent);
+                let sentiment_ok = g.sentiment.as_ref().is_none_or(|s| s == sentiment);
+                GoldenResult {
+                    text: g.text.clone(),
+                    expected: format!("{}/{}", g.intent.as_deref().unwrap_or("*"), g.sentiment.as_deref().unwrap_or("*")),
+                    got: format!("{intent}/{sentiment}"),
+                    passed: intent_ok && sentiment_ok,
+                }
+            })
+            .collect())
+    }
+}
+
+fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, ModelError> {
+    let err = |e: anyhow::Error| ModelError::Onnx(path.to_path_buf(), format!("{e:#}"));
+    if !path.is_file() {
+        return Err(ModelError::Onnx(path.to_path_buf(), "file not found".into()));
+    }
+    let mut model = tract_onnx::onnx().model_for_path(path).map_err(err)?;
+    let names = |model: &InferenceModel, outputs: bool| -> Vec<String> {
+        let outlets = if outputs { model.output_outlets() } else { model.input_outlets() };
+        outlets.map(|o| o.iter().map(|o| model.node(o.node).name.clone()).collect()).unwrap_or_default()
+    };
+    let inputs = [m.onnx.input_ids.as_str(), m.onnx.attention_mask.as_str()];
+    let outputs = [m.onnx.intent.as_str(), m.onnx.sentiment.as_str(), m.onnx.embedding.as_str()];
+    for (want, have, what) in [(&inputs[..], names(&model, false), "input"), (&outputs[..], names(&model, true), "output")] {
+        if let Some(missing) = want.iter().find(|w| !have.iter().any(|h| h == *w)) {
+            return Err(ModelError::Mismatch(format!("graph has no {what} {missing:?} (it has {have:?})")));
+        }
+    }
+    model.set_input_names(inputs).map_err(err)?;
+    model.select_outputs_by_name(outputs).map_err(err)?;
+    let batch = model.symbols.sym("batch");
+    let seq = model.symbols.sym("seq");
+    for i in 0..2 {
+        model = model
+            .with_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec!(batch.to_dim(), seq.to_dim())))
+            .map_err(err)?;
+    }
+    let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+    Ok(plan)
+}

@@ -1,0 +1,113 @@
+//! Wiring: metrics exporter, model loading, batcher, gRPC services (handoff, health, reflection) and
+//! graceful shutdown. Health reports NOT_SERVING until the model is loaded and again while draining.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tracing::{error, info};
+
+use crate::batcher::Batcher;
+use crate::config::ServerConfig;
+use crate::grpc::pb::handoff_server::HandoffServer;
+use crate::grpc::{pb, HandoffService};
+use crate::model::{Model, ModelRegistry};
+use crate::policy::Policy;
+use crate::telemetry as t;
+
+const SERVICE_NAME: &str = "handoff.v1.Handoff";
+
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+/// Serve until `shutdown` resolves, then drain: every call already accepted is answered.
+pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    config.validate()?;
+    t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
+    let policy = Arc::new(Policy::new(config.policy.clone())?);
+    let registry = Arc::new(ModelRegistry::default());
+    let batcher = Batcher::start(config.batcher(), registry.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::NotServing).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let listener = TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding {}", config.grpc_addr))?;
+    info!(grpc = %listener.local_addr()?, metrics = %config.metrics_addr, workers = config.worker_count(), "listening");
+
+    // The model loads off the async threads while the server already answers health checks.
+    // A package that fails to load stops the server with its reason: serving nothing forever helps no one.
+    let load_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+    let load_failed = Arc::new(Notify::new());
+    {
+        let (dir, registry, policy, health) = (config.model_dir.clone(), registry.clone(), policy.clone(), health.clone());
+        let (load_error, load_failed) = (load_error.clone(), load_failed.clone());
+        tokio::spawn(async move {
+            let loaded = tokio::task::spawn_blocking(move || load_model(&dir, &policy)).await;
+            match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(model) => {
+                    info!(name = model.name(), version = model.version(), "model loaded");
+                    metrics::gauge!(t::MODEL_INFO, "name" => model.name().to_string(), "version" => model.version().to_string())
+                        .set(1.0);
+                    metrics::counter!(t::MODEL_LOADS, "result" => "ok").increment(1);
+                    registry.activate(Arc::new(model));
+                    set_health(&health, ServingStatus::Serving).await;
+                }
+                Err(e) => {
+                    metrics::counter!(t::MODEL_LOADS, "result" => "error").increment(1);
+                    *load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    load_failed.notify_one();
+                }
+            }
+        });
+    }
+
+    let limits = config.limits.clone();
+    let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
+    let service = HandoffServer::new(HandoffService::new(batcher.clone(), policy, limits))
+        .max_decoding_message_size(max_message);
+    let drain = Duration::from_millis(config.drain_ms);
+    let draining_health = health.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = load_failed.notified() => {}
+        }
+        info!(drain_ms = drain.as_millis() as u64, "shutting down: NOT_SERVING, draining");
+        set_health(&draining_health, ServingStatus::NotServing).await;
+        tokio::time::sleep(drain).await;
+    };
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .await?;
+
+    // Listeners are closed and in-flight calls answered; let the workers finish what is queued.
+    let b = batcher.clone();
+    tokio::task::spawn_blocking(move || b.shutdown()).await?;
+    if let Some(e) = load_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        error!("model failed to load: {e:#}");
+        return Err(e);
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn load_model(dir: &std::path::Path, policy: &Policy) -> anyhow::Result<Model> {
+    let model = Model::load(dir).with_context(|| format!("model package {}", dir.display()))?;
+    policy.check_labels(model.intent_labels())?;
+    Ok(model)
+}

@@ -1,0 +1,68 @@
+//! Metric names, their descriptions and buckets, the Prometheus exporter, and tracing setup.
+//! Every metric the service records is named here, so dashboards have one place to look.
+
+use std::net::SocketAddr;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+pub const REQUESTS: &str = "handoff_requests_total";
+pub const REQUEST_DURATION: &str = "handoff_request_duration_seconds";
+pub const QUEUE_DEPTH: &str = "handoff_queue_depth";
+pub const QUEUE_TIME: &str = "handoff_queue_time_seconds";
+pub const TOKENIZE_TIME: &str = "handoff_tokenize_duration_seconds";
+pub const INFERENCE_TIME: &str = "handoff_inference_duration_seconds";
+pub const BATCH_SIZE: &str = "handoff_batch_size";
+pub const BATCH_TOKENS: &str = "handoff_batch_tokens";
+pub const SHED: &str = "handoff_shed_requests_total";
+pub const SKIPPED: &str = "handoff_skipped_requests_total";
+pub const DECISIONS: &str = "handoff_decisions_total";
+pub const INTENTS: &str = "handoff_intents_total";
+pub const SENTIMENTS: &str = "handoff_sentiments_total";
+pub const MODEL_INFO: &str = "handoff_model_info";
+pub const MODEL_LOADS: &str = "handoff_model_loads_total";
+
+/// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.030, 0.050, 0.075, 0.100,
+    0.150, 0.250, 0.500, 1.0, 2.5, 5.0,
+];
+const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+const TOKEN_BUCKETS: &[f64] = &[16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0];
+
+/// Install the global recorder and serve `/metrics` on `addr`. Call once per process, inside a
+/// tokio runtime (the exporter's HTTP listener runs on it).
+pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_TOKENS.into()), TOKEN_BUCKETS)?
+        .install()?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    describe_counter!(REQUESTS, "gRPC requests by rpc and status code");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "gRPC request duration by rpc and status code");
+    describe_gauge!(QUEUE_DEPTH, "Requests waiting in the batcher queue");
+    describe_histogram!(QUEUE_TIME, Unit::Seconds, "Time a request waited in the queue before its batch ran");
+    describe_histogram!(TOKENIZE_TIME, Unit::Seconds, "Tokenisation time per text");
+    describe_histogram!(INFERENCE_TIME, Unit::Seconds, "Model run time per batch");
+    describe_histogram!(BATCH_SIZE, "Texts per model batch");
+    describe_histogram!(BATCH_TOKENS, "Padded tokens per model batch");
+    describe_counter!(SHED, "Requests refused before inference, by reason");
+    describe_counter!(SKIPPED, "Queued requests not run because the caller left or the deadline passed");
+    describe_counter!(DECISIONS, "Route decisions by action, queue, top reason and channel");
+    describe_counter!(INTENTS, "Classified messages by top intent");
+    describe_counter!(SENTIMENTS, "Classified messages by top sentiment");
+    describe_gauge!(MODEL_INFO, "1 for the serving model, labelled with its name and version");
+    describe_counter!(MODEL_LOADS, "Model package loads by result");
+}
+
+/// Logs go to stderr; `RUST_LOG` filters them (default `info`). Customer text is never logged.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,51 @@
+//! `handoff check-model` accepts the shipped package and refuses broken ones with the reason.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn check(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff")).arg("check-model").arg(dir).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A copy of the shipped package with its manifest edited by `edit`.
+fn broken_copy(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let src = common::model_dir();
+    let dir = std::env::temp_dir().join(format!("handoff-broken-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.onnx", "tokenizer.json"] {
+        let target = dir.join(f);
+        if !target.exists() {
+            std::os::unix::fs::symlink(src.join(f), target).unwrap();
+        }
+    }
+    let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
+    std::fs::write(dir.join("manifest.toml"), edit(manifest)).unwrap();
+    dir
+}
+
+#[test]
+fn the_shipped_package_passes_with_its_golden_examples() {
+    let (ok, out) = check(&common::model_dir());
+    assert!(ok, "{out}");
+    assert!(out.starts_with("OK: handoff-zh-en"), "{out}");
+    assert!(out.contains("pass  转人工"), "{out}");
+}
+
+#[test]
+fn broken_packages_are_refused_with_the_reason() {
+    let cases: [(&str, Box<dyn Fn(String) -> String>, &str); 4] = [
+        ("output", Box::new(|m| m.replace("intent = \"intent_probs\"", "intent = \"intent_logits\"")), "no output \"intent_logits\""),
+        ("labels", Box::new(|m| m.replace("\"other\"]", "\"other\", \"extra\"]")), "intent output has shape"),
+        ("golden", Box::new(|m| m.replacen("intent = \"request_human\"", "intent = \"order_status\"", 1)), "golden example failed"),
+        ("onnx", Box::new(|m| m.replace("model = \"model.onnx\"", "model = \"tokenizer.json\"")), "invalid ONNX graph"),
+    ];
+    for (name, edit, reason) in cases {
+        let dir = broken_copy(name, edit);
+        let (ok, out) = check(&dir);
+        assert!(!ok, "{name}: accepted a broken package");
+        assert!(out.contains("REFUSED") && out.contains(reason), "{name}: {out}");
+    }
+}

@@ -1,0 +1,150 @@
+//! Test harness: runs the real `handoff` binary on free loopback ports with the shipped model and
+//! talks to it over real gRPC and HTTP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use handoff::grpc::pb::handoff_client::HandoffClient;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+pub fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/1.0.0")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Server {
+    child: Child,
+    pub grpc_port: u16,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Start a server and wait until its health check says SERVING.
+    pub fn start(extra_args: &[&str]) -> Server {
+        let grpc_port = free_port();
+        let metrics_port = free_port();
+        let log = std::env::temp_dir().join(format!("handoff-test-{}-{grpc_port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
+        cmd.arg("serve")
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--model")
+            .arg(model_dir())
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        // The server dies with the thread that started it, so a failed test run leaves nothing behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn handoff");
+        let mut server = Server { child, grpc_port, metrics_port, log };
+        server.wait_serving(Duration::from_secs(120));
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_serving(&mut self, limit: Duration) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("server exited early ({status}):\n{}", self.log_text());
+            }
+            if rt.block_on(health_status(&self.endpoint(), "")) == Some(ServingStatus::Serving) {
+                return;
+            }
+            assert!(start.elapsed() < limit, "server not SERVING after {limit:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn terminate(&self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "server did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// GET /metrics over plain HTTP/1.0.
+    pub fn metrics(&self) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("metrics port");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        let (head, body) = body.split_once("\r\n\r\n").expect("HTTP response");
+        assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "metrics answered {head}");
+        body.to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server shared by every test of one test binary, started on first use by a thread that
+/// lives as long as the test process.
+pub fn shared() -> &'static Server {
+    static SERVER: OnceLock<&'static Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let server: &'static Server = Box::leak(Box::new(Server::start(&[])));
+            tx.send(server).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().expect("shared server started")
+    })
+}
+
+pub async fn client(server: &Server) -> HandoffClient<Channel> {
+    HandoffClient::connect(server.endpoint()).await.expect("connect")
+}
+
+pub async fn health_status(endpoint: &str, service: &str) -> Option<ServingStatus> {
+    let mut client = HealthClient::connect(endpoint.to_string()).await.ok()?;
+    let resp = client.check(HealthCheckRequest { service: service.into() }).await.ok()?;
+    ServingStatus::try_from(resp.into_inner().status).ok()
+}
