@@ -208,7 +208,8 @@ async fn health_and_reflection_list_the_services() {
     let serving = tonic_health::pb::health_check_response::ServingStatus::Serving;
     assert_eq!(common::health_status(&server.endpoint(), "handoff.v1.Handoff").await, Some(serving));
 
-    let mut client = ServerReflectionClient::connect(server.endpoint()).await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(server.endpoint()).unwrap().connect().await.unwrap();
+    let mut client = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
     let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
     let Some(Ok(resp)) = stream.next().await else { panic!("no reflection answer") };

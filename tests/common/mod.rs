@@ -70,14 +70,24 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Polls health from its own thread and runtime, so it works from sync and async tests alike.
     fn wait_serving(&mut self, limit: Duration) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let endpoint = self.endpoint();
+        let serving = move || {
+            let endpoint = endpoint.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(health_status(&endpoint, "")) == Some(ServingStatus::Serving)
+            })
+            .join()
+            .unwrap()
+        };
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("server exited early ({status}):\n{}", self.log_text());
             }
-            if rt.block_on(health_status(&self.endpoint(), "")) == Some(ServingStatus::Serving) {
+            if serving() {
                 return;
             }
             assert!(start.elapsed() < limit, "server not SERVING after {limit:?}:\n{}", self.log_text());
@@ -144,7 +154,8 @@ pub async fn client(server: &Server) -> HandoffClient<Channel> {
 }
 
 pub async fn health_status(endpoint: &str, service: &str) -> Option<ServingStatus> {
-    let mut client = HealthClient::connect(endpoint.to_string()).await.ok()?;
+    let channel = Channel::from_shared(endpoint.to_string()).ok()?.connect().await.ok()?;
+    let mut client = HealthClient::new(channel);
     let resp = client.check(HealthCheckRequest { service: service.into() }).await.ok()?;
     ServingStatus::try_from(resp.into_inner().status).ok()
 }
