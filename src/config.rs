@@ -42,7 +42,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_text_bytes: 4096, max_batch_texts: 64, max_id_bytes: 128 }
+        Limits {
+            max_text_bytes: 4096,
+            max_batch_texts: 64,
+            max_id_bytes: 128,
+        }
     }
 }
 
@@ -105,7 +109,9 @@ impl ServerConfig {
         if self.workers > 0 {
             self.workers
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         }
     }
 

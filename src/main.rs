@@ -10,7 +10,11 @@ use handoff::config::ServerConfig;
 use handoff::model::Model;
 
 #[derive(Parser)]
-#[command(name = "handoff", version, about = "Decides when a customer-service bot hands over to a human agent")]
+#[command(
+    name = "handoff",
+    version,
+    about = "Decides when a customer-service bot hands over to a human agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,7 +26,11 @@ enum Command {
     Serve(ServeArgs),
     /// Classify texts with a model package and print the results (no server).
     Classify {
-        #[arg(long, env = "HANDOFF_MODEL_DIR", default_value = "models/handoff-zh-en/1.0.0")]
+        #[arg(
+            long,
+            env = "HANDOFF_MODEL_DIR",
+            default_value = "models/handoff-zh-en/1.0.0"
+        )]
         model: PathBuf,
         #[arg(required = true)]
         text: Vec<String>,
@@ -90,13 +98,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(handoff::server::run(config, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Classify { model, text } => {
-            let model = Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
-            let encoded = text.iter().map(|t| model.encode(t)).collect::<Result<Vec<_>, _>>()?;
+            let model =
+                Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
+            let encoded = text
+                .iter()
+                .map(|t| model.encode(t))
+                .collect::<Result<Vec<_>, _>>()?;
             let preds = model.run(&encoded.iter().collect::<Vec<_>>())?;
             for (t, p) in text.iter().zip(preds) {
                 let (i, s) = (p.top_intent(), p.top_sentiment());
@@ -114,7 +128,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckModel { dir } => match Model::load(&dir) {
             Ok(model) => {
-                println!("OK: {} {} ({})", model.name(), model.version(), dir.display());
+                println!(
+                    "OK: {} {} ({})",
+                    model.name(),
+                    model.version(),
+                    dir.display()
+                );
                 for g in model.check_golden()? {
                     println!("  pass  {:<40} {}", g.text, g.got);
                 }
@@ -132,7 +151,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

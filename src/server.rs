@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tracing::{error, info};
@@ -29,7 +28,10 @@ async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
 }
 
 /// Serve until `shutdown` resolves, then drain: every call already accepted is answered.
-pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     config.validate()?;
     t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
     let policy = Arc::new(Policy::new(config.policy.clone())?);
@@ -43,7 +45,9 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let listener = TcpListener::bind(config.grpc_addr).await.with_context(|| format!("binding {}", config.grpc_addr))?;
+    let listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| format!("binding {}", config.grpc_addr))?;
     info!(grpc = %listener.local_addr()?, metrics = %config.metrics_addr, workers = config.worker_count(), "listening");
 
     // The model loads off the async threads while the server already answers health checks.
@@ -51,13 +55,22 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
     let load_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     let load_failed = Arc::new(Notify::new());
     {
-        let (dir, registry, policy, health) = (config.model_dir.clone(), registry.clone(), policy.clone(), health.clone());
+        let (dir, registry, policy, health) = (
+            config.model_dir.clone(),
+            registry.clone(),
+            policy.clone(),
+            health.clone(),
+        );
         let (load_error, load_failed) = (load_error.clone(), load_failed.clone());
         tokio::spawn(async move {
             let loaded = tokio::task::spawn_blocking(move || load_model(&dir, &policy)).await;
             match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(model) => {
-                    info!(name = model.name(), version = model.version(), "model loaded");
+                    info!(
+                        name = model.name(),
+                        version = model.version(),
+                        "model loaded"
+                    );
                     metrics::gauge!(t::MODEL_INFO, "name" => model.name().to_string(), "version" => model.version().to_string())
                         .set(1.0);
                     metrics::counter!(t::MODEL_LOADS, "result" => "ok").increment(1);
@@ -84,15 +97,20 @@ pub async fn run(config: ServerConfig, shutdown: impl Future<Output = ()> + Send
             _ = shutdown => {}
             _ = load_failed.notified() => {}
         }
-        info!(drain_ms = drain.as_millis() as u64, "shutting down: NOT_SERVING, draining");
+        info!(
+            drain_ms = drain.as_millis() as u64,
+            "shutting down: NOT_SERVING, draining"
+        );
         set_health(&draining_health, ServingStatus::NotServing).await;
         tokio::time::sleep(drain).await;
     };
+    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms on Linux).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(incoming, stop)
         .await?;
 
     // Listeners are closed and in-flight calls answered; let the workers finish what is queued.

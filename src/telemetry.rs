@@ -24,8 +24,8 @@ pub const MODEL_LOADS: &str = "handoff_model_loads_total";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.030, 0.050, 0.075, 0.100,
-    0.150, 0.250, 0.500, 1.0, 2.5, 5.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.020, 0.030, 0.050,
+    0.075, 0.100, 0.150, 0.250, 0.500, 1.0, 2.5, 5.0,
 ];
 const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 const TOKEN_BUCKETS: &[f64] = &[16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0];
@@ -45,24 +45,45 @@ pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
 
 fn describe() {
     describe_counter!(REQUESTS, "gRPC requests by rpc and status code");
-    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "gRPC request duration by rpc and status code");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "gRPC request duration by rpc and status code"
+    );
     describe_gauge!(QUEUE_DEPTH, "Requests waiting in the batcher queue");
-    describe_histogram!(QUEUE_TIME, Unit::Seconds, "Time a request waited in the queue before its batch ran");
+    describe_histogram!(
+        QUEUE_TIME,
+        Unit::Seconds,
+        "Time a request waited in the queue before its batch ran"
+    );
     describe_histogram!(TOKENIZE_TIME, Unit::Seconds, "Tokenisation time per text");
     describe_histogram!(INFERENCE_TIME, Unit::Seconds, "Model run time per batch");
     describe_histogram!(BATCH_SIZE, "Texts per model batch");
     describe_histogram!(BATCH_TOKENS, "Padded tokens per model batch");
     describe_counter!(SHED, "Requests refused before inference, by reason");
-    describe_counter!(SKIPPED, "Queued requests not run because the caller left or the deadline passed");
-    describe_counter!(DECISIONS, "Route decisions by action, queue, top reason and channel");
+    describe_counter!(
+        SKIPPED,
+        "Queued requests not run because the caller left or the deadline passed"
+    );
+    describe_counter!(
+        DECISIONS,
+        "Route decisions by action, queue, top reason and channel"
+    );
     describe_counter!(INTENTS, "Classified messages by top intent");
     describe_counter!(SENTIMENTS, "Classified messages by top sentiment");
-    describe_gauge!(MODEL_INFO, "1 for the serving model, labelled with its name and version");
+    describe_gauge!(
+        MODEL_INFO,
+        "1 for the serving model, labelled with its name and version"
+    );
     describe_counter!(MODEL_LOADS, "Model package loads by result");
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`). Customer text is never logged.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -6,8 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn check(dir: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_handoff")).arg("check-model").arg(dir).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("check-model")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// A copy of the shipped package with its manifest edited by `edit`.
@@ -36,16 +43,40 @@ fn the_shipped_package_passes_with_its_golden_examples() {
 
 #[test]
 fn broken_packages_are_refused_with_the_reason() {
-    let cases: [(&str, Box<dyn Fn(String) -> String>, &str); 4] = [
-        ("output", Box::new(|m| m.replace("intent = \"intent_probs\"", "intent = \"intent_logits\"")), "no output \"intent_logits\""),
-        ("labels", Box::new(|m| m.replace("\"other\"]", "\"other\", \"extra\"]")), "intent output has shape"),
-        ("golden", Box::new(|m| m.replacen("intent = \"request_human\"", "intent = \"order_status\"", 1)), "golden example failed"),
-        ("onnx", Box::new(|m| m.replace("model = \"model.onnx\"", "model = \"tokenizer.json\"")), "invalid ONNX graph"),
+    // (case, manifest text to replace, replacement, expected reason)
+    let cases = [
+        (
+            "output",
+            "intent = \"intent_probs\"",
+            "intent = \"intent_logits\"",
+            "no output \"intent_logits\"",
+        ),
+        (
+            "labels",
+            "\"other\"]",
+            "\"other\", \"extra\"]",
+            "intent output has shape",
+        ),
+        (
+            "golden",
+            "intent = \"request_human\"",
+            "intent = \"order_status\"",
+            "golden example failed",
+        ),
+        (
+            "onnx",
+            "model = \"model.onnx\"",
+            "model = \"tokenizer.json\"",
+            "invalid ONNX graph",
+        ),
     ];
-    for (name, edit, reason) in cases {
-        let dir = broken_copy(name, edit);
+    for (name, from, to, reason) in cases {
+        let dir = broken_copy(name, |m| m.replacen(from, to, 1));
         let (ok, out) = check(&dir);
         assert!(!ok, "{name}: accepted a broken package");
-        assert!(out.contains("REFUSED") && out.contains(reason), "{name}: {out}");
+        assert!(
+            out.contains("REFUSED") && out.contains(reason),
+            "{name}: {out}"
+        );
     }
 }

@@ -9,7 +9,14 @@ use tonic::Code;
 
 #[tokio::test]
 async fn a_full_queue_sheds_with_resource_exhausted_and_answers_everything() {
-    let server = common::Server::start(&["--workers", "1", "--queue-capacity", "64", "--max-batch-size", "1"]);
+    let server = common::Server::start(&[
+        "--workers",
+        "1",
+        "--queue-capacity",
+        "64",
+        "--max-batch-size",
+        "1",
+    ]);
     let client = common::client(&server).await;
     let text = "我的订单三天了还没发货，到底什么时候能到？".repeat(4);
     let calls: Vec<_> = (0..300)
@@ -32,15 +39,24 @@ async fn a_full_queue_sheds_with_resource_exhausted_and_answers_everything() {
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let shed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(ok > 0, "some requests must be served");
-    assert!(!shed.is_empty(), "a 64-slot queue cannot hold 300 concurrent requests");
+    assert!(
+        !shed.is_empty(),
+        "a 64-slot queue cannot hold 300 concurrent requests"
+    );
     for status in &shed {
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-        assert!(status.message().contains("queue is full"), "{}", status.message());
+        assert!(
+            status.message().contains("queue is full"),
+            "{}",
+            status.message()
+        );
     }
     assert_eq!(ok + shed.len(), 300);
     let metrics = server.metrics();
     assert!(
-        metrics.lines().any(|l| l.starts_with("handoff_shed_requests_total{reason=\"queue_full\"}")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("handoff_shed_requests_total{reason=\"queue_full\"}")),
         "shed requests counted"
     );
     assert!(metrics.contains("code=\"ResourceExhausted\""));

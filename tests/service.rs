@@ -25,7 +25,13 @@ async fn classify_answers_every_golden_example_in_both_languages() {
     let manifest = Manifest::load(&common::model_dir()).unwrap();
     let mut languages = std::collections::HashSet::new();
     for g in &manifest.golden {
-        let resp = client.classify(ClassifyRequest { text: g.text.clone() }).await.unwrap().into_inner();
+        let resp = client
+            .classify(ClassifyRequest {
+                text: g.text.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
         let result = resp.result.unwrap();
         if let Some(intent) = &g.intent {
             assert_eq!(&result.intent, intent, "intent of {:?}", g.text);
@@ -34,30 +40,55 @@ async fn classify_answers_every_golden_example_in_both_languages() {
             assert_eq!(&result.sentiment, sentiment, "sentiment of {:?}", g.text);
         }
         let sum: f32 = result.intents.iter().map(|s| s.score).sum();
-        assert!((sum - 1.0).abs() < 1e-3, "intent probabilities sum to {sum}");
+        assert!(
+            (sum - 1.0).abs() < 1e-3,
+            "intent probabilities sum to {sum}"
+        );
         assert_eq!(result.intents.len(), manifest.labels.intent.len());
         let model = resp.model.unwrap();
-        assert_eq!((model.name.as_str(), model.version.as_str()), (manifest.name.as_str(), manifest.version.as_str()));
+        assert_eq!(
+            (model.name.as_str(), model.version.as_str()),
+            (manifest.name.as_str(), manifest.version.as_str())
+        );
         assert!(resp.timing.unwrap().total_us > 0);
         languages.insert(g.text.is_ascii());
     }
-    assert_eq!(languages.len(), 2, "golden examples cover Chinese and English");
+    assert_eq!(
+        languages.len(),
+        2,
+        "golden examples cover Chinese and English"
+    );
 }
 
 #[tokio::test]
 async fn classify_batch_keeps_request_order() {
     let mut client = common::client(common::shared()).await;
-    let texts = vec!["转人工".to_string(), "my account was hacked".to_string(), "发票怎么开".to_string()];
-    let resp = client.classify_batch(ClassifyBatchRequest { texts }).await.unwrap().into_inner();
+    let texts = vec![
+        "转人工".to_string(),
+        "my account was hacked".to_string(),
+        "发票怎么开".to_string(),
+    ];
+    let resp = client
+        .classify_batch(ClassifyBatchRequest { texts })
+        .await
+        .unwrap()
+        .into_inner();
     let intents: Vec<_> = resp.results.iter().map(|r| r.intent.as_str()).collect();
-    assert_eq!(intents, ["request_human", "account_security", "billing_payment"]);
+    assert_eq!(
+        intents,
+        ["request_human", "account_security", "billing_payment"]
+    );
 }
 
 #[tokio::test]
 async fn explicit_requests_for_a_person_escalate() {
     let mut client = common::client(common::shared()).await;
     for text in ["转人工", "I want a real person"] {
-        let resp = client.route(route("conv-escalate", text)).await.unwrap().into_inner();
+        let resp = client
+            .route(route("conv-escalate", text))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(resp.action(), pb::Action::Escalate, "{text}");
         assert_eq!(resp.queue, "general");
         assert_eq!(resp.reasons[0].rule_id, "explicit_request");
@@ -69,10 +100,17 @@ async fn explicit_requests_for_a_person_escalate() {
 #[tokio::test]
 async fn route_keeps_the_bot_for_routine_questions_and_routes_vips_to_senior_agents() {
     let mut client = common::client(common::shared()).await;
-    let resp = client.route(route("conv-routine", "请问这个有蓝色的吗")).await.unwrap().into_inner();
+    let resp = client
+        .route(route("conv-routine", "请问这个有蓝色的吗"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(resp.action(), pb::Action::ContinueBot);
 
-    let mut vip = route("conv-vip", "my account was hacked, someone is spending my money");
+    let mut vip = route(
+        "conv-vip",
+        "my account was hacked, someone is spending my money",
+    );
     vip.tier = pb::CustomerTier::Vip as i32;
     let resp = client.route(vip).await.unwrap().into_inner();
     assert_eq!(resp.action(), pb::Action::Escalate);
@@ -86,30 +124,89 @@ async fn bad_input_is_invalid_argument_naming_field_and_limit() {
     let check = |r: Result<tonic::Response<_>, tonic::Status>, field: &str| {
         let status = r.map(|_: tonic::Response<()>| ()).expect_err(field);
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
-        assert!(status.message().contains(field), "{field} not named in {:?}", status.message());
+        assert!(
+            status.message().contains(field),
+            "{field} not named in {:?}",
+            status.message()
+        );
     };
-    let unit = |r: Result<tonic::Response<pb::ClassifyResponse>, tonic::Status>| r.map(|_| tonic::Response::new(()));
-    check(unit(client.classify(ClassifyRequest { text: String::new() }).await), "text");
-    check(unit(client.classify(ClassifyRequest { text: " \t\n　".into() }).await), "text");
-    let long = client.classify(ClassifyRequest { text: "好".repeat(2000) }).await.unwrap_err();
+    let unit = |r: Result<tonic::Response<pb::ClassifyResponse>, tonic::Status>| {
+        r.map(|_| tonic::Response::new(()))
+    };
+    check(
+        unit(
+            client
+                .classify(ClassifyRequest {
+                    text: String::new(),
+                })
+                .await,
+        ),
+        "text",
+    );
+    check(
+        unit(
+            client
+                .classify(ClassifyRequest {
+                    text: " \t\n　".into(),
+                })
+                .await,
+        ),
+        "text",
+    );
+    let long = client
+        .classify(ClassifyRequest {
+            text: "好".repeat(2000),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(long.code(), Code::InvalidArgument);
-    assert!(long.message().contains("6000 bytes") && long.message().contains("4096"), "{}", long.message());
+    assert!(
+        long.message().contains("6000 bytes") && long.message().contains("4096"),
+        "{}",
+        long.message()
+    );
 
-    let too_many = client.classify_batch(ClassifyBatchRequest { texts: vec!["hi".into(); 65] }).await.unwrap_err();
+    let too_many = client
+        .classify_batch(ClassifyBatchRequest {
+            texts: vec!["hi".into(); 65],
+        })
+        .await
+        .unwrap_err();
     assert_eq!(too_many.code(), Code::InvalidArgument);
-    assert!(too_many.message().contains("texts") && too_many.message().contains("64"), "{}", too_many.message());
-    let empty_item = client.classify_batch(ClassifyBatchRequest { texts: vec!["hi".into(), "".into()] }).await.unwrap_err();
-    assert!(empty_item.message().contains("texts[1]"), "{}", empty_item.message());
+    assert!(
+        too_many.message().contains("texts") && too_many.message().contains("64"),
+        "{}",
+        too_many.message()
+    );
+    let empty_item = client
+        .classify_batch(ClassifyBatchRequest {
+            texts: vec!["hi".into(), "".into()],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        empty_item.message().contains("texts[1]"),
+        "{}",
+        empty_item.message()
+    );
 
-    let unit_r = |r: Result<tonic::Response<pb::RouteResponse>, tonic::Status>| r.map(|_| tonic::Response::new(()));
+    let unit_r = |r: Result<tonic::Response<pb::RouteResponse>, tonic::Status>| {
+        r.map(|_| tonic::Response::new(()))
+    };
     let mut bad_channel = route("c1", "hello");
     bad_channel.channel = 42;
     check(unit_r(client.route(bad_channel).await), "channel");
     let mut bad_tier = route("c1", "hello");
     bad_tier.tier = -3;
     check(unit_r(client.route(bad_tier).await), "tier");
-    check(unit_r(client.route(route(&"x".repeat(129), "hello")).await), "conversation_id");
-    check(unit_r(client.route(route("", "hello")).await), "conversation_id");
+    check(
+        unit_r(client.route(route(&"x".repeat(129), "hello")).await),
+        "conversation_id",
+    );
+    check(
+        unit_r(client.route(route("", "hello")).await),
+        "conversation_id",
+    );
     let mut long_msg_id = route("c1", "hello");
     long_msg_id.message_id = "m".repeat(200);
     check(unit_r(client.route(long_msg_id).await), "message_id");
@@ -119,7 +216,13 @@ async fn bad_input_is_invalid_argument_naming_field_and_limit() {
 async fn long_text_within_the_byte_limit_is_cut_and_says_so() {
     let mut client = common::client(common::shared()).await;
     let text = "我的订单到哪了 ".repeat(100);
-    let result = client.classify(ClassifyRequest { text }).await.unwrap().into_inner().result.unwrap();
+    let result = client
+        .classify(ClassifyRequest { text })
+        .await
+        .unwrap()
+        .into_inner()
+        .result
+        .unwrap();
     assert!(result.truncated);
     assert_eq!(result.tokens, 128);
 }
@@ -127,17 +230,29 @@ async fn long_text_within_the_byte_limit_is_cut_and_says_so() {
 #[tokio::test]
 async fn an_expired_deadline_is_not_run() {
     let mut client = common::client(common::shared()).await;
-    let mut req = tonic::Request::new(ClassifyRequest { text: "where is my order".into() });
+    let mut req = tonic::Request::new(ClassifyRequest {
+        text: "where is my order".into(),
+    });
     req.set_timeout(Duration::from_nanos(1));
     let status = client.classify(req).await.unwrap_err();
-    assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]
 async fn two_hundred_concurrent_requests_are_all_answered_in_shared_batches() {
     let server = common::shared();
     let client = common::client(server).await;
-    let texts = ["转人工", "where is my order", "我要退款", "the app keeps crashing", "发票怎么开", "cancel my subscription"];
+    let texts = [
+        "转人工",
+        "where is my order",
+        "我要退款",
+        "the app keeps crashing",
+        "发票怎么开",
+        "cancel my subscription",
+    ];
     let calls = (0..200).map(|i| {
         let mut c = client.clone();
         let text = texts[i % texts.len()].to_string();
@@ -145,17 +260,36 @@ async fn two_hundred_concurrent_requests_are_all_answered_in_shared_batches() {
     });
     let mut max_batch = 0;
     for call in calls.collect::<Vec<_>>() {
-        let resp = call.await.unwrap().expect("every request answered OK").into_inner();
+        let resp = call
+            .await
+            .unwrap()
+            .expect("every request answered OK")
+            .into_inner();
         max_batch = max_batch.max(resp.timing.unwrap().batch_size);
     }
     assert!(max_batch > 1, "requests ran one by one");
 
-    let scrape = prometheus_parse::Scrape::parse(server.metrics().lines().map(|l| Ok(l.to_string()))).unwrap();
-    let batches = scrape.samples.iter().find(|s| s.metric == "handoff_batch_size").expect("batch size histogram");
-    let prometheus_parse::Value::Histogram(buckets) = &batches.value else { panic!("not a histogram") };
+    let scrape =
+        prometheus_parse::Scrape::parse(server.metrics().lines().map(|l| Ok(l.to_string())))
+            .unwrap();
+    let batches = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "handoff_batch_size")
+        .expect("batch size histogram");
+    let prometheus_parse::Value::Histogram(buckets) = &batches.value else {
+        panic!("not a histogram")
+    };
     let le1 = buckets.iter().find(|b| b.less_than == 1.0).unwrap().count;
-    let all = buckets.iter().find(|b| b.less_than.is_infinite()).unwrap().count;
-    assert!(all > le1, "metrics show no batch larger than 1 ({le1} of {all})");
+    let all = buckets
+        .iter()
+        .find(|b| b.less_than.is_infinite())
+        .unwrap()
+        .count;
+    assert!(
+        all > le1,
+        "metrics show no batch larger than 1 ({le1} of {all})"
+    );
 }
 
 #[tokio::test]
@@ -164,7 +298,8 @@ async fn metrics_page_is_valid_prometheus_text_with_the_documented_metrics() {
     let mut client = common::client(server).await;
     client.route(route("conv-metrics", "转人工")).await.unwrap();
     let text = server.metrics();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
     for name in [
         "handoff_requests_total",
         "handoff_request_duration_seconds",
@@ -180,17 +315,26 @@ async fn metrics_page_is_valid_prometheus_text_with_the_documented_metrics() {
         "handoff_model_info",
         "handoff_model_loads_total",
     ] {
-        assert!(scrape.samples.iter().any(|s| s.metric == name), "{name} missing from:\n{text}");
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing from:\n{text}"
+        );
     }
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
     }
     assert!(
-        scrape.samples.iter().any(|s| s.metric == "handoff_decisions_total"
-            && s.labels.get("action") == Some("escalate")
-            && s.labels.get("reason") == Some("explicit_request")
-            && s.labels.get("channel") == Some("web")),
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "handoff_decisions_total"
+                && s.labels.get("action") == Some("escalate")
+                && s.labels.get("reason") == Some("explicit_request")
+                && s.labels.get("channel") == Some("web")),
         "escalation decision not counted by action, reason and channel"
     );
     assert!(text.contains("le=\"0.001\""), "millisecond buckets");
@@ -206,16 +350,38 @@ async fn health_and_reflection_list_the_services() {
 
     let server = common::shared();
     let serving = tonic_health::pb::health_check_response::ServingStatus::Serving;
-    assert_eq!(common::health_status(&server.endpoint(), "handoff.v1.Handoff").await, Some(serving));
+    assert_eq!(
+        common::health_status(&server.endpoint(), "handoff.v1.Handoff").await,
+        Some(serving)
+    );
 
-    let channel = tonic::transport::Channel::from_shared(server.endpoint()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Channel::from_shared(server.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
-    let Some(Ok(resp)) = stream.next().await else { panic!("no reflection answer") };
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else { panic!("unexpected answer") };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(Ok(resp)) = stream.next().await else {
+        panic!("no reflection answer")
+    };
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected answer")
+    };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for want in ["handoff.v1.Handoff", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"] {
+    for want in [
+        "handoff.v1.Handoff",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
 }

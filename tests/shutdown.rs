@@ -11,13 +11,21 @@ use tonic_health::pb::health_check_response::ServingStatus;
 async fn sigterm_drains_and_answers_everything_already_accepted() {
     let mut server = common::Server::start(&["--drain-ms", "1500", "--workers", "1"]);
     let endpoint = server.endpoint();
-    assert_eq!(common::health_status(&endpoint, "").await, Some(ServingStatus::Serving));
+    assert_eq!(
+        common::health_status(&endpoint, "").await,
+        Some(ServingStatus::Serving)
+    );
 
     let client = common::client(&server).await;
     let calls: Vec<_> = (0..60)
         .map(|i| {
             let mut c = client.clone();
-            tokio::spawn(async move { c.classify(ClassifyRequest { text: format!("第{i}个问题：我的退款什么时候到账？") }).await })
+            tokio::spawn(async move {
+                c.classify(ClassifyRequest {
+                    text: format!("第{i}个问题：我的退款什么时候到账？"),
+                })
+                .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -31,10 +39,16 @@ async fn sigterm_drains_and_answers_everything_already_accepted() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(saw_not_serving, "health did not flip to NOT_SERVING while draining");
+    assert!(
+        saw_not_serving,
+        "health did not flip to NOT_SERVING while draining"
+    );
 
     for call in calls {
-        let resp = call.await.unwrap().expect("accepted call answered during shutdown");
+        let resp = call
+            .await
+            .unwrap()
+            .expect("accepted call answered during shutdown");
         assert!(resp.into_inner().result.is_some());
     }
     let status = tokio::task::spawn_blocking(move || {
@@ -43,6 +57,11 @@ async fn sigterm_drains_and_answers_everything_already_accepted() {
     })
     .await
     .unwrap();
-    assert!(status.0.success(), "exit status {:?}:\n{}", status.0, status.1);
+    assert!(
+        status.0.success(),
+        "exit status {:?}:\n{}",
+        status.0,
+        status.1
+    );
     assert!(status.1.contains("shutting down"), "{}", status.1);
 }

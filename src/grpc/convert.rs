@@ -8,7 +8,14 @@ use crate::model::Model;
 use crate::policy;
 
 fn scored(labels: &[String], probs: &[f32]) -> Vec<pb::LabelScore> {
-    let mut out: Vec<_> = labels.iter().zip(probs).map(|(l, p)| pb::LabelScore { label: l.clone(), score: *p }).collect();
+    let mut out: Vec<_> = labels
+        .iter()
+        .zip(probs)
+        .map(|(l, p)| pb::LabelScore {
+            label: l.clone(),
+            score: *p,
+        })
+        .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out
 }
@@ -31,11 +38,17 @@ pub fn classification(inf: &Inferred) -> pb::Classification {
 }
 
 pub fn model_ref(m: &Model) -> pb::ModelRef {
-    pb::ModelRef { name: m.name().to_string(), version: m.version().to_string() }
+    pb::ModelRef {
+        name: m.name().to_string(),
+        version: m.version().to_string(),
+    }
 }
 
 pub fn timing<'a>(started: Instant, results: impl IntoIterator<Item = &'a Inferred>) -> pb::Timing {
-    let mut t = pb::Timing { total_us: started.elapsed().as_micros() as u64, ..Default::default() };
+    let mut t = pb::Timing {
+        total_us: started.elapsed().as_micros() as u64,
+        ..Default::default()
+    };
     for r in results {
         t.queue_us = t.queue_us.max(r.queue_time.as_micros() as u64);
         t.inference_us = t.inference_us.max(r.inference_time.as_micros() as u64);
@@ -73,5 +86,11 @@ pub fn action(a: policy::Action) -> pb::Action {
 }
 
 pub fn reason(r: policy::Reason) -> pb::Reason {
-    pb::Reason { rule_id: r.rule_id, signal: r.signal, value: r.value, threshold: r.threshold, detail: r.detail }
+    pb::Reason {
+        rule_id: r.rule_id,
+        signal: r.signal,
+        value: r.value,
+        threshold: r.threshold,
+        detail: r.detail,
+    }
 }

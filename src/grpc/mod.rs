@@ -9,7 +9,8 @@ mod validate;
 
 pub mod pb {
     tonic::include_proto!("handoff.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("handoff_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("handoff_descriptor");
 }
 
 pub use service::HandoffService;

@@ -7,7 +7,10 @@ use std::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::pb::handoff_server::Handoff;
-use super::pb::{self, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse, RouteRequest, RouteResponse};
+use super::pb::{
+    self, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse,
+    RouteRequest, RouteResponse,
+};
 use super::{convert, deadline, status, validate};
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
@@ -22,12 +25,19 @@ pub struct HandoffService {
 
 impl HandoffService {
     pub fn new(batcher: Arc<Batcher>, policy: Arc<Policy>, limits: Limits) -> Self {
-        HandoffService { batcher, policy, limits }
+        HandoffService {
+            batcher,
+            policy,
+            limits,
+        }
     }
 }
 
 /// Count and time every call by rpc and status code.
-async fn observed<T>(rpc: &'static str, call: impl Future<Output = Result<T, Status>>) -> Result<T, Status> {
+async fn observed<T>(
+    rpc: &'static str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
     let started = Instant::now();
     let result = call.await;
     let code = match &result {
@@ -35,7 +45,8 @@ async fn observed<T>(rpc: &'static str, call: impl Future<Output = Result<T, Sta
         Err(s) => format!("{:?}", s.code()),
     };
     metrics::counter!(t::REQUESTS, "rpc" => rpc, "code" => code.clone()).increment(1);
-    metrics::histogram!(t::REQUEST_DURATION, "rpc" => rpc, "code" => code).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(t::REQUEST_DURATION, "rpc" => rpc, "code" => code)
+        .record(started.elapsed().as_secs_f64());
     result
 }
 
@@ -48,13 +59,20 @@ fn count_labels(inf: &Inferred) {
 
 #[tonic::async_trait]
 impl Handoff for HandoffService {
-    async fn classify(&self, request: Request<ClassifyRequest>) -> Result<Response<ClassifyResponse>, Status> {
+    async fn classify(
+        &self,
+        request: Request<ClassifyRequest>,
+    ) -> Result<Response<ClassifyResponse>, Status> {
         observed("Classify", async {
             let started = Instant::now();
             let deadline = deadline::from_metadata(request.metadata());
             let req = request.into_inner();
             validate::text("text", &req.text, &self.limits)?;
-            let inf = self.batcher.infer(req.text, deadline).await.map_err(status::from_batch)?;
+            let inf = self
+                .batcher
+                .infer(req.text, deadline)
+                .await
+                .map_err(status::from_batch)?;
             count_labels(&inf);
             Ok(Response::new(ClassifyResponse {
                 result: Some(convert::classification(&inf)),
@@ -65,16 +83,27 @@ impl Handoff for HandoffService {
         .await
     }
 
-    async fn classify_batch(&self, request: Request<ClassifyBatchRequest>) -> Result<Response<ClassifyBatchResponse>, Status> {
+    async fn classify_batch(
+        &self,
+        request: Request<ClassifyBatchRequest>,
+    ) -> Result<Response<ClassifyBatchResponse>, Status> {
         observed("ClassifyBatch", async {
             let started = Instant::now();
             let deadline = deadline::from_metadata(request.metadata());
             let req = request.into_inner();
             validate::texts("texts", &req.texts, &self.limits)?;
-            let results = self.batcher.infer_many(req.texts, deadline).await.map_err(status::from_batch)?;
+            let results = self
+                .batcher
+                .infer_many(req.texts, deadline)
+                .await
+                .map_err(status::from_batch)?;
             results.iter().for_each(count_labels);
             // A swap between two texts' batches could mix versions: name the newest one used.
-            let model = results.iter().map(|r| &r.model).max_by_key(|m| m.version().to_string()).cloned();
+            let model = results
+                .iter()
+                .map(|r| &r.model)
+                .max_by_key(|m| m.version().to_string())
+                .cloned();
             Ok(Response::new(ClassifyBatchResponse {
                 results: results.iter().map(convert::classification).collect(),
                 model: model.map(|m| convert::model_ref(&m)),
@@ -84,7 +113,10 @@ impl Handoff for HandoffService {
         .await
     }
 
-    async fn route(&self, request: Request<RouteRequest>) -> Result<Response<RouteResponse>, Status> {
+    async fn route(
+        &self,
+        request: Request<RouteRequest>,
+    ) -> Result<Response<RouteResponse>, Status> {
         observed("Route", async {
             let started = Instant::now();
             let deadline = deadline::from_metadata(request.metadata());
@@ -95,7 +127,11 @@ impl Handoff for HandoffService {
             let channel: pb::Channel = validate::enum_value("channel", req.channel)?;
             let tier: pb::CustomerTier = validate::enum_value("tier", req.tier)?;
 
-            let inf = self.batcher.infer(req.text, deadline).await.map_err(status::from_batch)?;
+            let inf = self
+                .batcher
+                .infer(req.text, deadline)
+                .await
+                .map_err(status::from_batch)?;
             count_labels(&inf);
             let classification = convert::classification(&inf);
             let turn = Turn {
@@ -108,7 +144,11 @@ impl Handoff for HandoffService {
                 bot_failed: req.bot_failed,
             };
             let decision = self.policy.decide(&turn);
-            let top_reason = decision.reasons.first().map(|r| r.rule_id.clone()).unwrap_or_default();
+            let top_reason = decision
+                .reasons
+                .first()
+                .map(|r| r.rule_id.clone())
+                .unwrap_or_default();
             metrics::counter!(
                 t::DECISIONS,
                 "action" => decision.action.as_str(),

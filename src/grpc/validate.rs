@@ -6,7 +6,9 @@ use crate::config::Limits;
 
 pub fn text(field: &str, value: &str, limits: &Limits) -> Result<(), Status> {
     if value.trim().is_empty() {
-        return Err(Status::invalid_argument(format!("{field} must not be empty or whitespace only")));
+        return Err(Status::invalid_argument(format!(
+            "{field} must not be empty or whitespace only"
+        )));
     }
     if value.len() > limits.max_text_bytes {
         return Err(Status::invalid_argument(format!(
@@ -20,7 +22,9 @@ pub fn text(field: &str, value: &str, limits: &Limits) -> Result<(), Status> {
 
 pub fn texts(field: &str, values: &[String], limits: &Limits) -> Result<(), Status> {
     if values.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} must hold at least 1 text")));
+        return Err(Status::invalid_argument(format!(
+            "{field} must hold at least 1 text"
+        )));
     }
     if values.len() > limits.max_batch_texts {
         return Err(Status::invalid_argument(format!(
@@ -47,12 +51,15 @@ pub fn id(field: &str, value: &str, required: bool, limits: &Limits) -> Result<(
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!("{field} must not contain control characters")));
+        return Err(Status::invalid_argument(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(())
 }
 
 /// Proto3 keeps unknown enum numbers as plain integers: refuse them instead of guessing.
 pub fn enum_value<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
-    E::try_from(value).map_err(|_| Status::invalid_argument(format!("{field} = {value} is not a known value")))
+    E::try_from(value)
+        .map_err(|_| Status::invalid_argument(format!("{field} = {value} is not a known value")))
 }

@@ -74,8 +74,8 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join("manifest.toml");
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io(path.clone(), e))?;
-        let manifest: Manifest =
-            toml::from_str(&text).map_err(|e| ModelError::Manifest(format!("{}: {e}", path.display())))?;
+        let manifest: Manifest = toml::from_str(&text)
+            .map_err(|e| ModelError::Manifest(format!("{}: {e}", path.display())))?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -86,11 +86,20 @@ impl Manifest {
             return bad("name and version must not be empty".into());
         }
         if self.max_tokens < 4 || self.max_tokens > MAX_SUPPORTED_TOKENS {
-            return bad(format!("max_tokens = {} is outside 4..={MAX_SUPPORTED_TOKENS}", self.max_tokens));
+            return bad(format!(
+                "max_tokens = {} is outside 4..={MAX_SUPPORTED_TOKENS}",
+                self.max_tokens
+            ));
         }
-        for (head, labels) in [("intent", &self.labels.intent), ("sentiment", &self.labels.sentiment)] {
+        for (head, labels) in [
+            ("intent", &self.labels.intent),
+            ("sentiment", &self.labels.sentiment),
+        ] {
             if labels.len() < 2 {
-                return bad(format!("labels.{head} needs at least 2 labels, has {}", labels.len()));
+                return bad(format!(
+                    "labels.{head} needs at least 2 labels, has {}",
+                    labels.len()
+                ));
             }
             let unique: HashSet<_> = labels.iter().collect();
             if unique.len() != labels.len() {
@@ -98,7 +107,9 @@ impl Manifest {
             }
         }
         if !self.labels.sentiment.iter().any(|l| l == "negative") {
-            return bad("labels.sentiment must include \"negative\" (negativity derives from it)".into());
+            return bad(
+                "labels.sentiment must include \"negative\" (negativity derives from it)".into(),
+            );
         }
         for g in &self.golden {
             if let Some(i) = &g.intent {

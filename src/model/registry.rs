@@ -12,11 +12,17 @@ pub struct ModelRegistry {
 
 impl ModelRegistry {
     pub fn current(&self) -> Option<Arc<Model>> {
-        self.active.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Make `model` the one new batches use; returns the one it replaces.
     pub fn activate(&self, model: Arc<Model>) -> Option<Arc<Model>> {
-        self.active.write().unwrap_or_else(|e| e.into_inner()).replace(model)
+        self.active
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(model)
     }
 }

@@ -43,7 +43,9 @@ impl Prediction {
 }
 
 fn argmax(xs: &[f32]) -> usize {
-    xs.iter().enumerate().fold(0, |best, (i, x)| if *x > xs[best] { i } else { best })
+    xs.iter()
+        .enumerate()
+        .fold(0, |best, (i, x)| if *x > xs[best] { i } else { best })
 }
 
 /// One golden example's outcome, for `check-model`.
@@ -60,13 +62,28 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let manifest = Manifest::load(dir)?;
         let tok_path = dir.join(&manifest.files.tokenizer);
-        let tokenizer =
-            Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer(tok_path.clone(), e.to_string()))?;
+        let tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| ModelError::Tokenizer(tok_path.clone(), e.to_string()))?;
         let onnx_path = dir.join(&manifest.files.model);
         let plan = load_plan(&onnx_path, &manifest)?;
-        let negative_idx = manifest.labels.sentiment.iter().position(|l| l == "negative").unwrap_or(0);
-        let model = Model { manifest, dir: dir.to_path_buf(), tokenizer, plan, negative_idx };
-        let failed: Vec<_> = model.check_golden()?.into_iter().filter(|g| !g.passed).collect();
+        let negative_idx = manifest
+            .labels
+            .sentiment
+            .iter()
+            .position(|l| l == "negative")
+            .unwrap_or(0);
+        let model = Model {
+            manifest,
+            dir: dir.to_path_buf(),
+            tokenizer,
+            plan,
+            negative_idx,
+        };
+        let failed: Vec<_> = model
+            .check_golden()?
+            .into_iter()
+            .filter(|g| !g.passed)
+            .collect();
         if let Some(g) = failed.first() {
             return Err(ModelError::Golden(format!(
                 "{} of the golden examples failed, first {:?}: expected {}, got {}",
@@ -98,7 +115,10 @@ impl Model {
     /// Tokenise with the package's prefix; cut at `max_tokens`, keeping the closing special token.
     pub fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         let input = format!("{}{}", self.manifest.text_prefix, text);
-        let enc = self.tokenizer.encode(input, true).map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
+        let enc = self
+            .tokenizer
+            .encode(input, true)
+            .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
         let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         let max = self.manifest.max_tokens;
         let truncated = ids.len() > max;
@@ -136,14 +156,19 @@ impl Model {
         ];
         let mut views = Vec::with_capacity(3);
         for (out, (width, what)) in outputs.iter().zip(heads) {
-            let view = out.to_plain_array_view::<f32>().map_err(|e| ModelError::Inference(format!("{what}: {e}")))?;
+            let view = out
+                .to_plain_array_view::<f32>()
+                .map_err(|e| ModelError::Inference(format!("{what}: {e}")))?;
             if view.shape() != [rows, width] {
                 return Err(ModelError::Mismatch(format!(
                     "{what} output has shape {:?}, expected [{rows}, {width}]",
                     view.shape()
                 )));
             }
-            views.push(view.into_dimensionality::<tract_ndarray::Ix2>().expect("checked rank 2"));
+            views.push(
+                view.into_dimensionality::<tract_ndarray::Ix2>()
+                    .expect("checked rank 2"),
+            );
         }
         Ok((0..rows)
             .map(|r| Prediction {
@@ -175,7 +200,11 @@ impl Model {
                 let sentiment_ok = g.sentiment.as_ref().is_none_or(|s| s == sentiment);
                 GoldenResult {
                     text: g.text.clone(),
-                    expected: format!("{}/{}", g.intent.as_deref().unwrap_or("*"), g.sentiment.as_deref().unwrap_or("*")),
+                    expected: format!(
+                        "{}/{}",
+                        g.intent.as_deref().unwrap_or("*"),
+                        g.sentiment.as_deref().unwrap_or("*")
+                    ),
                     got: format!("{intent}/{sentiment}"),
                     passed: intent_ok && sentiment_ok,
                 }
@@ -187,18 +216,36 @@ impl Model {
 fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, ModelError> {
     let err = |e: anyhow::Error| ModelError::Onnx(path.to_path_buf(), format!("{e:#}"));
     if !path.is_file() {
-        return Err(ModelError::Onnx(path.to_path_buf(), "file not found".into()));
+        return Err(ModelError::Onnx(
+            path.to_path_buf(),
+            "file not found".into(),
+        ));
     }
     let mut model = tract_onnx::onnx().model_for_path(path).map_err(err)?;
     let names = |model: &InferenceModel, outputs: bool| -> Vec<String> {
-        let outlets = if outputs { model.output_outlets() } else { model.input_outlets() };
-        outlets.map(|o| o.iter().map(|o| model.node(o.node).name.clone()).collect()).unwrap_or_default()
+        let outlets = if outputs {
+            model.output_outlets()
+        } else {
+            model.input_outlets()
+        };
+        outlets
+            .map(|o| o.iter().map(|o| model.node(o.node).name.clone()).collect())
+            .unwrap_or_default()
     };
     let inputs = [m.onnx.input_ids.as_str(), m.onnx.attention_mask.as_str()];
-    let outputs = [m.onnx.intent.as_str(), m.onnx.sentiment.as_str(), m.onnx.embedding.as_str()];
-    for (want, have, what) in [(&inputs[..], names(&model, false), "input"), (&outputs[..], names(&model, true), "output")] {
+    let outputs = [
+        m.onnx.intent.as_str(),
+        m.onnx.sentiment.as_str(),
+        m.onnx.embedding.as_str(),
+    ];
+    for (want, have, what) in [
+        (&inputs[..], names(&model, false), "input"),
+        (&outputs[..], names(&model, true), "output"),
+    ] {
         if let Some(missing) = want.iter().find(|w| !have.iter().any(|h| h == *w)) {
-            return Err(ModelError::Mismatch(format!("graph has no {what} {missing:?} (it has {have:?})")));
+            return Err(ModelError::Mismatch(format!(
+                "graph has no {what} {missing:?} (it has {have:?})"
+            )));
         }
     }
     model.set_input_names(inputs).map_err(err)?;
@@ -207,9 +254,16 @@ fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, Model
     let seq = model.symbols.sym("seq");
     for i in 0..2 {
         model = model
-            .with_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), tvec!(batch.to_dim(), seq.to_dim())))
+            .with_input_fact(
+                i,
+                InferenceFact::dt_shape(i64::datum_type(), tvec!(batch.to_dim(), seq.to_dim())),
+            )
             .map_err(err)?;
     }
-    let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+    let plan = model
+        .into_optimized()
+        .map_err(err)?
+        .into_runnable()
+        .map_err(err)?;
     Ok(plan)
 }

@@ -118,8 +118,14 @@ impl Default for PolicyConfig {
             version: "builtin-1".into(),
             request_human_threshold: 0.5,
             high_risk_intents: vec![
-                HighRiskIntent { intent: "account_security".into(), queue: "security".into() },
-                HighRiskIntent { intent: "complaint".into(), queue: "complaints".into() },
+                HighRiskIntent {
+                    intent: "account_security".into(),
+                    queue: "security".into(),
+                },
+                HighRiskIntent {
+                    intent: "complaint".into(),
+                    queue: "complaints".into(),
+                },
             ],
             high_risk_threshold: 0.6,
             offer_negativity: 0.8,
@@ -165,10 +171,18 @@ impl Policy {
 
     /// Every intent the policy names must exist in the model's labels.
     pub fn check_labels(&self, intents: &[String]) -> Result<(), PolicyError> {
-        let named = std::iter::once("request_human").chain(self.config.high_risk_intents.iter().map(|h| h.intent.as_str()));
+        let named = std::iter::once("request_human").chain(
+            self.config
+                .high_risk_intents
+                .iter()
+                .map(|h| h.intent.as_str()),
+        );
         for intent in named {
             if !intents.iter().any(|l| l == intent) {
-                return Err(PolicyError::UnknownIntent(intent.into(), intents.join(", ")));
+                return Err(PolicyError::UnknownIntent(
+                    intent.into(),
+                    intents.join(", "),
+                ));
             }
         }
         Ok(())
@@ -177,7 +191,13 @@ impl Policy {
     pub fn decide(&self, turn: &Turn) -> Decision {
         let c = &self.config;
         let vip = turn.tier == Tier::Vip;
-        let queue = |q: &str| if vip { c.vip_queue.clone() } else { q.to_string() };
+        let queue = |q: &str| {
+            if vip {
+                c.vip_queue.clone()
+            } else {
+                q.to_string()
+            }
+        };
         let priority = |p: i32| if vip { p + c.vip_priority_boost } else { p };
         let intent_reason = |rule: &str, threshold: f32, detail: &str| Reason {
             rule_id: rule.into(),
@@ -192,7 +212,11 @@ impl Policy {
                 action: Action::Escalate,
                 queue: queue(&c.default_queue),
                 priority: priority(c.base_priority),
-                reasons: vec![intent_reason("explicit_request", c.request_human_threshold, "customer asked for a person")],
+                reasons: vec![intent_reason(
+                    "explicit_request",
+                    c.request_human_threshold,
+                    "customer asked for a person",
+                )],
             };
         }
         if let Some(h) = c.high_risk_intents.iter().find(|h| h.intent == turn.intent) {
@@ -201,7 +225,11 @@ impl Policy {
                     action: Action::Escalate,
                     queue: queue(&h.queue),
                     priority: priority(c.high_risk_priority),
-                    reasons: vec![intent_reason("high_risk_intent", c.high_risk_threshold, "high-risk intent")],
+                    reasons: vec![intent_reason(
+                        "high_risk_intent",
+                        c.high_risk_threshold,
+                        "high-risk intent",
+                    )],
                 };
             }
         }
@@ -229,7 +257,11 @@ impl Policy {
                     signal: "bot_fallbacks".into(),
                     value: turn.bot_fallbacks as f64,
                     threshold: c.offer_after_fallbacks as f64,
-                    detail: if turn.bot_failed { "bot could not answer".into() } else { "repeated bot fallbacks".into() },
+                    detail: if turn.bot_failed {
+                        "bot could not answer".into()
+                    } else {
+                        "repeated bot fallbacks".into()
+                    },
                 }],
             };
         }
@@ -261,12 +293,27 @@ mod tests {
     #[test]
     fn rules_fire_in_order() {
         let p = Policy::new(PolicyConfig::default()).unwrap();
-        assert_eq!(p.decide(&turn("request_human", 0.9, 0.95)).action, Action::Escalate);
+        assert_eq!(
+            p.decide(&turn("request_human", 0.9, 0.95)).action,
+            Action::Escalate
+        );
         let d = p.decide(&turn("account_security", 0.8, 0.1));
-        assert_eq!((d.action, d.queue.as_str(), d.priority), (Action::Escalate, "security", 7));
-        assert_eq!(p.decide(&turn("order_status", 0.9, 0.9)).action, Action::OfferHuman);
-        assert_eq!(p.decide(&turn("order_status", 0.9, 0.1)).action, Action::ContinueBot);
-        assert_eq!(p.decide(&turn("request_human", 0.3, 0.1)).action, Action::ContinueBot);
+        assert_eq!(
+            (d.action, d.queue.as_str(), d.priority),
+            (Action::Escalate, "security", 7)
+        );
+        assert_eq!(
+            p.decide(&turn("order_status", 0.9, 0.9)).action,
+            Action::OfferHuman
+        );
+        assert_eq!(
+            p.decide(&turn("order_status", 0.9, 0.1)).action,
+            Action::ContinueBot
+        );
+        assert_eq!(
+            p.decide(&turn("request_human", 0.3, 0.1)).action,
+            Action::ContinueBot
+        );
     }
 
     #[test]
@@ -280,7 +327,10 @@ mod tests {
 
     #[test]
     fn bad_config_is_refused() {
-        let cfg = PolicyConfig { offer_negativity: 1.5, ..Default::default() };
+        let cfg = PolicyConfig {
+            offer_negativity: 1.5,
+            ..Default::default()
+        };
         assert!(Policy::new(cfg).is_err());
         let p = Policy::new(PolicyConfig::default()).unwrap();
         assert!(p.check_labels(&["request_human".into()]).is_err());

@@ -21,7 +21,11 @@ pub fn model_dir() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Server {
@@ -36,7 +40,10 @@ impl Server {
     pub fn start(extra_args: &[&str]) -> Server {
         let grpc_port = free_port();
         let metrics_port = free_port();
-        let log = std::env::temp_dir().join(format!("handoff-test-{}-{grpc_port}.log", std::process::id()));
+        let log = std::env::temp_dir().join(format!(
+            "handoff-test-{}-{grpc_port}.log",
+            std::process::id()
+        ));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
         cmd.arg("serve")
@@ -57,7 +64,12 @@ impl Server {
             });
         }
         let child = cmd.spawn().expect("spawn handoff");
-        let mut server = Server { child, grpc_port, metrics_port, log };
+        let mut server = Server {
+            child,
+            grpc_port,
+            metrics_port,
+            log,
+        };
         server.wait_serving(Duration::from_secs(120));
         server
     }
@@ -76,7 +88,10 @@ impl Server {
         let serving = move || {
             let endpoint = endpoint.clone();
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(health_status(&endpoint, "")) == Some(ServingStatus::Serving)
             })
             .join()
@@ -90,7 +105,11 @@ impl Server {
             if serving() {
                 return;
             }
-            assert!(start.elapsed() < limit, "server not SERVING after {limit:?}:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < limit,
+                "server not SERVING after {limit:?}:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -107,7 +126,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(start.elapsed() < limit, "server did not exit within {limit:?}");
+            assert!(
+                start.elapsed() < limit,
+                "server did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -120,7 +142,10 @@ impl Server {
         let mut body = String::new();
         s.read_to_string(&mut body).unwrap();
         let (head, body) = body.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "metrics answered {head}");
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "metrics answered {head}"
+        );
         body.to_string()
     }
 }
@@ -150,12 +175,23 @@ pub fn shared() -> &'static Server {
 }
 
 pub async fn client(server: &Server) -> HandoffClient<Channel> {
-    HandoffClient::connect(server.endpoint()).await.expect("connect")
+    HandoffClient::connect(server.endpoint())
+        .await
+        .expect("connect")
 }
 
 pub async fn health_status(endpoint: &str, service: &str) -> Option<ServingStatus> {
-    let channel = Channel::from_shared(endpoint.to_string()).ok()?.connect().await.ok()?;
+    let channel = Channel::from_shared(endpoint.to_string())
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
     let mut client = HealthClient::new(channel);
-    let resp = client.check(HealthCheckRequest { service: service.into() }).await.ok()?;
+    let resp = client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()?;
     ServingStatus::try_from(resp.into_inner().status).ok()
 }

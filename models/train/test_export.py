@@ -1,0 +1,140 @@
+"""Checks of the shipped package's exported graph, run by CI: padding invariance, probabilities,
+golden examples, agreement between onnxruntime and tract, and the data split."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tokenizers import Tokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import dataset as D  # noqa: E402
+
+PACKAGE = os.path.join(HERE, "..", "handoff-zh-en", "1.0.0")
+PAD = 1
+
+TEXTS = [
+    "转人工",
+    "我的订单号A20231108001三天了还没发货，到底怎么回事？？[怒]",
+    "I want a real person",
+    "hi",
+    "My account was hacked and someone is spending my money 😡 please freeze it asap!!!",
+    "发票开错了，帮我重开一张 thanks",
+]
+
+
+@pytest.fixture(scope="module")
+def pkg():
+    manifest = tomllib.load(open(os.path.join(PACKAGE, "manifest.toml"), "rb"))
+    tok = Tokenizer.from_file(os.path.join(PACKAGE, manifest["files"]["tokenizer"]))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # exact semantics, as tract
+    sess = ort.InferenceSession(os.path.join(PACKAGE, manifest["files"]["model"]), so)
+    return manifest, tok, sess
+
+
+def encode(manifest, tok, texts):
+    out = []
+    for t in texts:
+        ids = tok.encode(manifest["text_prefix"] + t).ids
+        if len(ids) > manifest["max_tokens"]:
+            ids = ids[: manifest["max_tokens"] - 1] + [ids[-1]]
+        out.append(ids)
+    return out
+
+
+def batch(rows):
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), PAD, np.int64)
+    mask = np.zeros((len(rows), width), np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def outputs(manifest):
+    o = manifest["onnx"]
+    return [o["intent"], o["sentiment"], o["embedding"]]
+
+
+def test_mixed_length_batch_equals_one_by_one(pkg):
+    manifest, tok, sess = pkg
+    rows = encode(manifest, tok, TEXTS)
+    assert len({len(r) for r in rows}) > 3, "the batch must mix lengths"
+    ids, mask = batch(rows)
+    together = sess.run(outputs(manifest), {"input_ids": ids, "attention_mask": mask})
+    for i, r in enumerate(rows):
+        alone = sess.run(outputs(manifest), {"input_ids": np.array([r]), "attention_mask": np.ones((1, len(r)), np.int64)})
+        for a, b in zip(together, alone):
+            np.testing.assert_allclose(a[i], b[0], atol=1e-4)
+
+
+def test_probabilities_sum_to_one_and_embedding_is_unit_length(pkg):
+    manifest, tok, sess = pkg
+    ids, mask = batch(encode(manifest, tok, TEXTS))
+    intent, sentiment, emb = sess.run(outputs(manifest), {"input_ids": ids, "attention_mask": mask})
+    assert intent.shape == (len(TEXTS), len(manifest["labels"]["intent"]))
+    assert sentiment.shape == (len(TEXTS), len(manifest["labels"]["sentiment"]))
+    np.testing.assert_allclose(intent.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(sentiment.sum(1), 1.0, atol=1e-5)
+    assert (intent >= 0).all() and (sentiment >= 0).all()
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+
+
+def test_golden_examples_pass(pkg):
+    manifest, tok, sess = pkg
+    golden = manifest["golden"]
+    assert len(golden) >= 10
+    ids, mask = batch(encode(manifest, tok, [g["text"] for g in golden]))
+    intent, sentiment, _ = sess.run(outputs(manifest), {"input_ids": ids, "attention_mask": mask})
+    for g, i, s in zip(golden, intent, sentiment):
+        if "intent" in g:
+            assert manifest["labels"]["intent"][int(i.argmax())] == g["intent"], g["text"]
+        if "sentiment" in g:
+            assert manifest["labels"]["sentiment"][int(s.argmax())] == g["sentiment"], g["text"]
+
+
+def test_paraphrases_are_closer_than_unrelated_messages(pkg):
+    manifest, tok, sess = pkg
+    texts = ["我的订单到哪了", "我买的东西怎么还没到", "怎么修改密码"]
+    ids, mask = batch(encode(manifest, tok, texts))
+    emb = sess.run([manifest["onnx"]["embedding"]], {"input_ids": ids, "attention_mask": mask})[0]
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]
+
+
+def test_tract_runs_the_graph_like_onnxruntime(pkg):
+    import tract
+
+    manifest, tok, sess = pkg
+    runnable = tract.onnx().load(os.path.join(PACKAGE, manifest["files"]["model"])).into_model().into_runnable()
+    ids, mask = batch(encode(manifest, tok, TEXTS[:3]))
+    expected = sess.run(None, {"input_ids": ids, "attention_mask": mask})  # both in graph order
+    got = [t.to_numpy() for t in runnable.run([ids, mask])]
+    assert len(got) == len(expected) == 3
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_package_fits_the_size_budget():
+    size = sum(os.path.getsize(os.path.join(PACKAGE, f)) for f in ("model.onnx", "tokenizer.json"))
+    assert size <= 48 * 2**20, f"{size / 2**20:.1f} MiB"
+
+
+def test_held_out_split_is_disjoint_and_at_least_a_fifth():
+    train, held = D.intents()
+    train_texts = {(e.lang, e.text) for e in train}
+    assert not any((e.lang, e.text) in train_texts for e in held)
+    for lang in D.LANGS:
+        for intent in D.INTENTS:
+            n_train = sum(1 for e in train if e.lang == lang and e.label == intent)
+            n_held = sum(1 for e in held if e.lang == lang and e.label == intent)
+            assert n_train + n_held >= 80, (lang, intent)
+            assert n_held / (n_train + n_held) >= 0.2, (lang, intent)

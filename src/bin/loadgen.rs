@@ -1,0 +1,331 @@
+//! Load generator: drives a running handoff server over gRPC with realistic mixed zh/en messages and,
+//! in the same run, measures the bare tract throughput of the same model package, so the ratio of
+//! the two shows what the service costs.
+//!
+//! cargo run --release --bin loadgen -- --addr http://127.0.0.1:50051 --model models/handoff-zh-en/1.0.0
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use handoff::grpc::pb::handoff_client::HandoffClient;
+use handoff::grpc::pb::{self, ClassifyRequest, RouteRequest};
+use handoff::model::Model;
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+struct Args {
+    /// Server to drive.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Model package for the bare-tract baseline (the one the server runs).
+    #[arg(long, default_value = "models/handoff-zh-en/1.0.0")]
+    model: std::path::PathBuf,
+    /// Threads for the bare-tract baseline (match the server's workers).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Concurrent in-flight requests for the peak-throughput phase.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// gRPC connections to spread requests over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+}
+
+/// Chat-style customer messages, Chinese, English and mixed, short and long.
+const MESSAGES: &[&str] = &[
+    "转人工",
+    "我的订单到哪了？三天了还没发货",
+    "where is my order #A20231108 ??",
+    "I want to talk to a real person",
+    "退款什么时候到账啊，等了一个星期了[怒]",
+    "my account was hacked, someone changed my password!!!",
+    "发票怎么开，公司报销要用",
+    "the app keeps crashing after the update 😤",
+    "你好",
+    "thanks, that solved it 👍",
+    "这个有蓝色的吗？165穿多大码",
+    "cancel my subscription pls",
+    "你们客服态度太差了，我要投诉！！！",
+    "how do I return this? it doesn't fit",
+    "付款失败了，钱扣了订单没生成",
+    "能不能帮我查一下物流 SF1234567890",
+    "I was charged twice for the same order, please fix this asap",
+    "我不用人工，告诉我价格就行",
+    "宽带一直断网，路由器重启也没用，到底怎么回事，明天还要在家办公呢",
+    "hello, is the 256GB version in stock? and do you ship to Shenzhen",
+    "我要退货，衣服质量太差了 洗一次就掉色",
+    "pls help my order still says processing after 5 days, this is ridiculous",
+    "账号被盗了 有人在用我的卡买东西 快帮我冻结",
+    "ok",
+    "怎么关闭自动续费，我没同意扣款",
+    "is there a human I can chat with? the bot doesn't understand me",
+];
+
+fn pick(rng: &mut impl Rng) -> &'static str {
+    MESSAGES[rng.gen_range(0..MESSAGES.len())]
+}
+
+struct Stats {
+    count: u64,
+    errors: u64,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+}
+
+impl Stats {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+    fn ms(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+    fn line(&self, name: &str) -> String {
+        format!(
+            "{name:<34} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+            self.rate(),
+            self.ms(0.50),
+            self.ms(0.95),
+            self.ms(0.99),
+            self.errors
+        )
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+/// Bare tract: `threads` threads each run batches of `batch` pre-tokenised messages back to back.
+fn bare_tract(
+    model: &Arc<Model>,
+    threads: usize,
+    batch: usize,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let encoded: Vec<_> = MESSAGES
+        .iter()
+        .map(|m| model.encode(m))
+        .collect::<Result<_, _>>()?;
+    let encoded = Arc::new(encoded);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (model, encoded) = (model.clone(), encoded.clone());
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64);
+                let mut done = 0;
+                while Instant::now() < deadline {
+                    let rows: Vec<_> = (0..batch)
+                        .map(|_| &encoded[rng.gen_range(0..encoded.len())])
+                        .collect();
+                    model.run(&rows)?;
+                    done += batch as u64;
+                }
+                Ok(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h.join().expect("bare thread")?;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    Classify,
+    Route,
+}
+
+async fn call(
+    client: &mut HandoffClient<Channel>,
+    rpc: Rpc,
+    text: &str,
+    conversation: u64,
+) -> bool {
+    match rpc {
+        Rpc::Classify => client
+            .classify(ClassifyRequest { text: text.into() })
+            .await
+            .is_ok(),
+        Rpc::Route => client
+            .route(RouteRequest {
+                conversation_id: format!("loadgen-{conversation}"),
+                text: text.into(),
+                channel: pb::Channel::Web as i32,
+                tier: pb::CustomerTier::Standard as i32,
+                ..Default::default()
+            })
+            .await
+            .is_ok(),
+    }
+}
+
+/// Closed loop: `concurrency` callers, each sending its next request when the last one is answered.
+async fn closed_loop(
+    clients: &[HandoffClient<Channel>],
+    concurrency: usize,
+    seconds: u64,
+    rpc: Rpc,
+) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let mut client = clients[i % clients.len()].clone();
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + i as u64);
+                let (mut hist, mut errors) = (new_hist(), 0);
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if call(&mut client, rpc, pick(&mut rng), i as u64).await {
+                        hist.saturating_record(t.elapsed().as_micros() as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (hist, errors)
+            })
+        })
+        .collect();
+    let mut stats = Stats {
+        count: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        hist: new_hist(),
+    };
+    for t in tasks {
+        let (h, e) = t.await.expect("caller task");
+        stats.hist.add(&h).expect("same bounds");
+        stats.errors += e;
+    }
+    stats.elapsed = started.elapsed();
+    stats.count = stats.hist.len();
+    stats
+}
+
+/// Open loop at a fixed rate: latency counts from the scheduled send time, so a slow server cannot
+/// hide its queueing by slowing the generator down.
+async fn open_loop(clients: &[HandoffClient<Channel>], rate: f64, seconds: u64, rpc: Rpc) -> Stats {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (rate * seconds as f64) as u64;
+    let started = Instant::now();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let mut client = clients[i as usize % clients.len()].clone();
+        let text = pick(&mut rng);
+        tasks.push(tokio::spawn(async move {
+            let ok = call(&mut client, rpc, text, i % 500).await;
+            (ok, scheduled.elapsed())
+        }));
+    }
+    let mut stats = Stats {
+        count: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        hist: new_hist(),
+    };
+    for t in tasks {
+        let (ok, latency) = t.await.expect("request task");
+        if ok {
+            stats.hist.saturating_record(latency.as_micros() as u64);
+        } else {
+            stats.errors += 1;
+        }
+    }
+    stats.elapsed = started.elapsed();
+    stats.count = stats.hist.len();
+    stats
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let model = Arc::new(
+        Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
+    );
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        clients.push(
+            HandoffClient::connect(args.addr.clone())
+                .await
+                .with_context(|| format!("connecting to {}", args.addr))?,
+        );
+    }
+    println!(
+        "model {} {}, {} messages, {} s per phase",
+        model.name(),
+        model.version(),
+        MESSAGES.len(),
+        args.seconds
+    );
+
+    println!("\nbare tract, {} threads (messages/s):", args.threads);
+    let mut best_bare = (0usize, 0.0f64);
+    for batch in [1usize, 8, 32] {
+        let m = model.clone();
+        let (threads, seconds) = (args.threads, args.seconds);
+        let rate =
+            tokio::task::spawn_blocking(move || bare_tract(&m, threads, batch, seconds)).await??;
+        println!("  batch {batch:>2}: {rate:>8.1}");
+        if rate > best_bare.1 {
+            best_bare = (batch, rate);
+        }
+    }
+    drop(model);
+
+    println!(
+        "\n{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "service phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    let single = closed_loop(&clients, 1, args.seconds, Rpc::Classify).await;
+    println!("{}", single.line("Classify, 1 in flight"));
+    let peak = closed_loop(&clients, args.concurrency, args.seconds, Rpc::Classify).await;
+    println!(
+        "{}",
+        peak.line(&format!("Classify, {} in flight (peak)", args.concurrency))
+    );
+    let half_rate = peak.rate() / 2.0;
+    let half = open_loop(&clients, half_rate, args.seconds, Rpc::Classify).await;
+    println!(
+        "{}",
+        half.line(&format!("Classify, open loop {half_rate:.0}/s"))
+    );
+    let route = open_loop(&clients, half_rate, args.seconds, Rpc::Route).await;
+    println!(
+        "{}",
+        route.line(&format!("Route, open loop {half_rate:.0}/s"))
+    );
+
+    println!("\nsummary (same run):");
+    println!(
+        "  service peak / bare tract best (batch {}): {:.1} / {:.1} = {:.0} %",
+        best_bare.0,
+        peak.rate(),
+        best_bare.1,
+        100.0 * peak.rate() / best_bare.1
+    );
+    println!(
+        "  p99 at half peak / single-message p50: {:.2} / {:.2} ms = {:.2}x",
+        half.ms(0.99),
+        single.ms(0.50),
+        half.ms(0.99) / single.ms(0.50)
+    );
+    println!(
+        "  Route p99 - Classify p99 at half peak: {:+.2} ms",
+        route.ms(0.99) - half.ms(0.99)
+    );
+    Ok(())
+}
