@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use tokio::sync::oneshot;
 
 use crate::model::{Encoded, Model, ModelRegistry, Prediction};
+use crate::shadow::InferenceTap;
 use crate::telemetry as t;
 
 #[derive(Debug, Clone)]
@@ -70,16 +71,22 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    pub fn start(config: BatcherConfig, registry: Arc<ModelRegistry>) -> Arc<Self> {
+    /// `tap` sees every live prediction after its batch ran (shadow evaluation uses it).
+    pub fn start(
+        config: BatcherConfig,
+        registry: Arc<ModelRegistry>,
+        tap: Option<Arc<dyn InferenceTap>>,
+    ) -> Arc<Self> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
         let workers = (0..config.workers.max(1))
             .map(|i| {
                 let rx = rx.clone();
                 let registry = registry.clone();
                 let config = config.clone();
+                let tap = tap.clone();
                 std::thread::Builder::new()
                     .name(format!("inference-{i}"))
-                    .spawn(move || worker_loop(rx, registry, config))
+                    .spawn(move || worker_loop(rx, registry, config, tap))
                     .expect("spawn inference worker")
             })
             .collect();
@@ -181,7 +188,12 @@ impl Batcher {
     }
 }
 
-fn worker_loop(rx: Receiver<Job>, registry: Arc<ModelRegistry>, config: BatcherConfig) {
+fn worker_loop(
+    rx: Receiver<Job>,
+    registry: Arc<ModelRegistry>,
+    config: BatcherConfig,
+    tap: Option<Arc<dyn InferenceTap>>,
+) {
     let mut carry: Option<Job> = None;
     loop {
         let first = match carry.take() {
@@ -218,11 +230,11 @@ fn worker_loop(rx: Receiver<Job>, registry: Arc<ModelRegistry>, config: BatcherC
             jobs.push(next);
         }
         metrics::gauge!(t::QUEUE_DEPTH).set(rx.len() as f64);
-        run_batch(jobs, &registry);
+        run_batch(jobs, &registry, tap.as_deref());
     }
 }
 
-fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry) {
+fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, tap: Option<&dyn InferenceTap>) {
     let started = Instant::now();
     let Some(model) = registry.current() else {
         for job in jobs {
@@ -261,7 +273,7 @@ fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry) {
     let groups = length_groups(&live);
     for range in groups.into_iter().rev() {
         let group = live.split_off(range.start);
-        run_group(group, &model, batch_size, started);
+        run_group(group, &model, batch_size, started, tap);
     }
 }
 
@@ -285,7 +297,13 @@ fn length_groups(jobs: &[Job]) -> Vec<std::ops::Range<usize>> {
     groups
 }
 
-fn run_group(group: Vec<Job>, model: &Arc<Model>, batch_size: usize, started: Instant) {
+fn run_group(
+    group: Vec<Job>,
+    model: &Arc<Model>,
+    batch_size: usize,
+    started: Instant,
+    tap: Option<&dyn InferenceTap>,
+) {
     let encoded: Vec<&Encoded> = group.iter().map(|j| &j.encoded).collect();
     let width = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     metrics::histogram!(t::BATCH_TOKENS).record((width * encoded.len()) as f64);
@@ -298,6 +316,9 @@ fn run_group(group: Vec<Job>, model: &Arc<Model>, batch_size: usize, started: In
     match result {
         Ok(preds) => {
             for (job, prediction) in group.into_iter().zip(preds) {
+                if let Some(tap) = tap {
+                    tap.observe(&job.text, &prediction, model);
+                }
                 let inferred = Inferred {
                     prediction,
                     model: model.clone(),

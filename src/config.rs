@@ -17,8 +17,16 @@ pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
     /// Prometheus `/metrics` listen address.
     pub metrics_addr: SocketAddr,
-    /// Model package directory (`models/<name>/<version>`).
+    /// Model package served at startup (`models/<name>/<version>`).
     pub model_dir: PathBuf,
+    /// Repository of `<name>/<version>/` packages that the admin service and the watcher swap between.
+    pub model_repository: PathBuf,
+    /// How often to look for new versions of the active model (0 = never).
+    pub watch_interval_ms: u64,
+    /// Activate a new version found by the watcher (otherwise it is only loaded and validated).
+    pub auto_activate: bool,
+    /// Shadow samples waiting for the candidate model; beyond this they are dropped and counted.
+    pub shadow_queue_capacity: usize,
     /// Inference worker threads; 0 means one per core.
     pub workers: usize,
     pub queue_capacity: usize,
@@ -56,6 +64,10 @@ impl Default for ServerConfig {
             grpc_addr: "127.0.0.1:50051".parse().expect("valid"),
             metrics_addr: "127.0.0.1:9464".parse().expect("valid"),
             model_dir: PathBuf::from("models/handoff-zh-en/1.0.0"),
+            model_repository: PathBuf::from("models"),
+            watch_interval_ms: 5000,
+            auto_activate: false,
+            shadow_queue_capacity: 256,
             workers: 0,
             queue_capacity: 1024,
             max_batch_size: 32,

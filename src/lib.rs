@@ -9,4 +9,6 @@ pub mod grpc;
 pub mod model;
 pub mod policy;
 pub mod server;
+pub mod shadow;
+pub mod swap;
 pub mod telemetry;

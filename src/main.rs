@@ -51,6 +51,15 @@ struct ServeArgs {
     metrics_addr: Option<SocketAddr>,
     #[arg(long, env = "HANDOFF_MODEL_DIR")]
     model: Option<PathBuf>,
+    /// Repository of `<name>/<version>/` packages for swaps.
+    #[arg(long, env = "HANDOFF_MODEL_REPOSITORY")]
+    model_repository: Option<PathBuf>,
+    /// How often to look for new model versions, in ms (0 = never).
+    #[arg(long, env = "HANDOFF_WATCH_INTERVAL_MS")]
+    watch_interval_ms: Option<u64>,
+    /// Activate new versions the watcher finds.
+    #[arg(long, env = "HANDOFF_AUTO_ACTIVATE")]
+    auto_activate: Option<bool>,
     /// Inference worker threads (0 = one per core).
     #[arg(long, env = "HANDOFF_WORKERS")]
     workers: Option<usize>,
@@ -77,7 +86,8 @@ impl ServeArgs {
         }
         set!(grpc_addr => grpc_addr, metrics_addr => metrics_addr, model => model_dir, workers => workers,
              queue_capacity => queue_capacity, max_batch_size => max_batch_size, max_batch_tokens => max_batch_tokens,
-             max_queue_delay_us => max_queue_delay_us, drain_ms => drain_ms);
+             max_queue_delay_us => max_queue_delay_us, drain_ms => drain_ms, model_repository => model_repository,
+             watch_interval_ms => watch_interval_ms, auto_activate => auto_activate);
         c.validate()?;
         Ok(c)
     }

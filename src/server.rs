@@ -15,9 +15,13 @@ use tracing::{error, info};
 use crate::batcher::Batcher;
 use crate::config::ServerConfig;
 use crate::grpc::pb::handoff_server::HandoffServer;
-use crate::grpc::{pb, HandoffService};
-use crate::model::{Model, ModelRegistry};
+use crate::grpc::pb::model_admin_server::ModelAdminServer;
+use crate::grpc::{pb, AdminService, HandoffService};
+use crate::model::repository::{PackageRef, Repository};
+use crate::model::{Manifest, ModelRegistry};
 use crate::policy::Policy;
+use crate::shadow::{InferenceTap, Shadow};
+use crate::swap::ModelManager;
 use crate::telemetry as t;
 
 const SERVICE_NAME: &str = "handoff.v1.Handoff";
@@ -36,7 +40,19 @@ pub async fn run(
     t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
     let policy = Arc::new(Policy::new(config.policy.clone())?);
     let registry = Arc::new(ModelRegistry::default());
-    let batcher = Batcher::start(config.batcher(), registry.clone());
+    let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());
+    let batcher = Batcher::start(
+        config.batcher(),
+        registry.clone(),
+        Some(shadow.clone() as Arc<dyn InferenceTap>),
+    );
+    let manager = Arc::new(ModelManager::new(
+        Repository::new(&config.model_repository),
+        registry.clone(),
+        policy.clone(),
+        shadow,
+        config.max_batch_size,
+    ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::NotServing).await;
@@ -55,30 +71,26 @@ pub async fn run(
     let load_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     let load_failed = Arc::new(Notify::new());
     {
-        let (dir, registry, policy, health) = (
-            config.model_dir.clone(),
-            registry.clone(),
-            policy.clone(),
-            health.clone(),
-        );
+        let (dir, manager, health) = (config.model_dir.clone(), manager.clone(), health.clone());
         let (load_error, load_failed) = (load_error.clone(), load_failed.clone());
+        let watch =
+            (config.watch_interval_ms > 0).then(|| Duration::from_millis(config.watch_interval_ms));
+        let auto_activate = config.auto_activate;
         tokio::spawn(async move {
-            let loaded = tokio::task::spawn_blocking(move || load_model(&dir, &policy)).await;
-            match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
-                Ok(model) => {
-                    info!(
-                        name = model.name(),
-                        version = model.version(),
-                        "model loaded"
-                    );
-                    metrics::gauge!(t::MODEL_INFO, "name" => model.name().to_string(), "version" => model.version().to_string())
-                        .set(1.0);
-                    metrics::counter!(t::MODEL_LOADS, "result" => "ok").increment(1);
-                    registry.activate(Arc::new(model));
-                    set_health(&health, ServingStatus::Serving).await;
-                }
+            match startup_package(&dir) {
+                Ok(pkg) => match manager.activate_package(pkg).await {
+                    Ok(_) => {
+                        set_health(&health, ServingStatus::Serving).await;
+                        if let Some(interval) = watch {
+                            manager.watch(interval, auto_activate).await;
+                        }
+                    }
+                    Err(e) => {
+                        *load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.into());
+                        load_failed.notify_one();
+                    }
+                },
                 Err(e) => {
-                    metrics::counter!(t::MODEL_LOADS, "result" => "error").increment(1);
                     *load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                     load_failed.notify_one();
                 }
@@ -110,6 +122,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
+        .add_service(ModelAdminServer::new(AdminService::new(manager)))
         .serve_with_incoming_shutdown(incoming, stop)
         .await?;
 
@@ -124,8 +137,13 @@ pub async fn run(
     Ok(())
 }
 
-fn load_model(dir: &std::path::Path, policy: &Policy) -> anyhow::Result<Model> {
-    let model = Model::load(dir).with_context(|| format!("model package {}", dir.display()))?;
-    policy.check_labels(model.intent_labels())?;
-    Ok(model)
+/// The startup package, named by its own manifest.
+fn startup_package(dir: &std::path::Path) -> anyhow::Result<PackageRef> {
+    let manifest =
+        Manifest::load(dir).with_context(|| format!("model package {}", dir.display()))?;
+    Ok(PackageRef {
+        name: manifest.name,
+        version: manifest.version,
+        dir: dir.to_path_buf(),
+    })
 }

@@ -21,6 +21,9 @@ pub const INTENTS: &str = "handoff_intents_total";
 pub const SENTIMENTS: &str = "handoff_sentiments_total";
 pub const MODEL_INFO: &str = "handoff_model_info";
 pub const MODEL_LOADS: &str = "handoff_model_loads_total";
+pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
+pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
+pub const SHADOW_ERRORS: &str = "handoff_shadow_errors_total";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -75,7 +78,19 @@ fn describe() {
         MODEL_INFO,
         "1 for the serving model, labelled with its name and version"
     );
-    describe_counter!(MODEL_LOADS, "Model package loads by result");
+    describe_counter!(
+        MODEL_LOADS,
+        "Model package loads (load, validate, warm up) by result"
+    );
+    describe_counter!(
+        SHADOW_COMPARISONS,
+        "Shadow comparisons of a candidate with the live model, by versions, head and agreement"
+    );
+    describe_counter!(
+        SHADOW_DROPPED,
+        "Shadow samples dropped because the shadow worker was busy"
+    );
+    describe_counter!(SHADOW_ERRORS, "Shadow batches the candidate failed to run");
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`). Customer text is never logged.

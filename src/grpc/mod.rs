@@ -1,6 +1,7 @@
 //! gRPC transport: thin handlers that validate, call the batcher and the policy, and map results and
 //! errors to the proto. No inference or policy logic lives here.
 
+mod admin;
 mod convert;
 mod deadline;
 mod service;
@@ -13,4 +14,5 @@ pub mod pb {
         tonic::include_file_descriptor_set!("handoff_descriptor");
 }
 
+pub use admin::AdminService;
 pub use service::HandoffService;

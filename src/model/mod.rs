@@ -3,6 +3,7 @@
 
 mod manifest;
 mod registry;
+pub mod repository;
 mod runtime;
 
 use std::path::PathBuf;

@@ -36,8 +36,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start a server and wait until its health check says SERVING.
+    /// Start a server on the shipped model and wait until its health check says SERVING.
     pub fn start(extra_args: &[&str]) -> Server {
+        Server::start_with_model(&model_dir(), extra_args)
+    }
+
+    pub fn start_with_model(model: &std::path::Path, extra_args: &[&str]) -> Server {
         let grpc_port = free_port();
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!(
@@ -50,7 +54,7 @@ impl Server {
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .arg("--model")
-            .arg(model_dir())
+            .arg(model)
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -194,4 +198,43 @@ pub async fn health_status(endpoint: &str, service: &str) -> Option<ServingStatu
         .await
         .ok()?;
     ServingStatus::try_from(resp.into_inner().status).ok()
+}
+
+/// A model repository in a temporary directory: `<name>/<version>/` packages that share the shipped
+/// ONNX graph and tokenizer (symlinks) with manifests edited per version.
+pub struct TempRepo {
+    pub root: PathBuf,
+}
+
+impl TempRepo {
+    pub fn new(tag: &str) -> TempRepo {
+        let root = std::env::temp_dir().join(format!("handoff-repo-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        TempRepo { root }
+    }
+
+    /// Add `handoff-zh-en/<version>` whose manifest is the shipped one with its version set and `edit` applied.
+    pub fn add(&self, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
+        let src = model_dir();
+        let dir = self.root.join("handoff-zh-en").join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["model.onnx", "tokenizer.json"] {
+            std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
+        }
+        let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
+        let manifest = manifest.replacen(
+            "version = \"1.0.0\"",
+            &format!("version = \"{version}\""),
+            1,
+        );
+        std::fs::write(dir.join("manifest.toml"), edit(manifest)).unwrap();
+        dir
+    }
+}
+
+impl Drop for TempRepo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }
