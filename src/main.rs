@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Classify texts with a model package and print the results (no server).
     Classify {
         #[arg(

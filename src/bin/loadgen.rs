@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use handoff::grpc::pb::handoff_client::HandoffClient;
-use handoff::grpc::pb::{self, ClassifyRequest, RouteRequest};
+use handoff::grpc::pb::model_admin_client::ModelAdminClient;
+use handoff::grpc::pb::{self, ClassifyRequest, RouteRequest, SetShadowRequest};
 use handoff::model::Model;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -36,7 +37,13 @@ struct Args {
     /// gRPC connections to spread requests over.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Candidate version for the shadow phases (a second copy of the live version works too);
+    /// "" skips them.
+    #[arg(long, default_value = "1.0.0")]
+    shadow_version: String,
 }
+
+const MODEL_NAME: &str = "handoff-zh-en";
 
 /// Chat-style customer messages, Chinese, English and mixed, short and long.
 const MESSAGES: &[&str] = &[
@@ -309,6 +316,37 @@ async fn main() -> anyhow::Result<()> {
         route.line(&format!("Route, open loop {half_rate:.0}/s"))
     );
 
+    let mut shadow_summary = None;
+    if !args.shadow_version.is_empty() {
+        // Spare capacity: a quarter of peak leaves room for the shadow worker.
+        let rate = peak.rate() / 4.0;
+        let off = open_loop(&clients, rate, args.seconds, Rpc::Classify).await;
+        println!(
+            "{}",
+            off.line(&format!("Classify, {rate:.0}/s, shadow off"))
+        );
+        let mut admin = ModelAdminClient::connect(args.addr.clone()).await?;
+        let shadow = |share| SetShadowRequest {
+            name: MODEL_NAME.into(),
+            version: args.shadow_version.clone(),
+            share,
+        };
+        admin
+            .set_shadow(shadow(1.0))
+            .await
+            .context("enabling shadow")?;
+        let on = open_loop(&clients, rate, args.seconds, Rpc::Classify).await;
+        admin
+            .set_shadow(shadow(0.0))
+            .await
+            .context("disabling shadow")?;
+        println!(
+            "{}",
+            on.line(&format!("Classify, {rate:.0}/s, shadow 100 %"))
+        );
+        shadow_summary = Some((off.ms(0.99), on.ms(0.99)));
+    }
+
     println!("\nsummary (same run):");
     println!(
         "  service peak / bare tract best (batch {}): {:.1} / {:.1} = {:.0} %",
@@ -327,5 +365,11 @@ async fn main() -> anyhow::Result<()> {
         "  Route p99 - Classify p99 at half peak: {:+.2} ms",
         route.ms(0.99) - half.ms(0.99)
     );
+    if let Some((off, on)) = shadow_summary {
+        println!(
+            "  live p99 with shadow 100 % / shadow off: {on:.2} / {off:.2} ms = {:+.1} %",
+            100.0 * (on / off - 1.0)
+        );
+    }
     Ok(())
 }
