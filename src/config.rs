@@ -137,3 +137,25 @@ impl ServerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/handoff.toml");
+        let c = ServerConfig::from_file(&path).unwrap();
+        c.validate().unwrap();
+        let d = ServerConfig::default();
+        assert_eq!((c.grpc_addr, c.queue_capacity, c.max_batch_size), (d.grpc_addr, d.queue_capacity, d.max_batch_size));
+        assert_eq!(c.policy.high_risk_intents.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_and_zero_limits_are_refused() {
+        assert!(toml::from_str::<ServerConfig>("grpc_adr = \"127.0.0.1:1\"").is_err());
+        let c: ServerConfig = toml::from_str("[limits]\nmax_text_bytes = 0").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("limits.max_text_bytes"));
+    }
+}
