@@ -148,7 +148,10 @@ mod tests {
         let c = ServerConfig::from_file(&path).unwrap();
         c.validate().unwrap();
         let d = ServerConfig::default();
-        assert_eq!((c.grpc_addr, c.queue_capacity, c.max_batch_size), (d.grpc_addr, d.queue_capacity, d.max_batch_size));
+        assert_eq!(
+            (c.grpc_addr, c.queue_capacity, c.max_batch_size),
+            (d.grpc_addr, d.queue_capacity, d.max_batch_size)
+        );
         assert_eq!(c.policy.high_risk_intents.len(), 2);
     }
 
@@ -156,6 +159,10 @@ mod tests {
     fn unknown_keys_and_zero_limits_are_refused() {
         assert!(toml::from_str::<ServerConfig>("grpc_adr = \"127.0.0.1:1\"").is_err());
         let c: ServerConfig = toml::from_str("[limits]\nmax_text_bytes = 0").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("limits.max_text_bytes"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("limits.max_text_bytes"));
     }
 }

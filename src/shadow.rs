@@ -45,7 +45,10 @@ impl Shadow {
         let c = candidate.clone();
         std::thread::Builder::new()
             .name("shadow".into())
-            .spawn(move || shadow_loop(rx, c, policy))
+            .spawn(move || {
+                lower_priority();
+                shadow_loop(rx, c, policy)
+            })
             .expect("spawn shadow worker");
         Arc::new(Shadow {
             candidate,
@@ -87,6 +90,17 @@ impl InferenceTap for Shadow {
         {
             metrics::counter!(t::SHADOW_DROPPED).increment(1);
         }
+    }
+}
+
+/// The shadow thread yields the CPU to the inference workers: on a busy machine shadow samples wait
+/// (and are dropped when the queue is full) instead of live requests.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id; failure only leaves the priority as is.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
 
