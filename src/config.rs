@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// balancers stop sending new calls; calls already accepted are always answered.
     pub drain_ms: u64,
     pub policy: PolicyConfig,
+    /// Conversation state: forgotten after this many seconds without a turn.
+    pub state_ttl_s: u64,
+    /// Conversations kept in memory at most (the least recently active is dropped first).
+    pub max_conversations: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +80,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             drain_ms: 0,
             policy: PolicyConfig::default(),
+            state_ttl_s: 24 * 3600,
+            max_conversations: 100_000,
         }
     }
 }
@@ -152,7 +158,8 @@ mod tests {
             (c.grpc_addr, c.queue_capacity, c.max_batch_size),
             (d.grpc_addr, d.queue_capacity, d.max_batch_size)
         );
-        assert_eq!(c.policy.high_risk_intents.len(), 2);
+        assert_eq!(c.policy.high_risk_intents.len(), 1);
+        assert_eq!(c.policy.repeat_similarity, d.policy.repeat_similarity);
     }
 
     #[test]

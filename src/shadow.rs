@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::model::{Model, Prediction};
-use crate::policy::{Channel, Policy, Tier, Turn};
+use crate::policy::{Channel, ConversationState, Policy, Tier, Turn};
 use crate::telemetry as t;
 
 /// Something that wants to see every live prediction (the batcher calls it after replying).
@@ -132,13 +132,14 @@ fn shadow_loop(
             continue;
         };
         for (s, p) in samples.iter().zip(&preds) {
-            compare(&policy, &s.live_model, &s.live, &c.model, p);
+            compare(&policy, &s.text, &s.live_model, &s.live, &c.model, p);
         }
     }
 }
 
 fn compare(
     policy: &Policy,
+    text: &str,
     live_model: &Model,
     live: &Prediction,
     cand_model: &Model,
@@ -148,18 +149,24 @@ fn compare(
     let cand_intent = &cand_model.intent_labels()[cand.top_intent()];
     let live_sentiment = &live_model.sentiment_labels()[live.top_sentiment()];
     let cand_sentiment = &cand_model.sentiment_labels()[cand.top_sentiment()];
+    // The first turn of a conversation: shadow compares the models, not conversation histories.
     let action = |model: &Model, p: &Prediction, intent: &str| {
-        policy
-            .decide(&Turn {
-                intent,
-                intent_score: p.intent_probs[p.top_intent()],
-                negativity: model.negativity(p),
-                channel: Channel::Unspecified,
-                tier: Tier::Standard,
-                bot_fallbacks: 0,
-                bot_failed: false,
-            })
-            .action
+        let turn = Turn {
+            message_id: "",
+            text,
+            intent,
+            intent_score: p.intent_probs[p.top_intent()],
+            intent_margin: p.intent_margin(),
+            request_human: model.intent_prob(p, "request_human"),
+            negativity: model.negativity(p),
+            embedding: &p.embedding,
+            channel: Channel::Unspecified,
+            tier: Tier::Standard,
+            bot_fallbacks: 0,
+            bot_failed: false,
+            accepted_offer: false,
+        };
+        policy.decide(&turn, &ConversationState::default()).action
     };
     let agree = [
         ("intent", live_intent == cand_intent),

@@ -14,20 +14,27 @@ use super::pb::{
 use super::{convert, deadline, status, validate};
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
-use crate::policy::{Policy, Turn};
+use crate::policy::{Policy, StateStore, Turn};
 use crate::telemetry as t;
 
 pub struct HandoffService {
     batcher: Arc<Batcher>,
     policy: Arc<Policy>,
+    state: Arc<dyn StateStore>,
     limits: Limits,
 }
 
 impl HandoffService {
-    pub fn new(batcher: Arc<Batcher>, policy: Arc<Policy>, limits: Limits) -> Self {
+    pub fn new(
+        batcher: Arc<Batcher>,
+        policy: Arc<Policy>,
+        state: Arc<dyn StateStore>,
+        limits: Limits,
+    ) -> Self {
         HandoffService {
             batcher,
             policy,
+            state,
             limits,
         }
     }
@@ -129,21 +136,29 @@ impl Handoff for HandoffService {
 
             let inf = self
                 .batcher
-                .infer(req.text, deadline)
+                .infer(req.text.clone(), deadline)
                 .await
                 .map_err(status::from_batch)?;
             count_labels(&inf);
             let classification = convert::classification(&inf);
             let turn = Turn {
+                message_id: &req.message_id,
+                text: &req.text,
                 intent: &classification.intent,
                 intent_score: classification.intent_score,
+                intent_margin: inf.prediction.intent_margin(),
+                request_human: inf.model.intent_prob(&inf.prediction, "request_human"),
                 negativity: classification.negativity,
+                embedding: &inf.prediction.embedding,
                 channel: convert::channel(channel),
                 tier: convert::tier(tier),
                 bot_fallbacks: req.bot_fallbacks,
                 bot_failed: req.bot_failed,
+                accepted_offer: req.accepted_offer,
             };
-            let decision = self.policy.decide(&turn);
+            let decision = self
+                .policy
+                .route(self.state.as_ref(), &req.conversation_id, &turn);
             let top_reason = decision
                 .reasons
                 .first()

@@ -40,6 +40,18 @@ impl Prediction {
     pub fn top_sentiment(&self) -> usize {
         argmax(&self.sentiment_probs)
     }
+    /// Top intent probability minus the runner-up's: small means the model hesitates between two.
+    pub fn intent_margin(&self) -> f32 {
+        let top = self.top_intent();
+        let second = self
+            .intent_probs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != top)
+            .map(|(_, p)| *p)
+            .fold(0.0, f32::max);
+        self.intent_probs[top] - second
+    }
 }
 
 fn argmax(xs: &[f32]) -> usize {
@@ -110,6 +122,13 @@ impl Model {
     }
     pub fn negativity(&self, p: &Prediction) -> f32 {
         p.sentiment_probs[self.negative_idx]
+    }
+    /// Probability of intent `label`, 0 when the model has no such label.
+    pub fn intent_prob(&self, p: &Prediction, label: &str) -> f32 {
+        self.intent_labels()
+            .iter()
+            .position(|l| l == label)
+            .map_or(0.0, |i| p.intent_probs[i])
     }
 
     /// Tokenise with the package's prefix; cut at `max_tokens`, keeping the closing special token.

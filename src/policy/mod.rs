@@ -1,10 +1,17 @@
 //! Escalation policy: turns one classified customer message plus what the caller knows about the
 //! conversation into a decision with reasons. Knows nothing about gRPC or the model runtime.
 //!
-//! This first policy reads the current message only; rules are checked in order and the first that
-//! fires decides. Its thresholds come from the `[policy]` table of the server config.
+//! Rules are checked in order and the first that fires decides; every rule reads named signals of
+//! this turn and of the conversation so far (`state`), and says which ones in its reasons. Thresholds
+//! come from the `[policy]` table of the server config.
+
+pub mod signals;
+pub mod state;
 
 use serde::Deserialize;
+
+use signals::KeywordHit;
+pub use state::{ConversationState, MemoryStore, RecentTurn, StateError, StateStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -59,13 +66,23 @@ pub enum Tier {
 /// What the policy knows about this turn.
 #[derive(Debug, Clone)]
 pub struct Turn<'a> {
+    pub message_id: &'a str,
+    /// The customer's text: read by the keyword net only, never logged or stored.
+    pub text: &'a str,
     pub intent: &'a str,
     pub intent_score: f32,
+    /// Top intent probability minus the second's.
+    pub intent_margin: f32,
+    /// Probability of `request_human` from the model.
+    pub request_human: f32,
     pub negativity: f32,
+    pub embedding: &'a [f32],
     pub channel: Channel,
     pub tier: Tier,
     pub bot_fallbacks: u32,
     pub bot_failed: bool,
+    /// The customer accepted the human offered on an earlier turn.
+    pub accepted_offer: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -83,21 +100,48 @@ pub struct Decision {
     pub queue: String,
     pub priority: i32,
     pub reasons: Vec<Reason>,
+    /// Set when the decision was made on this message alone because conversation state was unavailable.
+    pub degraded: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolicyConfig {
     pub version: String,
-    /// `request_human` at or above this probability escalates.
+    /// `request_human` at or above this probability escalates (unless the keyword net sees a negation).
     pub request_human_threshold: f32,
     /// Intents that go straight to a person, each with its queue.
     pub high_risk_intents: Vec<HighRiskIntent>,
     pub high_risk_threshold: f32,
-    /// Negativity at or above this offers a human.
+    /// A complaint carrying a legal, media or regulator threat escalates to this queue.
+    pub threat_queue: String,
+    /// VIPs who want to cancel escalate (retention).
+    pub vip_cancel_escalates: bool,
+    /// This turn's negativity at or above this offers a human.
     pub offer_negativity: f32,
+    /// A turn at or above this negativity counts as negative.
+    pub negative_turn: f32,
+    /// Decayed average negativity (weight of the newest turn) and the level that offers a human.
+    pub negativity_decay: f32,
+    pub offer_negativity_avg: f32,
+    /// Consecutive negative turns that offer a human.
+    pub offer_consecutive_negative: u32,
+    /// Rise of negativity over the last turns that offers a human.
+    pub offer_negativity_rise: f32,
+    /// Cosine similarity at or above which a turn with the same intent repeats an earlier one
+    /// (e5 embeddings: paraphrases measure 0.91-0.98, unrelated messages up to ~0.90).
+    pub repeat_similarity: f32,
     /// Bot fallbacks at or above this offer a human.
     pub offer_after_fallbacks: u32,
+    /// Top intent probability below this, or top-2 margin below `low_margin`, is low confidence;
+    /// `low_confidence_turns` such turns in a row offer a human.
+    pub low_confidence: f32,
+    pub low_margin: f32,
+    pub low_confidence_turns: u32,
+    /// Offers before the policy escalates instead of offering again.
+    pub max_offers: u32,
+    /// Voice escalates sooner: negativity thresholds drop by this much and one offer is the most.
+    pub voice_threshold_drop: f32,
     pub default_queue: String,
     pub vip_queue: String,
     pub base_priority: i32,
@@ -115,21 +159,28 @@ pub struct HighRiskIntent {
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
-            version: "builtin-1".into(),
+            version: "builtin-2".into(),
             request_human_threshold: 0.5,
-            high_risk_intents: vec![
-                HighRiskIntent {
-                    intent: "account_security".into(),
-                    queue: "security".into(),
-                },
-                HighRiskIntent {
-                    intent: "complaint".into(),
-                    queue: "complaints".into(),
-                },
-            ],
+            high_risk_intents: vec![HighRiskIntent {
+                intent: "account_security".into(),
+                queue: "security".into(),
+            }],
             high_risk_threshold: 0.6,
-            offer_negativity: 0.8,
+            threat_queue: "complaints".into(),
+            vip_cancel_escalates: true,
+            offer_negativity: 0.85,
+            negative_turn: 0.6,
+            negativity_decay: 0.5,
+            offer_negativity_avg: 0.7,
+            offer_consecutive_negative: 3,
+            offer_negativity_rise: 0.5,
+            repeat_similarity: 0.91,
             offer_after_fallbacks: 2,
+            low_confidence: 0.4,
+            low_margin: 0.1,
+            low_confidence_turns: 2,
+            max_offers: 2,
+            voice_threshold_drop: 0.15,
             default_queue: "general".into(),
             vip_queue: "senior".into(),
             base_priority: 5,
@@ -151,12 +202,23 @@ pub struct Policy {
     config: PolicyConfig,
 }
 
+/// Intents the rules below name besides the configured high-risk ones.
+const NAMED_INTENTS: &[&str] = &["request_human", "complaint", "cancel_service"];
+
 impl Policy {
     pub fn new(config: PolicyConfig) -> Result<Self, PolicyError> {
         for (name, v) in [
             ("request_human_threshold", config.request_human_threshold),
             ("high_risk_threshold", config.high_risk_threshold),
             ("offer_negativity", config.offer_negativity),
+            ("negative_turn", config.negative_turn),
+            ("negativity_decay", config.negativity_decay),
+            ("offer_negativity_avg", config.offer_negativity_avg),
+            ("offer_negativity_rise", config.offer_negativity_rise),
+            ("repeat_similarity", config.repeat_similarity),
+            ("low_confidence", config.low_confidence),
+            ("low_margin", config.low_margin),
+            ("voice_threshold_drop", config.voice_threshold_drop),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(PolicyError::Threshold(name, v));
@@ -171,7 +233,7 @@ impl Policy {
 
     /// Every intent the policy names must exist in the model's labels.
     pub fn check_labels(&self, intents: &[String]) -> Result<(), PolicyError> {
-        let named = std::iter::once("request_human").chain(
+        let named = NAMED_INTENTS.iter().copied().chain(
             self.config
                 .high_risk_intents
                 .iter()
@@ -188,89 +250,344 @@ impl Policy {
         Ok(())
     }
 
-    pub fn decide(&self, turn: &Turn) -> Decision {
-        let c = &self.config;
-        let vip = turn.tier == Tier::Vip;
-        let queue = |q: &str| {
-            if vip {
-                c.vip_queue.clone()
-            } else {
-                q.to_string()
+    /// Decide this turn with the conversation's state and record it there, atomically. When the store
+    /// fails, the decision is made from this message alone and says so.
+    pub fn route(&self, store: &dyn StateStore, conversation_id: &str, turn: &Turn) -> Decision {
+        let mut decision = None;
+        let stored = store.update(conversation_id, &mut |state| {
+            let d = self.decide(turn, state);
+            if !state.has_message(turn.message_id) {
+                self.record(state, turn, &d);
             }
-        };
-        let priority = |p: i32| if vip { p + c.vip_priority_boost } else { p };
-        let intent_reason = |rule: &str, threshold: f32, detail: &str| Reason {
-            rule_id: rule.into(),
-            signal: format!("intent:{}", turn.intent),
-            value: turn.intent_score as f64,
-            threshold: threshold as f64,
-            detail: detail.into(),
-        };
+            decision = Some(d);
+        });
+        match (stored, decision) {
+            (Ok(()), Some(d)) => d,
+            (result, _) => {
+                let mut d = self.decide(turn, &ConversationState::default());
+                d.degraded = true;
+                let detail = result.err().map(|e| e.to_string()).unwrap_or_default();
+                d.reasons
+                    .push(reason("state_unavailable", "state", 0.0, 0.0, &detail));
+                d
+            }
+        }
+    }
 
-        if turn.intent == "request_human" && turn.intent_score >= c.request_human_threshold {
-            return Decision {
-                action: Action::Escalate,
-                queue: queue(&c.default_queue),
-                priority: priority(c.base_priority),
-                reasons: vec![intent_reason(
-                    "explicit_request",
-                    c.request_human_threshold,
-                    "customer asked for a person",
-                )],
+    /// Ordered rules: the first that fires decides; its reason comes first.
+    pub fn decide(&self, turn: &Turn, state: &ConversationState) -> Decision {
+        let c = &self.config;
+        let voice = turn.channel == Channel::Voice;
+        let drop = if voice { c.voice_threshold_drop } else { 0.0 };
+        let max_offers = if voice { 1 } else { c.max_offers };
+        let vip = turn.tier == Tier::Vip;
+        let decision =
+            |action: Action, queue: &str, priority: i32, reasons: Vec<Reason>| Decision {
+                action,
+                queue: if action == Action::ContinueBot {
+                    String::new()
+                } else if vip {
+                    c.vip_queue.clone()
+                } else {
+                    queue.to_string()
+                },
+                priority: if action == Action::ContinueBot {
+                    0
+                } else if vip {
+                    priority + c.vip_priority_boost
+                } else {
+                    priority
+                },
+                reasons,
+                degraded: false,
             };
+
+        // 1. Explicit request for a person: the model, with the keyword net as safety net (it catches
+        //    what the model misses) and as veto (a negated request is a refusal, whatever the model says).
+        let keyword = signals::explicit_request(turn.text);
+        let negated = matches!(keyword, KeywordHit::Negated(_));
+        if turn.request_human >= c.request_human_threshold && !negated {
+            let mut reasons = vec![reason(
+                "explicit_request",
+                "intent:request_human",
+                turn.request_human as f64,
+                c.request_human_threshold as f64,
+                "customer asked for a person",
+            )];
+            if let KeywordHit::Request(kw) = keyword {
+                reasons.push(reason(
+                    "explicit_request",
+                    &format!("keyword:{kw}"),
+                    1.0,
+                    1.0,
+                    "keyword",
+                ));
+            }
+            return decision(Action::Escalate, &c.default_queue, c.base_priority, reasons);
         }
-        if let Some(h) = c.high_risk_intents.iter().find(|h| h.intent == turn.intent) {
-            if turn.intent_score >= c.high_risk_threshold {
-                return Decision {
-                    action: Action::Escalate,
-                    queue: queue(&h.queue),
-                    priority: priority(c.high_risk_priority),
-                    reasons: vec![intent_reason(
-                        "high_risk_intent",
-                        c.high_risk_threshold,
-                        "high-risk intent",
-                    )],
-                };
+        if let KeywordHit::Request(kw) = keyword {
+            let r = reason(
+                "explicit_request",
+                &format!("keyword:{kw}"),
+                1.0,
+                1.0,
+                "customer asked for a person",
+            );
+            return decision(Action::Escalate, &c.default_queue, c.base_priority, vec![r]);
+        }
+        // 2. The customer accepted an offer made earlier.
+        if turn.accepted_offer && state.offers_made > 0 {
+            let r = reason(
+                "offer_accepted",
+                "offers_made",
+                state.offers_made as f64,
+                1.0,
+                "customer accepted the offer",
+            );
+            return decision(Action::Escalate, &c.default_queue, c.base_priority, vec![r]);
+        }
+        // 3. High-risk intents.
+        if turn.intent_score >= c.high_risk_threshold {
+            if let Some(h) = c.high_risk_intents.iter().find(|h| h.intent == turn.intent) {
+                let r = self.intent_reason(
+                    "high_risk_intent",
+                    turn,
+                    c.high_risk_threshold,
+                    "high-risk intent",
+                );
+                return decision(Action::Escalate, &h.queue, c.high_risk_priority, vec![r]);
+            }
+            if turn.intent == "complaint" {
+                if let Some(t) = signals::threat(turn.text) {
+                    let r = reason(
+                        "complaint_threat",
+                        &format!("threat:{t}"),
+                        turn.intent_score as f64,
+                        c.high_risk_threshold as f64,
+                        "complaint with a legal, media or regulator threat",
+                    );
+                    return decision(
+                        Action::Escalate,
+                        &c.threat_queue,
+                        c.high_risk_priority,
+                        vec![r],
+                    );
+                }
+            }
+            if turn.intent == "cancel_service" && vip && c.vip_cancel_escalates {
+                let r = self.intent_reason(
+                    "vip_cancel",
+                    turn,
+                    c.high_risk_threshold,
+                    "VIP wants to cancel",
+                );
+                return decision(
+                    Action::Escalate,
+                    &c.default_queue,
+                    c.high_risk_priority,
+                    vec![r],
+                );
             }
         }
-        if turn.negativity >= c.offer_negativity {
-            return Decision {
-                action: Action::OfferHuman,
-                queue: queue(&c.default_queue),
-                priority: priority(c.base_priority),
-                reasons: vec![Reason {
-                    rule_id: "strong_negativity".into(),
-                    signal: "negativity".into(),
-                    value: turn.negativity as f64,
-                    threshold: c.offer_negativity as f64,
-                    detail: "customer is strongly negative".into(),
-                }],
-            };
+
+        // 4. Signals that offer a human; after `max_offers` offers the next one escalates.
+        let mut offers = self.offer_reasons(turn, state, drop);
+        if offers.is_empty() {
+            return decision(
+                Action::ContinueBot,
+                "",
+                0,
+                vec![reason(
+                    "default",
+                    "intent",
+                    turn.intent_score as f64,
+                    0.0,
+                    "no escalation rule fired",
+                )],
+            );
+        }
+        if state.offers_made >= max_offers {
+            offers.insert(
+                0,
+                reason(
+                    "offer_ladder",
+                    "offers_made",
+                    state.offers_made as f64,
+                    max_offers as f64,
+                    "offered before; escalating",
+                ),
+            );
+            return decision(
+                Action::Escalate,
+                &c.default_queue,
+                c.base_priority + 1,
+                offers,
+            );
+        }
+        decision(
+            Action::OfferHuman,
+            &c.default_queue,
+            c.base_priority,
+            offers,
+        )
+    }
+
+    fn intent_reason(&self, rule: &str, turn: &Turn, threshold: f32, detail: &str) -> Reason {
+        reason(
+            rule,
+            &format!("intent:{}", turn.intent),
+            turn.intent_score as f64,
+            threshold as f64,
+            detail,
+        )
+    }
+
+    /// Every offer rule that fires on this turn, in rule order.
+    fn offer_reasons(&self, turn: &Turn, state: &ConversationState, drop: f32) -> Vec<Reason> {
+        let c = &self.config;
+        let mut out = Vec::new();
+        let neg = turn.negativity;
+        if neg >= c.offer_negativity - drop {
+            out.push(reason(
+                "strong_negativity",
+                "negativity",
+                neg as f64,
+                (c.offer_negativity - drop) as f64,
+                "customer is strongly negative",
+            ));
+        }
+        let avg = self.decayed(state, neg);
+        if state.turns > 0 && avg >= c.offer_negativity_avg - drop {
+            out.push(reason(
+                "sustained_negativity",
+                "negativity_avg",
+                avg as f64,
+                (c.offer_negativity_avg - drop) as f64,
+                "negative over the conversation",
+            ));
+        }
+        let consecutive = if neg >= c.negative_turn - drop {
+            state.consecutive_negative + 1
+        } else {
+            0
+        };
+        if consecutive >= c.offer_consecutive_negative {
+            out.push(reason(
+                "consecutive_negative",
+                "negative_turns",
+                consecutive as f64,
+                c.offer_consecutive_negative as f64,
+                "negative turns in a row",
+            ));
+        }
+        if let Some(first) = state.recent.iter().rev().nth(1).or(state.recent.front()) {
+            let rise = neg - first.negativity;
+            if state.recent.len() >= 2 && rise >= c.offer_negativity_rise {
+                out.push(reason(
+                    "worsening",
+                    "negativity_rise",
+                    rise as f64,
+                    c.offer_negativity_rise as f64,
+                    "sentiment is getting worse",
+                ));
+            }
+        }
+        let best = state
+            .recent
+            .iter()
+            .filter(|t| t.intent == turn.intent)
+            .filter(|t| turn.message_id.is_empty() || t.message_id != turn.message_id)
+            .map(|t| signals::similarity(&t.embedding, turn.embedding))
+            .fold(f32::MIN, f32::max);
+        if best >= c.repeat_similarity {
+            out.push(reason(
+                "repeated_question",
+                "similarity",
+                best as f64,
+                c.repeat_similarity as f64,
+                "customer repeats an earlier question",
+            ));
         }
         if turn.bot_failed || turn.bot_fallbacks >= c.offer_after_fallbacks {
-            return Decision {
-                action: Action::OfferHuman,
-                queue: queue(&c.default_queue),
-                priority: priority(c.base_priority),
-                reasons: vec![Reason {
-                    rule_id: "bot_failure".into(),
-                    signal: "bot_fallbacks".into(),
-                    value: turn.bot_fallbacks as f64,
-                    threshold: c.offer_after_fallbacks as f64,
-                    detail: if turn.bot_failed {
-                        "bot could not answer".into()
-                    } else {
-                        "repeated bot fallbacks".into()
-                    },
-                }],
+            let detail = if turn.bot_failed {
+                "bot could not answer"
+            } else {
+                "repeated bot fallbacks"
             };
+            out.push(reason(
+                "bot_failure",
+                "bot_fallbacks",
+                turn.bot_fallbacks as f64,
+                c.offer_after_fallbacks as f64,
+                detail,
+            ));
         }
-        Decision {
-            action: Action::ContinueBot,
-            queue: String::new(),
-            priority: 0,
-            reasons: vec![intent_reason("default", 0.0, "no escalation rule fired")],
+        let low = turn.intent_score < c.low_confidence || turn.intent_margin < c.low_margin;
+        let streak = if low {
+            state.low_confidence_streak + 1
+        } else {
+            0
+        };
+        if streak >= c.low_confidence_turns {
+            out.push(reason(
+                "low_confidence",
+                "intent_score",
+                turn.intent_score as f64,
+                c.low_confidence as f64,
+                "the model is unsure, turn after turn",
+            ));
         }
+        out
+    }
+
+    fn decayed(&self, state: &ConversationState, neg: f32) -> f32 {
+        if state.turns == 0 {
+            neg
+        } else {
+            self.config.negativity_decay * neg
+                + (1.0 - self.config.negativity_decay) * state.negativity_avg
+        }
+    }
+
+    fn record(&self, state: &mut ConversationState, turn: &Turn, decision: &Decision) {
+        let c = &self.config;
+        state.negativity_avg = self.decayed(state, turn.negativity);
+        state.consecutive_negative = if turn.negativity >= c.negative_turn {
+            state.consecutive_negative + 1
+        } else {
+            0
+        };
+        let low = turn.intent_score < c.low_confidence || turn.intent_margin < c.low_margin;
+        state.low_confidence_streak = if low {
+            state.low_confidence_streak + 1
+        } else {
+            0
+        };
+        state.turns += 1;
+        state.recent.push_back(RecentTurn {
+            message_id: turn.message_id.to_string(),
+            intent: turn.intent.to_string(),
+            embedding: turn.embedding.to_vec(),
+            negativity: turn.negativity,
+        });
+        while state.recent.len() > state::RECENT_TURNS {
+            state.recent.pop_front();
+        }
+        match decision.action {
+            Action::OfferHuman => state.offers_made += 1,
+            Action::Escalate => state.escalated = true,
+            Action::ContinueBot => {}
+        }
+    }
+}
+
+fn reason(rule: &str, signal: &str, value: f64, threshold: f64, detail: &str) -> Reason {
+    Reason {
+        rule_id: rule.into(),
+        signal: signal.into(),
+        value,
+        threshold,
+        detail: detail.into(),
     }
 }
 
@@ -278,51 +595,130 @@ impl Policy {
 mod tests {
     use super::*;
 
-    fn turn(intent: &str, score: f32, negativity: f32) -> Turn<'_> {
+    fn turn<'a>(
+        text: &'a str,
+        intent: &'a str,
+        score: f32,
+        negativity: f32,
+        embedding: &'a [f32],
+    ) -> Turn<'a> {
         Turn {
+            message_id: "",
+            text,
             intent,
             intent_score: score,
+            intent_margin: score,
+            request_human: if intent == "request_human" {
+                score
+            } else {
+                0.0
+            },
             negativity,
+            embedding,
             channel: Channel::Web,
             tier: Tier::Standard,
             bot_fallbacks: 0,
             bot_failed: false,
+            accepted_offer: false,
         }
     }
 
+    const E1: [f32; 2] = [1.0, 0.0];
+    const E2: [f32; 2] = [0.0, 1.0];
+
     #[test]
-    fn rules_fire_in_order() {
+    fn explicit_requests_escalate_and_negated_ones_do_not() {
         let p = Policy::new(PolicyConfig::default()).unwrap();
+        let s = ConversationState::default();
         assert_eq!(
-            p.decide(&turn("request_human", 0.9, 0.95)).action,
+            p.decide(&turn("转人工", "request_human", 0.9, 0.1, &E1), &s)
+                .action,
             Action::Escalate
         );
-        let d = p.decide(&turn("account_security", 0.8, 0.1));
+        let d = p.decide(&turn("我要找真人", "other", 0.9, 0.1, &E1), &s);
+        assert_eq!(
+            (d.action, d.reasons[0].signal.as_str()),
+            (Action::Escalate, "keyword:真人")
+        );
+        let d = p.decide(&turn("不用转人工了", "request_human", 0.8, 0.1, &E1), &s);
+        assert_eq!(d.action, Action::ContinueBot);
+    }
+
+    #[test]
+    fn high_risk_threats_and_vip_routing() {
+        let p = Policy::new(PolicyConfig::default()).unwrap();
+        let s = ConversationState::default();
+        let d = p.decide(
+            &turn("my account was hacked", "account_security", 0.8, 0.3, &E1),
+            &s,
+        );
         assert_eq!(
             (d.action, d.queue.as_str(), d.priority),
             (Action::Escalate, "security", 7)
         );
+        let d = p.decide(&turn("我要去12315投诉你们", "complaint", 0.9, 0.5, &E1), &s);
         assert_eq!(
-            p.decide(&turn("order_status", 0.9, 0.9)).action,
-            Action::OfferHuman
+            (d.action, d.reasons[0].rule_id.as_str()),
+            (Action::Escalate, "complaint_threat")
         );
+        let mut t = turn("cancel my plan", "cancel_service", 0.9, 0.2, &E1);
+        assert_eq!(p.decide(&t, &s).action, Action::ContinueBot);
+        t.tier = Tier::Vip;
+        let d = p.decide(&t, &s);
         assert_eq!(
-            p.decide(&turn("order_status", 0.9, 0.1)).action,
-            Action::ContinueBot
-        );
-        assert_eq!(
-            p.decide(&turn("request_human", 0.3, 0.1)).action,
-            Action::ContinueBot
+            (d.action, d.queue.as_str(), d.priority),
+            (Action::Escalate, "senior", 9)
         );
     }
 
     #[test]
-    fn vip_goes_to_senior_queue_with_boost() {
+    fn the_offer_ladder_escalates_after_max_offers_and_voice_sooner() {
         let p = Policy::new(PolicyConfig::default()).unwrap();
-        let mut t = turn("request_human", 0.9, 0.0);
-        t.tier = Tier::Vip;
-        let d = p.decide(&t);
-        assert_eq!((d.queue.as_str(), d.priority), ("senior", 7));
+        let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+        let angry = turn("气死了", "complaint", 0.5, 0.95, &E1);
+        let actions: Vec<_> = (0..3)
+            .map(|_| p.route(&store, "c", &angry).action)
+            .collect();
+        assert_eq!(
+            actions,
+            [Action::OfferHuman, Action::OfferHuman, Action::Escalate]
+        );
+        let mut voice = angry.clone();
+        voice.channel = Channel::Voice;
+        let actions: Vec<_> = (0..2)
+            .map(|_| p.route(&store, "v", &voice).action)
+            .collect();
+        assert_eq!(actions, [Action::OfferHuman, Action::Escalate]);
+    }
+
+    #[test]
+    fn repeats_count_once_per_message_id() {
+        let p = Policy::new(PolicyConfig::default()).unwrap();
+        let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+        let mut first = turn("where is my order", "order_status", 0.9, 0.1, &E1);
+        first.message_id = "m1";
+        assert_eq!(p.route(&store, "c", &first).action, Action::ContinueBot);
+        assert_eq!(
+            p.route(&store, "c", &first).action,
+            Action::ContinueBot,
+            "same message re-sent"
+        );
+        let mut other = turn(
+            "how do I reset my password",
+            "account_security",
+            0.3,
+            0.1,
+            &E2,
+        );
+        other.message_id = "m2";
+        assert_eq!(p.route(&store, "c", &other).action, Action::ContinueBot);
+        let mut again = turn("my order, where is it??", "order_status", 0.9, 0.1, &E1);
+        again.message_id = "m3";
+        let d = p.route(&store, "c", &again);
+        assert_eq!(
+            (d.action, d.reasons[0].rule_id.as_str()),
+            (Action::OfferHuman, "repeated_question")
+        );
     }
 
     #[test]

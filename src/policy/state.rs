@@ -1,0 +1,165 @@
+//! Conversation state per `conversation_id`, kept between turns: recent embeddings, sentiment
+//! history, offers made, escalation. Stores update a conversation atomically (read, decide, write
+//! under one lock), so concurrent turns of one conversation never lose an update.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Customer turns remembered for repeated-question detection and the negativity trend.
+pub const RECENT_TURNS: usize = 5;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentTurn {
+    pub message_id: String,
+    pub intent: String,
+    pub embedding: Vec<f32>,
+    pub negativity: f32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationState {
+    pub turns: u32,
+    /// Newest last, at most `RECENT_TURNS`.
+    pub recent: VecDeque<RecentTurn>,
+    /// Exponentially decayed average negativity over the conversation.
+    pub negativity_avg: f32,
+    pub consecutive_negative: u32,
+    pub low_confidence_streak: u32,
+    pub offers_made: u32,
+    pub escalated: bool,
+}
+
+impl ConversationState {
+    /// Whether this message id was already counted (a re-sent message counts once).
+    pub fn has_message(&self, message_id: &str) -> bool {
+        !message_id.is_empty() && self.recent.iter().any(|t| t.message_id == message_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("conversation state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub trait StateStore: Send + Sync {
+    /// Run `f` on the conversation's state (a fresh one if unknown or expired) and store the result,
+    /// atomically with respect to other updates of the same conversation.
+    fn update(
+        &self,
+        conversation_id: &str,
+        f: &mut dyn FnMut(&mut ConversationState),
+    ) -> Result<(), StateError>;
+}
+
+/// The default store: in-process, sharded, with a TTL and a bound on the number of conversations
+/// (the least recently touched one is evicted when a shard is full).
+pub struct MemoryStore {
+    shards: Vec<Mutex<HashMap<String, (ConversationState, Instant)>>>,
+    ttl: Duration,
+    per_shard: usize,
+}
+
+const SHARDS: usize = 16;
+
+impl MemoryStore {
+    pub fn new(ttl: Duration, max_conversations: usize) -> Self {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            ttl,
+            per_shard: max_conversations.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    fn shard(&self, id: &str) -> &Mutex<HashMap<String, (ConversationState, Instant)>> {
+        let mut h = DefaultHasher::new();
+        id.hash(&mut h);
+        &self.shards[h.finish() as usize % SHARDS]
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn update(
+        &self,
+        id: &str,
+        f: &mut dyn FnMut(&mut ConversationState),
+    ) -> Result<(), StateError> {
+        let mut shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if !shard.contains_key(id) && shard.len() >= self.per_shard {
+            shard.retain(|_, (_, touched)| now.duration_since(*touched) < self.ttl);
+            if shard.len() >= self.per_shard {
+                let oldest = shard
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    shard.remove(&k);
+                }
+            }
+        }
+        let entry = shard
+            .entry(id.to_string())
+            .or_insert_with(|| (ConversationState::default(), now));
+        if now.duration_since(entry.1) >= self.ttl {
+            entry.0 = ConversationState::default();
+        }
+        f(&mut entry.0);
+        entry.1 = now;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_updates_of_one_conversation_are_not_lost() {
+        let store = std::sync::Arc::new(MemoryStore::new(Duration::from_secs(60), 1000));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        store.update("c", &mut |s| s.turns += 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        let mut turns = 0;
+        store.update("c", &mut |s| turns = s.turns).unwrap();
+        assert_eq!(turns, 4000);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_state_expires() {
+        let store = MemoryStore::new(Duration::from_millis(50), 32);
+        for i in 0..1000 {
+            store
+                .update(&format!("c{i}"), &mut |s| s.turns = 1)
+                .unwrap();
+        }
+        assert!(store.len() <= 32, "{} conversations kept", store.len());
+        store.update("x", &mut |s| s.turns = 7).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        let mut turns = 99;
+        store.update("x", &mut |s| turns = s.turns).unwrap();
+        assert_eq!(turns, 0, "expired state starts fresh");
+    }
+}
