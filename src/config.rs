@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::batcher::BatcherConfig;
-use crate::policy::PolicyConfig;
+use crate::policy::{MemoryStore, PolicyConfig, RedisStore, StateStore};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +38,10 @@ pub struct ServerConfig {
     /// balancers stop sending new calls; calls already accepted are always answered.
     pub drain_ms: u64,
     pub policy: PolicyConfig,
+    /// Conversation state store: "memory" (this process) or "redis://host:port[/db]" (shared by a fleet).
+    pub state: String,
+    /// Redis connect/read/write timeout: past it the decision is made from the message alone.
+    pub state_timeout_ms: u64,
     /// Conversation state: forgotten after this many seconds without a turn.
     pub state_ttl_s: u64,
     /// Conversations kept in memory at most (the least recently active is dropped first).
@@ -80,6 +84,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             drain_ms: 0,
             policy: PolicyConfig::default(),
+            state: "memory".into(),
+            state_timeout_ms: 200,
             state_ttl_s: 24 * 3600,
             max_conversations: 100_000,
         }
@@ -121,6 +127,26 @@ impl ServerConfig {
             )));
         }
         Ok(())
+    }
+
+    pub fn state_store(&self) -> Result<std::sync::Arc<dyn StateStore>, ConfigError> {
+        let ttl = Duration::from_secs(self.state_ttl_s);
+        if self.state == "memory" {
+            Ok(std::sync::Arc::new(MemoryStore::new(
+                ttl,
+                self.max_conversations,
+            )))
+        } else if self.state.starts_with("redis://") {
+            let timeout = Duration::from_millis(self.state_timeout_ms);
+            let store = RedisStore::new(&self.state, ttl, timeout)
+                .map_err(|e| ConfigError::Invalid(format!("state = {:?}: {e}", self.state)))?;
+            Ok(std::sync::Arc::new(store))
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "state = {:?}: expected \"memory\" or \"redis://…\"",
+                self.state
+            )))
+        }
     }
 
     pub fn worker_count(&self) -> usize {

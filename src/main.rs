@@ -60,6 +60,9 @@ struct ServeArgs {
     /// Activate new versions the watcher finds.
     #[arg(long, env = "HANDOFF_AUTO_ACTIVATE")]
     auto_activate: Option<bool>,
+    /// Conversation state: "memory" or "redis://host:port[/db]".
+    #[arg(long, env = "HANDOFF_STATE")]
+    state: Option<String>,
     /// Inference worker threads (0 = one per core).
     #[arg(long, env = "HANDOFF_WORKERS")]
     workers: Option<usize>,
@@ -87,7 +90,7 @@ impl ServeArgs {
         set!(grpc_addr => grpc_addr, metrics_addr => metrics_addr, model => model_dir, workers => workers,
              queue_capacity => queue_capacity, max_batch_size => max_batch_size, max_batch_tokens => max_batch_tokens,
              max_queue_delay_us => max_queue_delay_us, drain_ms => drain_ms, model_repository => model_repository,
-             watch_interval_ms => watch_interval_ms, auto_activate => auto_activate);
+             watch_interval_ms => watch_interval_ms, auto_activate => auto_activate, state => state);
         c.validate()?;
         Ok(c)
     }

@@ -19,7 +19,7 @@ use crate::grpc::pb::model_admin_server::ModelAdminServer;
 use crate::grpc::{pb, AdminService, HandoffService};
 use crate::model::repository::{PackageRef, Repository};
 use crate::model::{Manifest, ModelRegistry};
-use crate::policy::{MemoryStore, Policy, StateStore};
+use crate::policy::Policy;
 use crate::shadow::{InferenceTap, Shadow};
 use crate::swap::ModelManager;
 use crate::telemetry as t;
@@ -100,10 +100,7 @@ pub async fn run(
 
     let limits = config.limits.clone();
     let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
-    let state: Arc<dyn StateStore> = Arc::new(MemoryStore::new(
-        Duration::from_secs(config.state_ttl_s),
-        config.max_conversations,
-    ));
+    let state = config.state_store()?;
     let service = HandoffServer::new(HandoffService::new(batcher.clone(), policy, state, limits))
         .max_decoding_message_size(max_message);
     let drain = Duration::from_millis(config.drain_ms);

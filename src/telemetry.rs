@@ -21,6 +21,7 @@ pub const INTENTS: &str = "handoff_intents_total";
 pub const SENTIMENTS: &str = "handoff_sentiments_total";
 pub const MODEL_INFO: &str = "handoff_model_info";
 pub const MODEL_LOADS: &str = "handoff_model_loads_total";
+pub const STATE_ERRORS: &str = "handoff_state_errors_total";
 pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
 pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
 pub const SHADOW_ERRORS: &str = "handoff_shadow_errors_total";

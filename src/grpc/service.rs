@@ -156,9 +156,15 @@ impl Handoff for HandoffService {
                 bot_failed: req.bot_failed,
                 accepted_offer: req.accepted_offer,
             };
-            let decision = self
-                .policy
-                .route(self.state.as_ref(), &req.conversation_id, &turn);
+            // The state store may wait on the network (Redis): keep this worker thread off the async
+            // scheduler meanwhile.
+            let decision = tokio::task::block_in_place(|| {
+                self.policy
+                    .route(self.state.as_ref(), &req.conversation_id, &turn)
+            });
+            if decision.degraded {
+                metrics::counter!(t::STATE_ERRORS).increment(1);
+            }
             let top_reason = decision
                 .reasons
                 .first()

@@ -5,11 +5,13 @@
 //! this turn and of the conversation so far (`state`), and says which ones in its reasons. Thresholds
 //! come from the `[policy]` table of the server config.
 
+mod redis_store;
 pub mod signals;
 pub mod state;
 
 use serde::Deserialize;
 
+pub use redis_store::RedisStore;
 use signals::KeywordHit;
 pub use state::{ConversationState, MemoryStore, RecentTurn, StateError, StateStore};
 

@@ -8,10 +8,12 @@ use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// Customer turns remembered for repeated-question detection and the negativity trend.
 pub const RECENT_TURNS: usize = 5;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecentTurn {
     pub message_id: String,
     pub intent: String,
@@ -19,7 +21,8 @@ pub struct RecentTurn {
     pub negativity: f32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConversationState {
     pub turns: u32,
     /// Newest last, at most `RECENT_TURNS`.

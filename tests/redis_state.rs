@@ -1,0 +1,194 @@
+//! Conversation state shared through a real Redis (Debian's redis-server, started here on a free port):
+//! two replicas decide like one, a replica restart loses nothing, and a Redis outage degrades
+//! decisions instead of failing them.
+
+mod common;
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use handoff::grpc::pb::{self, Action, RouteRequest, RouteResponse};
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn route(server: &Server, conversation: &str, message_id: &str, text: &str) -> RouteResponse {
+    let mut client = common::client(server).await;
+    client
+        .route(RouteRequest {
+            conversation_id: conversation.into(),
+            message_id: message_id.into(),
+            text: text.into(),
+            channel: pb::Channel::Wechat as i32,
+            tier: pb::CustomerTier::Standard as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Turns whose decisions depend on the conversation so far: a paraphrased repeat, then the offer ladder.
+const TURNS: [&str; 4] = [
+    "我的订单到哪了",
+    "我的快递到哪了",
+    "气死我了，什么破服务[怒]",
+    "太差劲了，真的很生气[怒]",
+];
+
+fn summary(r: &RouteResponse) -> (Action, String) {
+    (
+        r.action(),
+        r.reasons
+            .first()
+            .map(|x| x.rule_id.clone())
+            .unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
+    let redis = Redis::start(free_port());
+    let a = Server::start(&["--state", &redis.url()]);
+    let mut b = Server::start(&["--state", &redis.url()]);
+
+    let mut alone = Vec::new();
+    for (i, text) in TURNS.iter().enumerate() {
+        alone.push(summary(&route(&a, "solo", &format!("m{i}"), text).await));
+    }
+    let mut fleet = Vec::new();
+    for (i, text) in TURNS.iter().enumerate() {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        fleet.push(summary(
+            &route(replica, "fleet", &format!("m{i}"), text).await,
+        ));
+    }
+    assert_eq!(
+        fleet, alone,
+        "alternating replicas must decide like one process"
+    );
+    let actions: Vec<_> = alone.iter().map(|(a, _)| *a).collect();
+    assert_eq!(
+        actions,
+        [
+            Action::ContinueBot,
+            Action::OfferHuman,
+            Action::OfferHuman,
+            Action::Escalate
+        ]
+    );
+
+    // Kill replica B outright and start a new one: the conversation continues where it was.
+    drop(std::mem::replace(
+        &mut b,
+        Server::start(&["--state", &redis.url()]),
+    ));
+    let next = route(&b, "fleet", "m9", "垃圾，烦死了[怒]").await;
+    assert_eq!(
+        summary(&next),
+        (Action::Escalate, "offer_ladder".to_string()),
+        "state survived the restart"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_outage_degrades_decisions_and_sharing_resumes_after() {
+    let port = free_port();
+    let redis = Redis::start(port);
+    let server = Server::start(&["--state", &redis.url()]);
+    route(&server, "outage", "m1", "我的订单到哪了").await;
+
+    drop(redis);
+    let during = route(&server, "outage", "m2", "转人工").await;
+    assert_eq!(
+        during.action(),
+        Action::Escalate,
+        "decisions continue from the message alone"
+    );
+    assert!(
+        during
+            .reasons
+            .iter()
+            .any(|r| r.rule_id == "state_unavailable"),
+        "{:?}",
+        during.reasons
+    );
+    assert!(server.metrics().contains("handoff_state_errors_total 1"));
+
+    let _redis = Redis::start(port); // a fresh, empty Redis on the same address
+    let after = route(&server, "outage", "m3", "我的订单到哪了").await;
+    assert!(
+        after
+            .reasons
+            .iter()
+            .all(|r| r.rule_id != "state_unavailable"),
+        "{:?}",
+        after.reasons
+    );
+    let repeat = route(&server, "outage", "m4", "我的快递到哪了").await;
+    assert_eq!(
+        summary(&repeat),
+        (Action::OfferHuman, "repeated_question".to_string()),
+        "state is shared again"
+    );
+}
