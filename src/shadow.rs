@@ -165,6 +165,7 @@ fn compare(
             bot_fallbacks: 0,
             bot_failed: false,
             accepted_offer: false,
+            unix_seconds: 0,
         };
         policy.decide(&turn, &ConversationState::default()).action
     };

@@ -232,3 +232,49 @@ async fn every_scenario_gets_the_expected_decision_at_each_turn() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_closed_queue_names_its_after_hours_fallback() {
+    let config = std::env::temp_dir().join(format!("handoff-closed-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "[policy]\nqueues = [{ name = \"general\", days = [], open = \"09:00\", close = \"21:00\", fallback = \"ticket\" }]\n",
+    )
+    .unwrap();
+    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let mut client = common::client(&server).await;
+    let resp = client
+        .route(RouteRequest {
+            conversation_id: "night".into(),
+            text: "转人工".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (resp.action(), resp.queue.as_str(), resp.fallback.as_str()),
+        (Escalate, "general", "ticket")
+    );
+    assert!(
+        resp.reasons
+            .iter()
+            .any(|r| r.rule_id == "after_hours" && r.signal == "queue:general"),
+        "{:?}",
+        resp.reasons
+    );
+    let security = client
+        .route(RouteRequest {
+            conversation_id: "night2".into(),
+            text: "my account was hacked".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (security.queue.as_str(), security.fallback.as_str()),
+        ("security", ""),
+        "other queues stay open"
+    );
+}

@@ -155,6 +155,9 @@ impl Handoff for HandoffService {
                 bot_fallbacks: req.bot_fallbacks,
                 bot_failed: req.bot_failed,
                 accepted_offer: req.accepted_offer,
+                unix_seconds: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
             };
             // The state store may wait on the network (Redis): keep this worker thread off the async
             // scheduler meanwhile.
@@ -188,7 +191,7 @@ impl Handoff for HandoffService {
                 model: Some(convert::model_ref(&inf.model)),
                 policy_version: self.policy.version().to_string(),
                 timing: Some(convert::timing(started, [&inf])),
-                fallback: String::new(),
+                fallback: decision.fallback,
             }))
         })
         .await

@@ -85,6 +85,8 @@ pub struct Turn<'a> {
     pub bot_failed: bool,
     /// The customer accepted the human offered on an earlier turn.
     pub accepted_offer: bool,
+    /// When the turn happens (seconds since the Unix epoch): queues' opening hours depend on it.
+    pub unix_seconds: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +106,8 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
     /// Set when the decision was made on this message alone because conversation state was unavailable.
     pub degraded: bool,
+    /// Set when the target queue is closed: what happens instead ("callback", "ticket", or a queue).
+    pub fallback: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +153,45 @@ pub struct PolicyConfig {
     pub base_priority: i32,
     pub high_risk_priority: i32,
     pub vip_priority_boost: i32,
+    /// Opening hours per queue; a queue not listed is always open.
+    pub queues: Vec<QueueHours>,
+}
+
+/// When a queue is staffed, in its own time zone (a fixed UTC offset), and what to do outside.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueHours {
+    pub name: String,
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
+    /// ISO weekdays the queue is open: 1 = Monday … 7 = Sunday.
+    pub days: Vec<u8>,
+    /// "HH:MM", local; `close` is exclusive.
+    pub open: String,
+    pub close: String,
+    /// What the decision names when the queue is closed: "callback", "ticket" or another queue.
+    pub fallback: String,
+}
+
+fn minute_of_day(hhmm: &str) -> Option<u32> {
+    let (h, m) = hhmm.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+}
+
+impl QueueHours {
+    /// Whether the queue is open at `unix_seconds`.
+    pub fn is_open(&self, unix_seconds: i64) -> bool {
+        let local = unix_seconds + self.utc_offset_minutes as i64 * 60;
+        let day = local.div_euclid(86_400);
+        let weekday = ((day + 3).rem_euclid(7) + 1) as u8; // 1970-01-01 was a Thursday (ISO 4)
+        let minute = (local.rem_euclid(86_400) / 60) as u32;
+        let (Some(open), Some(close)) = (minute_of_day(&self.open), minute_of_day(&self.close))
+        else {
+            return false;
+        };
+        self.days.contains(&weekday) && open <= minute && minute < close
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +231,7 @@ impl Default for PolicyConfig {
             base_priority: 5,
             high_risk_priority: 7,
             vip_priority_boost: 2,
+            queues: Vec::new(),
         }
     }
 }
@@ -198,6 +242,8 @@ pub enum PolicyError {
     UnknownIntent(String, String),
     #[error("policy threshold {0} = {1} is outside [0, 1]")]
     Threshold(&'static str, f32),
+    #[error("queue {0:?}: {1}")]
+    Queue(String, String),
 }
 
 pub struct Policy {
@@ -224,6 +270,18 @@ impl Policy {
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(PolicyError::Threshold(name, v));
+            }
+        }
+        for q in &config.queues {
+            let bad = |why: &str| Err(PolicyError::Queue(q.name.clone(), why.into()));
+            if minute_of_day(&q.open).is_none() || minute_of_day(&q.close).is_none() {
+                return bad("open and close must be \"HH:MM\"");
+            }
+            if q.days.iter().any(|d| !(1..=7).contains(d)) {
+                return bad("days are ISO weekdays 1 (Monday) to 7 (Sunday)");
+            }
+            if q.fallback.is_empty() {
+                return bad("fallback must name what happens when the queue is closed");
             }
         }
         Ok(Policy { config })
@@ -255,6 +313,40 @@ impl Policy {
     /// Decide this turn with the conversation's state and record it there, atomically. When the store
     /// fails, the decision is made from this message alone and says so.
     pub fn route(&self, store: &dyn StateStore, conversation_id: &str, turn: &Turn) -> Decision {
+        let mut d = self.route_in_state(store, conversation_id, turn);
+        self.apply_hours(&mut d, turn.unix_seconds);
+        d
+    }
+
+    /// A decision for a closed queue names the fallback and says why.
+    fn apply_hours(&self, d: &mut Decision, unix_seconds: i64) {
+        if d.action == Action::ContinueBot {
+            return;
+        }
+        if let Some(q) = self.config.queues.iter().find(|q| q.name == d.queue) {
+            if !q.is_open(unix_seconds) {
+                d.fallback = q.fallback.clone();
+                let detail = format!(
+                    "queue {} is closed ({}-{}); fallback {}",
+                    q.name, q.open, q.close, q.fallback
+                );
+                d.reasons.push(reason(
+                    "after_hours",
+                    &format!("queue:{}", q.name),
+                    0.0,
+                    1.0,
+                    &detail,
+                ));
+            }
+        }
+    }
+
+    fn route_in_state(
+        &self,
+        store: &dyn StateStore,
+        conversation_id: &str,
+        turn: &Turn,
+    ) -> Decision {
         let mut decision = None;
         let stored = store.update(conversation_id, &mut |state| {
             let d = self.decide(turn, state);
@@ -302,6 +394,7 @@ impl Policy {
                 },
                 reasons,
                 degraded: false,
+                fallback: String::new(),
             };
 
         // 1. Explicit request for a person: the model, with the keyword net as safety net (it catches
@@ -622,6 +715,7 @@ mod tests {
             bot_fallbacks: 0,
             bot_failed: false,
             accepted_offer: false,
+            unix_seconds: 0,
         }
     }
 
@@ -721,6 +815,39 @@ mod tests {
             (d.action, d.reasons[0].rule_id.as_str()),
             (Action::OfferHuman, "repeated_question")
         );
+    }
+
+    #[test]
+    fn closed_queues_name_their_fallback() {
+        let hours = QueueHours {
+            name: "general".into(),
+            utc_offset_minutes: 8 * 60,
+            days: vec![1, 2, 3, 4, 5],
+            open: "09:00".into(),
+            close: "21:00".into(),
+            fallback: "callback".into(),
+        };
+        // 2026-11-24 is a Tuesday: 02:00 UTC is 10:00 in UTC+8 (open), 14:00 UTC is 22:00 (closed).
+        let tuesday = 1_795_478_400; // 2026-11-24T00:00:00Z
+        assert!(hours.is_open(tuesday + 2 * 3600));
+        assert!(!hours.is_open(tuesday + 14 * 3600));
+        assert!(!hours.is_open(tuesday + 4 * 86_400 + 2 * 3600), "Saturday");
+        let p = Policy::new(PolicyConfig {
+            queues: vec![hours],
+            ..Default::default()
+        })
+        .unwrap();
+        let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+        let mut t = turn("转人工", "request_human", 0.9, 0.1, &E1);
+        t.unix_seconds = tuesday + 14 * 3600;
+        let d = p.route(&store, "late", &t);
+        assert_eq!(
+            (d.action, d.fallback.as_str()),
+            (Action::Escalate, "callback")
+        );
+        assert_eq!(d.reasons.last().unwrap().rule_id, "after_hours");
+        t.unix_seconds = tuesday + 2 * 3600;
+        assert_eq!(p.route(&store, "day", &t).fallback, "");
     }
 
     #[test]
