@@ -38,6 +38,11 @@ pub struct ServerConfig {
     /// balancers stop sending new calls; calls already accepted are always answered.
     pub drain_ms: u64,
     pub policy: PolicyConfig,
+    /// Policy file (`config/policy.toml`): when set, it replaces `[policy]` and is reloaded when it
+    /// changes or on SIGHUP.
+    pub policy_file: Option<PathBuf>,
+    /// How often to look at the policy file's modification time.
+    pub policy_poll_ms: u64,
     /// Conversation state store: "memory" (this process) or "redis://host:port[/db]" (shared by a fleet).
     pub state: String,
     /// Redis connect/read/write timeout: past it the decision is made from the message alone.
@@ -84,6 +89,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             drain_ms: 0,
             policy: PolicyConfig::default(),
+            policy_file: None,
+            policy_poll_ms: 1000,
             state: "memory".into(),
             state_timeout_ms: 200,
             state_ttl_s: 24 * 3600,
@@ -184,8 +191,9 @@ mod tests {
             (c.grpc_addr, c.queue_capacity, c.max_batch_size),
             (d.grpc_addr, d.queue_capacity, d.max_batch_size)
         );
-        assert_eq!(c.policy.high_risk_intents.len(), 1);
-        assert_eq!(c.policy.repeat_similarity, d.policy.repeat_similarity);
+        let policy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(c.policy_file.unwrap());
+        let policy = crate::policy::file::load(&policy_file, None).unwrap();
+        assert_eq!(policy.version(), "example-2");
     }
 
     #[test]

@@ -37,6 +37,12 @@ enum Command {
     },
     /// Validate a model package and print the verdict and its golden examples.
     CheckModel { dir: PathBuf },
+    /// Validate a policy file offline (with --model, also the intents it names).
+    CheckPolicy {
+        file: PathBuf,
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
 }
 
 /// Each flag overrides the config file; each has a `HANDOFF_*` environment variable.
@@ -60,6 +66,9 @@ struct ServeArgs {
     /// Activate new versions the watcher finds.
     #[arg(long, env = "HANDOFF_AUTO_ACTIVATE")]
     auto_activate: Option<bool>,
+    /// Policy file, reloaded on change or SIGHUP (replaces `[policy]` of the config).
+    #[arg(long, env = "HANDOFF_POLICY_FILE")]
+    policy: Option<PathBuf>,
     /// Conversation state: "memory" or "redis://host:port[/db]".
     #[arg(long, env = "HANDOFF_STATE")]
     state: Option<String>,
@@ -91,6 +100,9 @@ impl ServeArgs {
              queue_capacity => queue_capacity, max_batch_size => max_batch_size, max_batch_tokens => max_batch_tokens,
              max_queue_delay_us => max_queue_delay_us, drain_ms => drain_ms, model_repository => model_repository,
              watch_interval_ms => watch_interval_ms, auto_activate => auto_activate, state => state);
+        if let Some(p) = self.policy {
+            c.policy_file = Some(p);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -138,6 +150,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckPolicy { file, model } => {
+            let labels = match model {
+                Some(dir) => Some(
+                    Model::load(&dir)
+                        .with_context(|| format!("loading {}", dir.display()))?
+                        .intent_labels()
+                        .to_vec(),
+                ),
+                None => None,
+            };
+            match handoff::policy::file::load(&file, labels.as_deref()) {
+                Ok(p) => {
+                    println!("OK: {} (policy version {})", file.display(), p.version());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("REFUSED: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::CheckModel { dir } => match Model::load(&dir) {
             Ok(model) => {

@@ -19,7 +19,7 @@ use crate::grpc::pb::model_admin_server::ModelAdminServer;
 use crate::grpc::{pb, AdminService, HandoffService};
 use crate::model::repository::{PackageRef, Repository};
 use crate::model::{Manifest, ModelRegistry};
-use crate::policy::Policy;
+use crate::policy::{self, Policy, SharedPolicy};
 use crate::shadow::{InferenceTap, Shadow};
 use crate::swap::ModelManager;
 use crate::telemetry as t;
@@ -38,7 +38,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
-    let policy = Arc::new(Policy::new(config.policy.clone())?);
+    let policy = match &config.policy_file {
+        Some(path) => SharedPolicy::new(policy::file::load(path, None)?),
+        None => SharedPolicy::new(Policy::new(config.policy.clone())?),
+    };
     let registry = Arc::new(ModelRegistry::default());
     let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());
     let batcher = Batcher::start(
@@ -98,6 +101,11 @@ pub async fn run(
         });
     }
 
+    if let Some(path) = config.policy_file.clone() {
+        let poll = Duration::from_millis(config.policy_poll_ms.max(50));
+        tokio::spawn(reload_policy(path, poll, policy.clone(), registry.clone()));
+    }
+
     let limits = config.limits.clone();
     let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
     let state = config.state_store()?;
@@ -147,4 +155,51 @@ fn startup_package(dir: &std::path::Path) -> anyhow::Result<PackageRef> {
         version: manifest.version,
         dir: dir.to_path_buf(),
     })
+}
+
+/// Reload the policy file when it changes (polled) or on SIGHUP. A file that fails validation
+/// (syntax, thresholds, queues, intents the active model lacks) is refused: the running policy stays.
+async fn reload_policy(
+    path: std::path::PathBuf,
+    poll: Duration,
+    policy: Arc<SharedPolicy>,
+    registry: Arc<ModelRegistry>,
+) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut ticker = tokio::time::interval(poll);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        let forced = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = hangup => true,
+        };
+        let now = modified(&path);
+        if !forced && now == last {
+            continue;
+        }
+        last = now;
+        let labels = registry.current().map(|m| m.intent_labels().to_vec());
+        match policy::file::load(&path, labels.as_deref()) {
+            Ok(p) => {
+                info!(version = p.version(), "policy reloaded");
+                policy.replace(p);
+                metrics::counter!(t::POLICY_RELOADS, "result" => "ok").increment(1);
+            }
+            Err(e) => {
+                error!("policy file refused, the running policy stays: {e}");
+                metrics::counter!(t::POLICY_RELOADS, "result" => "error").increment(1);
+            }
+        }
+    }
 }

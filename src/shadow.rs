@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::model::{Model, Prediction};
-use crate::policy::{Channel, ConversationState, Policy, Tier, Turn};
+use crate::policy::{Channel, ConversationState, Policy, SharedPolicy, Tier, Turn};
 use crate::telemetry as t;
 
 /// Something that wants to see every live prediction (the batcher calls it after replying).
@@ -39,7 +39,7 @@ pub struct Shadow {
 const SHADOW_BATCH: usize = 16;
 
 impl Shadow {
-    pub fn start(queue_capacity: usize, policy: Arc<Policy>) -> Arc<Self> {
+    pub fn start(queue_capacity: usize, policy: Arc<SharedPolicy>) -> Arc<Self> {
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity.max(1));
         let candidate: Arc<RwLock<Option<Candidate>>> = Arc::default();
         let c = candidate.clone();
@@ -107,7 +107,7 @@ fn lower_priority() {
 fn shadow_loop(
     rx: Receiver<Sample>,
     candidate: Arc<RwLock<Option<Candidate>>>,
-    policy: Arc<Policy>,
+    policy: Arc<SharedPolicy>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut samples = vec![first];
@@ -132,7 +132,7 @@ fn shadow_loop(
             continue;
         };
         for (s, p) in samples.iter().zip(&preds) {
-            compare(&policy, &s.text, &s.live_model, &s.live, &c.model, p);
+            compare(&policy.get(), &s.text, &s.live_model, &s.live, &c.model, p);
         }
     }
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::model::repository::{compare_versions, PackageRef, Repository};
 use crate::model::{Model, ModelError, ModelRegistry};
-use crate::policy::Policy;
+use crate::policy::{Policy, SharedPolicy};
 use crate::shadow::{Candidate, Shadow};
 use crate::telemetry as t;
 
@@ -48,7 +48,7 @@ struct History {
 pub struct ModelManager {
     repo: Repository,
     registry: Arc<ModelRegistry>,
-    policy: Arc<Policy>,
+    policy: Arc<SharedPolicy>,
     shadow: Arc<Shadow>,
     warmup_batch_sizes: Vec<usize>,
     /// One swap at a time; readers of the active model never take this lock.
@@ -59,7 +59,7 @@ impl ModelManager {
     pub fn new(
         repo: Repository,
         registry: Arc<ModelRegistry>,
-        policy: Arc<Policy>,
+        policy: Arc<SharedPolicy>,
         shadow: Arc<Shadow>,
         max_batch_size: usize,
     ) -> Self {
@@ -83,7 +83,7 @@ impl ModelManager {
     async fn load(&self, pkg: &PackageRef) -> Result<Arc<Model>, SwapError> {
         let (dir, policy, sizes) = (
             pkg.dir.clone(),
-            self.policy.clone(),
+            self.policy.get(),
             self.warmup_batch_sizes.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || load_checked(&dir, &policy, &sizes))

@@ -21,6 +21,7 @@ pub const INTENTS: &str = "handoff_intents_total";
 pub const SENTIMENTS: &str = "handoff_sentiments_total";
 pub const MODEL_INFO: &str = "handoff_model_info";
 pub const MODEL_LOADS: &str = "handoff_model_loads_total";
+pub const POLICY_RELOADS: &str = "handoff_policy_reloads_total";
 pub const STATE_ERRORS: &str = "handoff_state_errors_total";
 pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
 pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
@@ -86,6 +87,14 @@ fn describe() {
     describe_counter!(
         SHADOW_COMPARISONS,
         "Shadow comparisons of a candidate with the live model, by versions, head and agreement"
+    );
+    describe_counter!(
+        STATE_ERRORS,
+        "Route decisions made from the message alone: the state store failed"
+    );
+    describe_counter!(
+        POLICY_RELOADS,
+        "Policy file reloads by result (a refused file keeps the running policy)"
     );
     describe_counter!(
         SHADOW_DROPPED,

@@ -14,12 +14,12 @@ use super::pb::{
 use super::{convert, deadline, status, validate};
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
-use crate::policy::{Policy, StateStore, Turn};
+use crate::policy::{SharedPolicy, StateStore, Turn};
 use crate::telemetry as t;
 
 pub struct HandoffService {
     batcher: Arc<Batcher>,
-    policy: Arc<Policy>,
+    policy: Arc<SharedPolicy>,
     state: Arc<dyn StateStore>,
     limits: Limits,
 }
@@ -27,7 +27,7 @@ pub struct HandoffService {
 impl HandoffService {
     pub fn new(
         batcher: Arc<Batcher>,
-        policy: Arc<Policy>,
+        policy: Arc<SharedPolicy>,
         state: Arc<dyn StateStore>,
         limits: Limits,
     ) -> Self {
@@ -161,9 +161,9 @@ impl Handoff for HandoffService {
             };
             // The state store may wait on the network (Redis): keep this worker thread off the async
             // scheduler meanwhile.
+            let policy = self.policy.get(); // one policy for the whole decision, even across a reload
             let decision = tokio::task::block_in_place(|| {
-                self.policy
-                    .route(self.state.as_ref(), &req.conversation_id, &turn)
+                policy.route(self.state.as_ref(), &req.conversation_id, &turn)
             });
             if decision.degraded {
                 metrics::counter!(t::STATE_ERRORS).increment(1);
@@ -189,7 +189,7 @@ impl Handoff for HandoffService {
                 reasons: decision.reasons.into_iter().map(convert::reason).collect(),
                 classification: Some(classification),
                 model: Some(convert::model_ref(&inf.model)),
-                policy_version: self.policy.version().to_string(),
+                policy_version: policy.version().to_string(),
                 timing: Some(convert::timing(started, [&inf])),
                 fallback: decision.fallback,
             }))

@@ -5,12 +5,14 @@
 //! this turn and of the conversation so far (`state`), and says which ones in its reasons. Thresholds
 //! come from the `[policy]` table of the server config.
 
+pub mod file;
 mod redis_store;
 pub mod signals;
 pub mod state;
 
 use serde::Deserialize;
 
+pub use file::SharedPolicy;
 pub use redis_store::RedisStore;
 use signals::KeywordHit;
 pub use state::{ConversationState, MemoryStore, RecentTurn, StateError, StateStore};
@@ -246,6 +248,7 @@ pub enum PolicyError {
     Queue(String, String),
 }
 
+#[derive(Debug)]
 pub struct Policy {
     config: PolicyConfig,
 }
