@@ -87,6 +87,14 @@ struct Stats {
 }
 
 impl Stats {
+    fn empty() -> Stats {
+        Stats {
+            count: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            hist: new_hist(),
+        }
+    }
     fn rate(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64()
     }
@@ -204,12 +212,7 @@ async fn closed_loop(
             })
         })
         .collect();
-    let mut stats = Stats {
-        count: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        hist: new_hist(),
-    };
+    let mut stats = Stats::empty();
     for t in tasks {
         let (h, e) = t.await.expect("caller task");
         stats.hist.add(&h).expect("same bounds");
@@ -238,12 +241,7 @@ async fn open_loop(clients: &[HandoffClient<Channel>], rate: f64, seconds: u64, 
             (ok, scheduled.elapsed())
         }));
     }
-    let mut stats = Stats {
-        count: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        hist: new_hist(),
-    };
+    let mut stats = Stats::empty();
     for t in tasks {
         let (ok, latency) = t.await.expect("request task");
         if ok {

@@ -564,11 +564,7 @@ impl Policy {
                 "negative over the conversation",
             ));
         }
-        let consecutive = if neg >= c.negative_turn - drop {
-            state.consecutive_negative + 1
-        } else {
-            0
-        };
+        let (consecutive, low_streak) = self.streaks(state, turn, drop);
         if consecutive >= c.offer_consecutive_negative {
             out.push(reason(
                 "consecutive_negative",
@@ -578,9 +574,10 @@ impl Policy {
                 "negative turns in a row",
             ));
         }
-        if let Some(first) = state.recent.iter().rev().nth(1).or(state.recent.front()) {
-            let rise = neg - first.negativity;
-            if state.recent.len() >= 2 && rise >= c.offer_negativity_rise {
+        // The rise over the turn two back, so one calm message in between does not hide it.
+        if let Some(earlier) = state.recent.len().checked_sub(2).map(|i| &state.recent[i]) {
+            let rise = neg - earlier.negativity;
+            if rise >= c.offer_negativity_rise {
                 out.push(reason(
                     "worsening",
                     "negativity_rise",
@@ -620,13 +617,7 @@ impl Policy {
                 detail,
             ));
         }
-        let low = turn.intent_score < c.low_confidence || turn.intent_margin < c.low_margin;
-        let streak = if low {
-            state.low_confidence_streak + 1
-        } else {
-            0
-        };
-        if streak >= c.low_confidence_turns {
+        if low_streak >= c.low_confidence_turns {
             out.push(reason(
                 "low_confidence",
                 "intent_score",
@@ -636,6 +627,25 @@ impl Policy {
             ));
         }
         out
+    }
+
+    /// Negative turns and low-confidence turns in a row, counting this one.
+    fn streaks(&self, state: &ConversationState, turn: &Turn, drop: f32) -> (u32, u32) {
+        let c = &self.config;
+        let negative = turn.negativity >= c.negative_turn - drop;
+        let low = turn.intent_score < c.low_confidence || turn.intent_margin < c.low_margin;
+        (
+            if negative {
+                state.consecutive_negative + 1
+            } else {
+                0
+            },
+            if low {
+                state.low_confidence_streak + 1
+            } else {
+                0
+            },
+        )
     }
 
     fn decayed(&self, state: &ConversationState, neg: f32) -> f32 {
@@ -648,19 +658,8 @@ impl Policy {
     }
 
     fn record(&self, state: &mut ConversationState, turn: &Turn, decision: &Decision) {
-        let c = &self.config;
         state.negativity_avg = self.decayed(state, turn.negativity);
-        state.consecutive_negative = if turn.negativity >= c.negative_turn {
-            state.consecutive_negative + 1
-        } else {
-            0
-        };
-        let low = turn.intent_score < c.low_confidence || turn.intent_margin < c.low_margin;
-        state.low_confidence_streak = if low {
-            state.low_confidence_streak + 1
-        } else {
-            0
-        };
+        (state.consecutive_negative, state.low_confidence_streak) = self.streaks(state, turn, 0.0);
         state.turns += 1;
         state.recent.push_back(RecentTurn {
             message_id: turn.message_id.to_string(),
