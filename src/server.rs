@@ -74,13 +74,14 @@ pub async fn run(
     let load_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
     let load_failed = Arc::new(Notify::new());
     {
-        let (dir, manager, health) = (config.model_dir.clone(), manager.clone(), health.clone());
+        let startup = startup_package(&config.model_dir, manager.repository());
+        let (manager, health) = (manager.clone(), health.clone());
         let (load_error, load_failed) = (load_error.clone(), load_failed.clone());
         let watch =
             (config.watch_interval_ms > 0).then(|| Duration::from_millis(config.watch_interval_ms));
         let auto_activate = config.auto_activate;
         tokio::spawn(async move {
-            match startup_package(&dir) {
+            match startup {
                 Ok(pkg) => match manager.activate_package(pkg).await {
                     Ok(_) => {
                         set_health(&health, ServingStatus::Serving).await;
@@ -146,14 +147,24 @@ pub async fn run(
     Ok(())
 }
 
-/// The startup package, named by its own manifest.
-fn startup_package(dir: &std::path::Path) -> anyhow::Result<PackageRef> {
+/// The startup package: `model_dir` is either a package directory or `NAME@VERSION` (`NAME@latest`
+/// for the newest) in the model repository.
+fn startup_package(model: &std::path::Path, repo: &Repository) -> anyhow::Result<PackageRef> {
+    let spec = model.to_string_lossy();
+    if let Some((name, version)) = spec.split_once('@').filter(|_| !model.is_dir()) {
+        return repo.resolve(name, version).with_context(|| {
+            format!(
+                "no package {name}@{version} in the model repository {}",
+                repo.root().display()
+            )
+        });
+    }
     let manifest =
-        Manifest::load(dir).with_context(|| format!("model package {}", dir.display()))?;
+        Manifest::load(model).with_context(|| format!("model package {}", model.display()))?;
     Ok(PackageRef {
         name: manifest.name,
         version: manifest.version,
-        dir: dir.to_path_buf(),
+        dir: model.to_path_buf(),
     })
 }
 

@@ -317,3 +317,21 @@ async fn the_watcher_activates_a_new_version_dropped_into_the_repository() {
     }
     assert_eq!(serving_version(&server).await, "1.1.0");
 }
+
+#[tokio::test]
+async fn the_config_can_name_the_model_by_version_or_latest() {
+    let repo = TempRepo::new("latest");
+    repo.add("1.0.0", |m| m);
+    repo.add("1.2.0", |m| m);
+    repo.add("1.10.0", |m| m);
+    let root = repo.root.to_str().unwrap();
+    let args = ["--model-repository", root, "--watch-interval-ms", "0"];
+    let latest = Server::start_with_model(std::path::Path::new("handoff-zh-en@latest"), &args);
+    assert_eq!(
+        serving_version(&latest).await,
+        "1.10.0",
+        "latest compares versions numerically"
+    );
+    let pinned = Server::start_with_model(std::path::Path::new("handoff-zh-en@1.2.0"), &args);
+    assert_eq!(serving_version(&pinned).await, "1.2.0");
+}
