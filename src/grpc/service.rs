@@ -14,6 +14,7 @@ use super::pb::{
 use super::{convert, deadline, status, validate};
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
+use crate::model::repository::compare_versions;
 use crate::policy::{SharedPolicy, StateStore, Turn};
 use crate::telemetry as t;
 
@@ -105,11 +106,12 @@ impl Handoff for HandoffService {
                 .await
                 .map_err(status::from_batch)?;
             results.iter().for_each(count_labels);
-            // A swap between two texts' batches could mix versions: name the newest one used.
+            // A swap between two texts' batches could mix versions: name the highest one used
+            // (by version order, as the repository compares them: 1.10.0 > 1.9.0).
             let model = results
                 .iter()
                 .map(|r| &r.model)
-                .max_by_key(|m| m.version().to_string())
+                .max_by(|a, b| compare_versions(a.version(), b.version()))
                 .cloned();
             Ok(Response::new(ClassifyBatchResponse {
                 results: results.iter().map(convert::classification).collect(),
