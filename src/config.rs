@@ -37,7 +37,8 @@ pub struct ServerConfig {
     /// On SIGTERM/SIGINT, report NOT_SERVING for this long before closing listeners, so load
     /// balancers stop sending new calls; calls already accepted are always answered.
     pub drain_ms: u64,
-    pub policy: PolicyConfig,
+    /// An inline `[policy]` table (not reloaded); without it or `policy_file`, the built-in policy.
+    pub policy: Option<PolicyConfig>,
     /// Policy file (`config/policy.toml`): when set, it replaces `[policy]` and is reloaded when it
     /// changes or on SIGHUP.
     pub policy_file: Option<PathBuf>,
@@ -59,6 +60,9 @@ pub struct Limits {
     pub max_text_bytes: usize,
     pub max_batch_texts: usize,
     pub max_id_bytes: usize,
+    /// Customer attributes per Route call, and bytes per attribute value.
+    pub max_attributes: usize,
+    pub max_attribute_bytes: usize,
 }
 
 impl Default for Limits {
@@ -67,6 +71,8 @@ impl Default for Limits {
             max_text_bytes: 4096,
             max_batch_texts: 64,
             max_id_bytes: 128,
+            max_attributes: 16,
+            max_attribute_bytes: 256,
         }
     }
 }
@@ -88,7 +94,7 @@ impl Default for ServerConfig {
             max_queue_delay_us: 1000,
             limits: Limits::default(),
             drain_ms: 0,
-            policy: PolicyConfig::default(),
+            policy: None,
             policy_file: None,
             policy_poll_ms: 1000,
             state: "memory".into(),
@@ -193,7 +199,7 @@ mod tests {
         );
         let policy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(c.policy_file.unwrap());
         let policy = crate::policy::file::load(&policy_file, None).unwrap();
-        assert_eq!(policy.version(), "example-2");
+        assert_eq!(policy.version(), "example-3");
     }
 
     #[test]

@@ -37,6 +37,8 @@ enum Command {
     },
     /// Validate a model package and print the verdict and its golden examples.
     CheckModel { dir: PathBuf },
+    /// List the signals policy rules can read, with what each means.
+    Signals,
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy {
         file: PathBuf,
@@ -140,15 +142,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for (t, p) in text.iter().zip(preds) {
                 let (i, s) = (p.top_intent(), p.top_sentiment());
                 println!(
-                    "{}\t{} {:.3}\t{} {:.3}\tnegativity {:.3}",
+                    "{}\t{} {:.3} (margin {:.3})\t{} {:.3}\tnegativity {:.3}",
                     t,
                     model.intent_labels()[i],
                     p.intent_probs[i],
+                    p.intent_margin(),
                     model.sentiment_labels()[s],
                     p.sentiment_probs[s],
                     model.negativity(&p)
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Signals => {
+            use handoff::policy::catalog::{Kind, Signal};
+            for s in Signal::ALL {
+                let kind = match s.kind() {
+                    Kind::Number { min, max } => format!("number in [{min}, {max}]"),
+                    Kind::Count => "count".into(),
+                    Kind::Flag => "flag".into(),
+                    Kind::Text => "text".into(),
+                };
+                println!("{:<22} {kind:<18} {}", s.name(), s.doc());
+            }
+            println!(
+                "{:<22} {:<18} customer attribute NAME sent by the caller (absent unless sent)",
+                "attr.NAME", "text"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckPolicy { file, model } => {

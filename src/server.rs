@@ -40,7 +40,10 @@ pub async fn run(
     t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
     let policy = match &config.policy_file {
         Some(path) => SharedPolicy::new(policy::file::load(path, None)?),
-        None => SharedPolicy::new(Policy::new(config.policy.clone())?),
+        None => SharedPolicy::new(match config.policy.clone() {
+            Some(inline) => Policy::new(inline)?,
+            None => Policy::builtin(),
+        }),
     };
     let registry = Arc::new(ModelRegistry::default());
     let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());

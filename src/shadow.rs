@@ -162,10 +162,12 @@ fn compare(
             embedding: &p.embedding,
             channel: Channel::Unspecified,
             tier: Tier::Standard,
+            attributes: None,
             bot_fallbacks: 0,
             bot_failed: false,
             accepted_offer: false,
             unix_seconds: 0,
+            sent_unix_seconds: 0,
         };
         policy.decide(&turn, &ConversationState::default()).action
     };

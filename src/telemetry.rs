@@ -26,6 +26,8 @@ pub const STATE_ERRORS: &str = "handoff_state_errors_total";
 pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
 pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
 pub const SHADOW_ERRORS: &str = "handoff_shadow_errors_total";
+pub const QUEUE_CAPACITY: &str = "handoff_queue_capacity";
+pub const REPLY_WINDOW: &str = "handoff_reply_window_raised_total";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -101,6 +103,14 @@ fn describe() {
         "Shadow samples dropped because the shadow worker was busy"
     );
     describe_counter!(SHADOW_ERRORS, "Shadow batches the candidate failed to run");
+    describe_gauge!(
+        QUEUE_CAPACITY,
+        "Agents usually staffing each queue, from the policy file (a hint to set escalations against)"
+    );
+    describe_counter!(
+        REPLY_WINDOW,
+        "Decisions whose priority rose because the channel's reply window is about to close, by channel"
+    );
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`). Customer text is never logged.

@@ -36,10 +36,24 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The built-in policy (every queue always open, whatever the hour of the test) under another
+/// version, with `from` replaced by `to`.
+fn policy(version: &str, from: &str, to: &str) -> String {
+    let builtin = include_str!("../src/policy/builtin.toml");
+    assert!(builtin.contains(from), "{from}");
+    builtin
+        .replace(
+            "version = \"builtin-3\"",
+            &format!("version = \"{version}\""),
+        )
+        .replace(from, to)
+}
+
 #[tokio::test]
 async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy() {
     let path = std::env::temp_dir().join(format!("handoff-reload-{}.toml", std::process::id()));
-    std::fs::write(&path, "version = \"t-1\"\n").unwrap();
+    let strong = "when = \"negativity >= 0.85 or (channel == 'voice' and negativity >= 0.7)\"";
+    std::fs::write(&path, policy("t-1", strong, strong)).unwrap();
     let server = common::Server::start(&["--policy", path.to_str().unwrap()]);
 
     let first = route(&server, "m1", "请问这个有蓝色的吗").await;
@@ -50,7 +64,8 @@ async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy
 
     // Mid-conversation: any negativity at all now offers a human.
     std::thread::sleep(Duration::from_millis(1100)); // a new mtime, even on coarse file systems
-    std::fs::write(&path, "version = \"t-2\"\noffer_negativity = 0.0\n").unwrap();
+    let anything = "when = \"negativity >= 0.0\"";
+    std::fs::write(&path, policy("t-2", strong, anything)).unwrap();
     wait_for("reload of t-2", || reload_count(&server, "ok") == 1).await;
     let second = route(&server, "m2", "那有黑色的吗").await;
     assert_eq!(
@@ -61,13 +76,15 @@ async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy
 
     // A bad file: refused with its line, counted, and t-2 stays in force.
     std::thread::sleep(Duration::from_millis(1100));
-    std::fs::write(&path, "version = \"t-3\"\noffer_negativity = 2.0\n").unwrap();
+    let typo = policy("t-3", strong, "when = \"negativty >= 0.0\"");
+    let line = typo.lines().position(|l| l.contains("negativty")).unwrap() + 1;
+    std::fs::write(&path, &typo).unwrap();
     wait_for("refusal of t-3", || reload_count(&server, "error") == 1).await;
     assert_eq!(route(&server, "m3", "白色呢").await.policy_version, "t-2");
     assert!(
-        server
-            .log_text()
-            .contains(":2: policy threshold offer_negativity"),
+        server.log_text().contains(&format!(
+            ":{line}: rule \"strong_negativity\": in `when`: unknown signal \"negativty\""
+        )),
         "{}",
         server.log_text()
     );
@@ -86,7 +103,7 @@ async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(
-        stdout.starts_with("REFUSED") && stdout.contains(":2:"),
+        stdout.starts_with("REFUSED") && stdout.contains(&format!(":{line}:")),
         "{stdout}"
     );
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.toml");

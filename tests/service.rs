@@ -92,13 +92,13 @@ async fn explicit_requests_for_a_person_escalate() {
         assert_eq!(resp.action(), pb::Action::Escalate, "{text}");
         assert_eq!(resp.queue, "general");
         assert_eq!(resp.reasons[0].rule_id, "explicit_request");
-        assert_eq!(resp.reasons[0].signal, "intent:request_human");
+        assert_eq!(resp.reasons[0].signal, "request_human");
         assert!(!resp.decision_id.is_empty() && !resp.policy_version.is_empty());
     }
 }
 
 #[tokio::test]
-async fn route_keeps_the_bot_for_routine_questions_and_routes_vips_to_senior_agents() {
+async fn route_keeps_the_bot_for_routine_questions_and_boosts_vips() {
     let mut client = common::client(common::shared()).await;
     let resp = client
         .route(route("conv-routine", "请问这个有蓝色的吗"))
@@ -114,8 +114,14 @@ async fn route_keeps_the_bot_for_routine_questions_and_routes_vips_to_senior_age
     vip.tier = pb::CustomerTier::Vip as i32;
     let resp = client.route(vip).await.unwrap().into_inner();
     assert_eq!(resp.action(), pb::Action::Escalate);
-    assert_eq!((resp.queue.as_str(), resp.priority), ("senior", 9));
+    // The rule names its queue (security), which beats the VIP tier's; the tier still boosts priority.
+    assert_eq!((resp.queue.as_str(), resp.priority), ("security", 9));
     assert_eq!(resp.reasons[0].rule_id, "high_risk_intent");
+
+    let mut vip = route("conv-vip-2", "我要投诉，你们太差了，转人工");
+    vip.tier = pb::CustomerTier::Vip as i32;
+    let resp = client.route(vip).await.unwrap().into_inner();
+    assert_eq!((resp.queue.as_str(), resp.priority), ("senior", 7));
 }
 
 #[tokio::test]

@@ -135,6 +135,11 @@ impl Handoff for HandoffService {
             validate::text("text", &req.text, &self.limits)?;
             let channel: pb::Channel = validate::enum_value("channel", req.channel)?;
             let tier: pb::CustomerTier = validate::enum_value("tier", req.tier)?;
+            validate::attributes("attributes", &req.attributes, &self.limits)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let sent = validate::sent_at("sent_at_unix_ms", req.sent_at_unix_ms, now)?;
 
             let inf = self
                 .batcher
@@ -154,12 +159,12 @@ impl Handoff for HandoffService {
                 embedding: &inf.prediction.embedding,
                 channel: convert::channel(channel),
                 tier: convert::tier(tier),
+                attributes: Some(&req.attributes),
                 bot_fallbacks: req.bot_fallbacks,
                 bot_failed: req.bot_failed,
                 accepted_offer: req.accepted_offer,
-                unix_seconds: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64),
+                unix_seconds: now,
+                sent_unix_seconds: sent,
             };
             // The state store may wait on the network (Redis): keep this worker thread off the async
             // scheduler meanwhile.
@@ -169,6 +174,9 @@ impl Handoff for HandoffService {
             });
             if decision.degraded {
                 metrics::counter!(t::STATE_ERRORS).increment(1);
+            }
+            if decision.reasons.iter().any(|r| r.rule_id == "reply_window") {
+                metrics::counter!(t::REPLY_WINDOW, "channel" => turn.channel.as_str()).increment(1);
             }
             let top_reason = decision
                 .reasons

@@ -63,3 +63,58 @@ pub fn enum_value<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status>
     E::try_from(value)
         .map_err(|_| Status::invalid_argument(format!("{field} = {value} is not a known value")))
 }
+
+pub fn attributes(
+    field: &str,
+    values: &std::collections::HashMap<String, String>,
+    limits: &Limits,
+) -> Result<(), Status> {
+    if values.len() > limits.max_attributes {
+        return Err(Status::invalid_argument(format!(
+            "{field} holds {} entries; the limit is {}",
+            values.len(),
+            limits.max_attributes
+        )));
+    }
+    for (k, v) in values {
+        let name_ok = !k.is_empty()
+            && k.len() <= 64
+            && k.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            return Err(Status::invalid_argument(format!(
+                "{field} names are 1 to 64 bytes of a-z, 0-9 and _; got {k:?}"
+            )));
+        }
+        if v.len() > limits.max_attribute_bytes {
+            return Err(Status::invalid_argument(format!(
+                "{field}[{k}] is {} bytes; the limit is {} bytes",
+                v.len(),
+                limits.max_attribute_bytes
+            )));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(Status::invalid_argument(format!(
+                "{field}[{k}] must not contain control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// When the customer sent the message (ms since the epoch; 0 = now), in seconds. Refuses the future
+/// beyond a clock-skew allowance, so a bad clock cannot stretch a reply window.
+pub fn sent_at(field: &str, unix_ms: u64, now_seconds: i64) -> Result<i64, Status> {
+    const SKEW_S: i64 = 300;
+    if unix_ms == 0 {
+        return Ok(now_seconds);
+    }
+    let seconds = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
+    if seconds > now_seconds + SKEW_S {
+        return Err(Status::invalid_argument(format!(
+            "{field} = {unix_ms} is {} s in the future; the limit is {SKEW_S} s",
+            seconds.saturating_sub(now_seconds)
+        )));
+    }
+    Ok(seconds)
+}

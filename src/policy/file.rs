@@ -23,20 +23,26 @@ pub fn load(path: &Path, intents: Option<&[String]>) -> Result<Policy, PolicyFil
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(None, e.to_string()))?;
-    let config: PolicyConfig = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-        fail(line, e.message().to_string())
-    })?;
+    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let config: PolicyConfig = toml::from_str(&text)
+        .map_err(|e| fail(e.span().map(|s| line_at(s.start)), e.message().to_string()))?;
     let locate = |e: PolicyError| {
-        let needle = match &e {
-            PolicyError::Threshold(key, _) => format!("{key} "),
-            PolicyError::UnknownIntent(intent, _) => format!("\"{intent}\""),
-            PolicyError::Queue(name, _) => format!("\"{name}\""),
+        let line = match (e.span(), &e) {
+            (Some(span), _) => Some(line_at(span.start)),
+            // A setting's key, e.g. "signals.negative_turn": its last part starts a line.
+            (None, PolicyError::Setting { key, .. }) => {
+                let name = key.rsplit('.').next().unwrap_or(key);
+                text.lines()
+                    .position(|l| {
+                        l.trim_start()
+                            .strip_prefix(name)
+                            .is_some_and(|r| r.trim_start().starts_with('='))
+                    })
+                    .map(|l| l + 1)
+            }
+            (None, _) => None,
         };
-        let line = text
-            .lines()
-            .position(|l| l.trim_start().starts_with(needle.trim_end()) || l.contains(&needle));
-        fail(line.map(|l| l + 1), e.to_string())
+        fail(line, e.to_string())
     };
     let policy = Policy::new(config).map_err(locate)?;
     if let Some(intents) = intents {
@@ -52,6 +58,7 @@ pub struct SharedPolicy {
 
 impl SharedPolicy {
     pub fn new(policy: Policy) -> Arc<Self> {
+        publish(&policy);
         Arc::new(SharedPolicy {
             current: RwLock::new(Arc::new(policy)),
         })
@@ -65,7 +72,16 @@ impl SharedPolicy {
     }
 
     pub fn replace(&self, policy: Policy) {
+        publish(&policy);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+}
+
+/// What the policy tells dashboards: each queue's staffing hint.
+fn publish(policy: &Policy) {
+    for (queue, capacity) in policy.queue_capacities() {
+        metrics::gauge!(crate::telemetry::QUEUE_CAPACITY, "queue" => queue.to_string())
+            .set(capacity as f64);
     }
 }
 
@@ -82,28 +98,50 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let syntax = write("syntax", "version = \"x\"\noffer_negativity = = 0.5\n");
+        let builtin = crate::policy::config::BUILTIN;
+        let lines = builtin.lines().count();
+        let syntax = write("syntax", "version = \"x\"\nbase_priority = = 5\n");
         assert_eq!(load(&syntax, None).unwrap_err().line, Some(2));
-        let unknown = write("unknown", "version = \"x\"\n\nofer_negativity = 0.5\n");
+        let unknown = write("unknown", &format!("{builtin}\nofer_negativity = 0.5\n"));
         let e = load(&unknown, None).unwrap_err();
-        assert_eq!(e.line, Some(3), "{e}");
-        let range = write("range", "version = \"x\"\noffer_negativity = 1.5\n");
+        assert_eq!(e.line, Some(lines + 2), "{e}");
+        let range = write(
+            "range",
+            &builtin.replace("low_margin = 0.1", "low_margin = 1.1"),
+        );
         let e = load(&range, None).unwrap_err();
-        assert_eq!(e.line, Some(2), "{e}");
+        let want = builtin
+            .lines()
+            .position(|l| l.starts_with("low_margin"))
+            .unwrap()
+            + 1;
+        assert_eq!(e.line, Some(want), "{e}");
         assert!(
             e.to_string()
-                .contains(":2: policy threshold offer_negativity"),
+                .contains("signals.low_margin: 1.1 is outside [0, 1]"),
             "{e}"
         );
-        let intent = write(
-            "intent",
-            "high_risk_intents = [\n  { intent = \"fraud\", queue = \"risk\" },\n]\n",
+        let rule = format!(
+            "{builtin}\n[[rules]]\nid = \"fraud\"\nwhen = \"intent == 'fraud' and negativty > 0.5\"\naction = \"escalate\"\n"
         );
-        let labels: Vec<String> = ["request_human", "complaint", "cancel_service"]
-            .map(String::from)
-            .to_vec();
+        let e = load(&write("signal", &rule), None).unwrap_err();
+        assert_eq!(e.line, Some(lines + 4), "{e}");
+        assert!(
+            e.to_string().contains("unknown signal \"negativty\""),
+            "{e}"
+        );
+        let intent = write("intent", &rule.replace("negativty", "negativity"));
+        let labels: Vec<String> = [
+            "request_human",
+            "complaint",
+            "cancel_service",
+            "account_security",
+        ]
+        .map(String::from)
+        .to_vec();
         let e = load(&intent, Some(&labels)).unwrap_err();
-        assert_eq!(e.line, Some(2), "{e}");
+        assert_eq!(e.line, Some(lines + 4), "{e}");
+        assert!(e.to_string().contains("names intent \"fraud\""), "{e}");
         assert!(
             load(&intent, None).is_ok(),
             "labels are checked only against a model"

@@ -1,0 +1,307 @@
+//! Decisions of the built-in policy and the checks a policy file must pass.
+
+use super::*;
+
+/// The built-in policy with `extra` TOML appended (tables, queues or more rules).
+fn policy_with(extra: &str) -> Result<Policy, PolicyError> {
+    let text = format!("{}\n{extra}", config::BUILTIN);
+    Policy::new(toml::from_str(&text).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn turn<'a>(
+    text: &'a str,
+    intent: &'a str,
+    score: f32,
+    negativity: f32,
+    embedding: &'a [f32],
+) -> Turn<'a> {
+    Turn {
+        message_id: "",
+        text,
+        intent,
+        intent_score: score,
+        intent_margin: score,
+        request_human: if intent == "request_human" {
+            score
+        } else {
+            0.0
+        },
+        negativity,
+        embedding,
+        channel: Channel::Web,
+        tier: Tier::Standard,
+        attributes: None,
+        bot_fallbacks: 0,
+        bot_failed: false,
+        accepted_offer: false,
+        unix_seconds: 0,
+        sent_unix_seconds: 0,
+    }
+}
+
+const E1: [f32; 2] = [1.0, 0.0];
+const E2: [f32; 2] = [0.0, 1.0];
+
+#[test]
+fn explicit_requests_escalate_and_negated_ones_do_not() {
+    let p = Policy::builtin();
+    let s = ConversationState::default();
+    assert_eq!(
+        p.decide(&turn("转人工", "request_human", 0.9, 0.1, &E1), &s)
+            .action,
+        Action::Escalate
+    );
+    let d = p.decide(&turn("我要找真人", "other", 0.9, 0.1, &E1), &s);
+    assert_eq!(
+        (d.action, d.reasons[0].signal.as_str()),
+        (Action::Escalate, "keyword:真人")
+    );
+    let d = p.decide(&turn("不用转人工了", "request_human", 0.8, 0.1, &E1), &s);
+    assert_eq!(d.action, Action::ContinueBot);
+}
+
+#[test]
+fn high_risk_threats_and_vip_routing() {
+    let p = Policy::builtin();
+    let s = ConversationState::default();
+    let d = p.decide(
+        &turn("my account was hacked", "account_security", 0.8, 0.3, &E1),
+        &s,
+    );
+    assert_eq!(
+        (d.action, d.queue.as_str(), d.priority),
+        (Action::Escalate, "security", 7)
+    );
+    let d = p.decide(&turn("我要去12315投诉你们", "complaint", 0.9, 0.5, &E1), &s);
+    assert_eq!(
+        (d.action, d.reasons[0].rule_id.as_str()),
+        (Action::Escalate, "complaint_threat")
+    );
+    let mut t = turn("cancel my plan", "cancel_service", 0.9, 0.2, &E1);
+    assert_eq!(p.decide(&t, &s).action, Action::ContinueBot);
+    t.tier = Tier::Vip;
+    let d = p.decide(&t, &s);
+    assert_eq!(
+        (d.action, d.queue.as_str(), d.priority),
+        (Action::Escalate, "senior", 9)
+    );
+}
+
+#[test]
+fn the_offer_ladder_escalates_after_max_offers_and_voice_sooner() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let angry = turn("气死了", "complaint", 0.5, 0.95, &E1);
+    let actions: Vec<_> = (0..3)
+        .map(|_| p.route(&store, "c", &angry).action)
+        .collect();
+    assert_eq!(
+        actions,
+        [Action::OfferHuman, Action::OfferHuman, Action::Escalate]
+    );
+    let mut voice = angry.clone();
+    voice.channel = Channel::Voice;
+    let actions: Vec<_> = (0..2)
+        .map(|_| p.route(&store, "v", &voice).action)
+        .collect();
+    assert_eq!(actions, [Action::OfferHuman, Action::Escalate]);
+}
+
+#[test]
+fn repeats_count_once_per_message_id() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let mut first = turn("where is my order", "order_status", 0.9, 0.1, &E1);
+    first.message_id = "m1";
+    assert_eq!(p.route(&store, "c", &first).action, Action::ContinueBot);
+    assert_eq!(
+        p.route(&store, "c", &first).action,
+        Action::ContinueBot,
+        "same message re-sent"
+    );
+    let mut other = turn(
+        "how do I reset my password",
+        "account_security",
+        0.3,
+        0.1,
+        &E2,
+    );
+    other.message_id = "m2";
+    assert_eq!(p.route(&store, "c", &other).action, Action::ContinueBot);
+    let mut again = turn("my order, where is it??", "order_status", 0.9, 0.1, &E1);
+    again.message_id = "m3";
+    let d = p.route(&store, "c", &again);
+    assert_eq!(
+        (d.action, d.reasons[0].rule_id.as_str()),
+        (Action::OfferHuman, "repeated_question")
+    );
+}
+
+#[test]
+fn closed_queues_name_their_fallback() {
+    let p = policy_with(
+        "[[queues]]\nname = \"general\"\nutc_offset_minutes = 480\ndays = [1, 2, 3, 4, 5]\nopen = \"09:00\"\nclose = \"21:00\"\nfallback = \"callback\"\n",
+    )
+    .unwrap();
+    let hours = &p.config.queues[0];
+    // 2026-11-24 is a Tuesday: 02:00 UTC is 10:00 in UTC+8 (open), 14:00 UTC is 22:00 (closed).
+    let tuesday = 1_795_478_400; // 2026-11-24T00:00:00Z
+    assert!(hours.is_open(tuesday + 2 * 3600));
+    assert!(!hours.is_open(tuesday + 14 * 3600));
+    assert!(!hours.is_open(tuesday + 4 * 86_400 + 2 * 3600), "Saturday");
+    assert_eq!(
+        hours.next_open(tuesday + 14 * 3600),
+        Some(tuesday + 86_400 + 3600),
+        "Wednesday 09:00 in UTC+8 is 01:00 UTC"
+    );
+    assert_eq!(
+        hours.next_open(tuesday + 3 * 86_400 + 14 * 3600),
+        Some(tuesday + 6 * 86_400 + 3600),
+        "Friday night → Monday"
+    );
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let mut t = turn("转人工", "request_human", 0.9, 0.1, &E1);
+    t.unix_seconds = tuesday + 14 * 3600;
+    let d = p.route(&store, "late", &t);
+    assert_eq!(
+        (d.action, d.fallback.as_str()),
+        (Action::Escalate, "callback")
+    );
+    assert_eq!(d.reasons.last().unwrap().rule_id, "after_hours");
+    t.unix_seconds = tuesday + 2 * 3600;
+    assert_eq!(p.route(&store, "day", &t).fallback, "");
+}
+
+#[test]
+fn reply_windows_raise_priority_when_a_person_would_answer_late() {
+    let p = policy_with(
+        "[[queues]]\nname = \"general\"\ndays = [1, 2, 3, 4, 5, 6, 7]\nopen = \"09:00\"\nclose = \"18:00\"\nfallback = \"ticket\"\n",
+    )
+    .unwrap();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let tuesday = 1_795_478_400;
+    let mut t = turn("转人工", "request_human", 0.9, 0.1, &E1);
+    t.channel = Channel::WhatsApp;
+    // Sent now, queue open: 24 h left, nothing to raise.
+    t.unix_seconds = tuesday + 10 * 3600;
+    t.sent_unix_seconds = t.unix_seconds;
+    let d = p.route(&store, "w1", &t);
+    assert_eq!(d.priority, 5);
+    assert!(d.reasons.iter().all(|r| r.rule_id != "reply_window"));
+    // Sent 23 h ago: 60 min left < 120 min warning.
+    t.sent_unix_seconds = t.unix_seconds - 23 * 3600;
+    let d = p.route(&store, "w2", &t);
+    assert_eq!(d.priority, 7);
+    let r = d
+        .reasons
+        .iter()
+        .find(|r| r.rule_id == "reply_window")
+        .unwrap();
+    assert_eq!((r.value, r.threshold), (60.0, 120.0));
+    // Sent at 20:00, queue closed until 09:00 the next day: 13 h of the 24 are gone by then, fine;
+    // sent at 08:00 the day before and asked at 20:00: the window closes before anyone answers.
+    t.unix_seconds = tuesday + 20 * 3600;
+    t.sent_unix_seconds = t.unix_seconds;
+    assert_eq!(p.route(&store, "w3", &t).priority, 5);
+    t.sent_unix_seconds = tuesday + 8 * 3600;
+    let d = p.route(&store, "w4", &t);
+    assert_eq!((d.priority, d.fallback.as_str()), (7, "ticket"));
+    let r = d
+        .reasons
+        .iter()
+        .find(|r| r.rule_id == "reply_window")
+        .unwrap();
+    assert!(
+        r.detail.contains("closes before a person can answer"),
+        "{}",
+        r.detail
+    );
+    // WeChat's window is 48 h.
+    t.channel = Channel::WeChat;
+    assert_eq!(p.route(&store, "w5", &t).priority, 5);
+}
+
+#[test]
+fn low_confidence_turn_after_turn_offers_a_person() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let mut unsure = turn("嗯那个", "other", 0.3, 0.2, &E1);
+    assert_eq!(p.route(&store, "u", &unsure).action, Action::ContinueBot);
+    unsure.embedding = &E2;
+    let d = p.route(&store, "u", &unsure);
+    assert_eq!(
+        (d.action, d.reasons[0].rule_id.as_str(), d.reasons[0].value),
+        (Action::OfferHuman, "low_confidence", 2.0)
+    );
+}
+
+#[test]
+fn channel_tier_and_attribute_overrides() {
+    let p = policy_with(
+        "[channels.email]\nqueue = \"email\"\npriority_boost = -1\n\n[[rules]]\nid = \"enterprise_refund\"\nwhen = \"attr.plan == 'enterprise' and intent == 'refund'\"\naction = \"escalate\"\nqueue = \"accounts\"\n",
+    )
+    .unwrap();
+    let s = ConversationState::default();
+    let mut t = turn("I want a real person", "request_human", 0.9, 0.1, &E1);
+    t.channel = Channel::Email;
+    let d = p.decide(&t, &s);
+    assert_eq!((d.queue.as_str(), d.priority), ("email", 4));
+    t.tier = Tier::Vip;
+    let d = p.decide(&t, &s);
+    assert_eq!(
+        (d.queue.as_str(), d.priority),
+        ("senior", 6),
+        "tier beats channel"
+    );
+    let attrs: HashMap<String, String> = [("plan".to_string(), "enterprise".to_string())].into();
+    let mut t = turn("refund please", "refund", 0.8, 0.1, &E1);
+    assert_eq!(p.decide(&t, &s).action, Action::ContinueBot);
+    t.attributes = Some(&attrs);
+    let d = p.decide(&t, &s);
+    assert_eq!(
+        (d.action, d.queue.as_str(), d.reasons[0].signal.as_str()),
+        (Action::Escalate, "accounts", "attr.plan:enterprise")
+    );
+}
+
+#[test]
+fn shipped_policies_are_valid() {
+    let p = Policy::builtin();
+    assert!(p.rules().len() >= 10);
+    let example = include_str!("../../config/policy.toml");
+    let example = Policy::new(toml::from_str(example).unwrap()).unwrap();
+    assert_eq!(example.version(), "example-3");
+    assert_eq!(example.queue_capacities().count(), 2);
+    assert_eq!(
+        p.rules().iter().map(|r| &r.when).collect::<Vec<_>>(),
+        example.rules().iter().map(|r| &r.when).collect::<Vec<_>>(),
+        "config/policy.toml documents the built-in rules"
+    );
+}
+
+#[test]
+fn bad_policies_are_refused_with_the_reason() {
+    let err = |extra: &str| policy_with(extra).unwrap_err().to_string();
+    let e = err("[[rules]]\nid = \"late\"\nwhen = \"negativity >= 0.9\"\naction = \"escalate\"\n");
+    assert!(
+        e.contains("unreachable") && e.contains("\"strong_negativity\""),
+        "{e}"
+    );
+    let e = err("[[rules]]\nid = \"typo\"\nwhen = \"negativty >= 0.9\"\naction = \"escalate\"\n");
+    assert!(e.contains("unknown signal \"negativty\""), "{e}");
+    let e = err(
+        "[[rules]]\nid = \"never\"\nwhen = \"turns >= 3 and turns < 2\"\naction = \"escalate\"\n",
+    );
+    assert!(e.contains("contradicts itself"), "{e}");
+    let e = err("[[rules]]\nid = \"explicit_request\"\nwhen = \"threat\"\naction = \"escalate\"\n");
+    assert!(e.contains("used twice"), "{e}");
+    let e = err("[channels.fax]\nmax_offers = 1\n");
+    assert!(e.contains("unknown channel"), "{e}");
+    let e = err("[tiers.gold]\npriority_boost = 1\n");
+    assert!(e.contains("standard or vip"), "{e}");
+    let text = config::BUILTIN.replace("negative_turn = 0.6", "negative_turn = 1.5");
+    assert!(Policy::new(toml::from_str(&text).unwrap()).is_err());
+    let p = Policy::builtin();
+    let e = p.check_labels(&["request_human".into()]).unwrap_err();
+    assert!(e.to_string().contains("account_security"), "{e}");
+}
