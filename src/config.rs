@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 use crate::batcher::BatcherConfig;
 use crate::policy::{MemoryStore, PolicyConfig, RedisStore, StateStore};
+use crate::security::auth::AuthConfig;
+use crate::security::tls::TlsConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +54,15 @@ pub struct ServerConfig {
     pub state_ttl_s: u64,
     /// Conversations kept in memory at most (the least recently active is dropped first).
     pub max_conversations: usize,
+    /// TLS (and mutual TLS) on the gRPC port; without it, plain text: keep that on loopback.
+    pub tls: Option<TlsConfig>,
+    /// API keys and client certificates, with scopes and rate limits; empty: everyone may do anything.
+    pub auth: AuthConfig,
+    /// Requests in flight (admitted, not yet answered) at most; more are refused with
+    /// RESOURCE_EXHAUSTED at once.
+    pub max_in_flight: usize,
+    /// JSON-lines audit log of decisions and admin actions (personal data redacted); none: off.
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +112,10 @@ impl Default for ServerConfig {
             state_timeout_ms: 200,
             state_ttl_s: 24 * 3600,
             max_conversations: 100_000,
+            tls: None,
+            auth: AuthConfig::default(),
+            max_in_flight: 2048,
+            audit_log: None,
         }
     }
 }
@@ -129,6 +144,7 @@ impl ServerConfig {
             ("limits.max_text_bytes", self.limits.max_text_bytes),
             ("limits.max_batch_texts", self.limits.max_batch_texts),
             ("limits.max_id_bytes", self.limits.max_id_bytes),
+            ("max_in_flight", self.max_in_flight),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));

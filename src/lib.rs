@@ -1,13 +1,16 @@
 //! handoff: decides when a customer-service bot must hand a conversation to a human agent.
 //!
 //! Layers, each knowing nothing of the ones above it: `model` (packages, tract runtime), `batcher`
-//! (dynamic batching on worker threads), `policy` (decisions), `grpc` (transport), `server` (wiring).
+//! (dynamic batching on worker threads), `policy` (decisions), `grpc` (transport), `security`
+//! (TLS, callers, limits), `audit` (the decision and admin trail), `server` (wiring).
 
+pub mod audit;
 pub mod batcher;
 pub mod config;
 pub mod grpc;
 pub mod model;
 pub mod policy;
+pub mod security;
 pub mod server;
 pub mod shadow;
 pub mod swap;

@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+use crate::audit::AuditLog;
 use crate::batcher::Batcher;
 use crate::config::ServerConfig;
 use crate::grpc::pb::handoff_server::HandoffServer;
@@ -20,6 +21,8 @@ use crate::grpc::{pb, AdminService, HandoffService};
 use crate::model::repository::{PackageRef, Repository};
 use crate::model::{Manifest, ModelRegistry};
 use crate::policy::{self, Policy, SharedPolicy};
+use crate::security::tls::ReloadingTls;
+use crate::security::{Authenticator, GuardLayer};
 use crate::shadow::{InferenceTap, Shadow};
 use crate::swap::ModelManager;
 use crate::telemetry as t;
@@ -67,10 +70,12 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    // TLS files are checked before anything listens: a bad certificate stops the start with its reason.
+    let tls = config.tls.clone().map(ReloadingTls::new).transpose()?;
     let listener = TcpListener::bind(config.grpc_addr)
         .await
         .with_context(|| format!("binding {}", config.grpc_addr))?;
-    info!(grpc = %listener.local_addr()?, metrics = %config.metrics_addr, workers = config.worker_count(), "listening");
+    info!(grpc = %listener.local_addr()?, tls = tls.is_some(), metrics = %config.metrics_addr, workers = config.worker_count(), "listening");
 
     // The model loads off the async threads while the server already answers health checks.
     // A package that fails to load stops the server with its reason: serving nothing forever helps no one.
@@ -113,8 +118,24 @@ pub async fn run(
     let limits = config.limits.clone();
     let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
     let state = config.state_store()?;
-    let service = HandoffServer::new(HandoffService::new(batcher.clone(), policy, state, limits))
-        .max_decoding_message_size(max_message);
+    let audit = match &config.audit_log {
+        Some(path) => AuditLog::open(path)
+            .with_context(|| format!("opening the audit log {}", path.display()))?,
+        None => AuditLog::disabled(),
+    };
+    let service = HandoffServer::new(HandoffService::new(
+        batcher.clone(),
+        policy,
+        state,
+        limits,
+        audit.clone(),
+    ))
+    .max_decoding_message_size(max_message);
+    let auth = Arc::new(Authenticator::new(&config.auth)?);
+    if auth.is_open() && !config.grpc_addr.ip().is_loopback() {
+        warn!(addr = %config.grpc_addr, "no [auth] callers configured: anyone who reaches this port may call every method, admin included");
+    }
+    let guard = GuardLayer::new(auth, config.max_in_flight);
     let drain = Duration::from_millis(config.drain_ms);
     let draining_health = health.clone();
     let stop = async move {
@@ -129,15 +150,25 @@ pub async fn run(
         set_health(&draining_health, ServingStatus::NotServing).await;
         tokio::time::sleep(drain).await;
     };
-    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms on Linux).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
+        .layer(guard)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(service)
-        .add_service(ModelAdminServer::new(AdminService::new(manager)))
-        .serve_with_incoming_shutdown(incoming, stop)
-        .await?;
+        .add_service(ModelAdminServer::new(AdminService::new(manager, audit)));
+    match tls {
+        Some(tls) => {
+            tokio::spawn(tls.clone().watch());
+            let incoming = crate::security::tls::incoming(listener, tls);
+            router.serve_with_incoming_shutdown(incoming, stop).await?;
+        }
+        None => {
+            // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms on Linux).
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, stop).await?;
+        }
+    }
 
     // Listeners are closed and in-flight calls answered; let the workers finish what is queued.
     let b = batcher.clone();

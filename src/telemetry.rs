@@ -26,6 +26,10 @@ pub const STATE_ERRORS: &str = "handoff_state_errors_total";
 pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
 pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
 pub const SHADOW_ERRORS: &str = "handoff_shadow_errors_total";
+pub const TLS_RELOADS: &str = "handoff_tls_reloads_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "handoff_tls_handshake_failures_total";
+pub const AUTH_REFUSALS: &str = "handoff_auth_refusals_total";
+pub const AUDIT_DROPPED: &str = "handoff_audit_dropped_total";
 pub const QUEUE_CAPACITY: &str = "handoff_queue_capacity";
 pub const REPLY_WINDOW: &str = "handoff_reply_window_raised_total";
 
@@ -67,7 +71,10 @@ fn describe() {
     describe_histogram!(INFERENCE_TIME, Unit::Seconds, "Model run time per batch");
     describe_histogram!(BATCH_SIZE, "Texts per model batch");
     describe_histogram!(BATCH_TOKENS, "Padded tokens per model batch");
-    describe_counter!(SHED, "Requests refused before inference, by reason");
+    describe_counter!(
+        SHED,
+        "Requests refused with RESOURCE_EXHAUSTED before inference, by reason (queue_full, concurrency, rate_limit)"
+    );
     describe_counter!(
         SKIPPED,
         "Queued requests not run because the caller left or the deadline passed"
@@ -103,6 +110,19 @@ fn describe() {
         "Shadow samples dropped because the shadow worker was busy"
     );
     describe_counter!(SHADOW_ERRORS, "Shadow batches the candidate failed to run");
+    describe_counter!(
+        TLS_RELOADS,
+        "TLS certificate reloads by result (refused files keep the running ones)"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed (refused or timed out)"
+    );
+    describe_counter!(
+        AUTH_REFUSALS,
+        "Requests refused before any work: unauthenticated or permission_denied"
+    );
+    describe_counter!(AUDIT_DROPPED, "Audit records dropped: the writer fell behind");
     describe_gauge!(
         QUEUE_CAPACITY,
         "Agents usually staffing each queue, from the policy file (a hint to set escalations against)"

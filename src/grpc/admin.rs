@@ -9,15 +9,36 @@ use super::pb::{
     self, ActivateModelRequest, GetStatusRequest, ListModelsRequest, ListModelsResponse,
     ModelStatus, RollbackRequest, SetShadowRequest,
 };
+use crate::audit::AuditLog;
 use crate::swap::{self, ModelManager, SwapError};
 
 pub struct AdminService {
     manager: Arc<ModelManager>,
+    audit: AuditLog,
 }
 
 impl AdminService {
-    pub fn new(manager: Arc<ModelManager>) -> Self {
-        AdminService { manager }
+    pub fn new(manager: Arc<ModelManager>, audit: AuditLog) -> Self {
+        AdminService { manager, audit }
+    }
+
+    /// Every change an admin makes goes to the audit log, refused or not.
+    fn audited(
+        &self,
+        caller: String,
+        rpc: &str,
+        fields: serde_json::Value,
+        result: Result<ModelStatus, Status>,
+    ) -> Result<Response<ModelStatus>, Status> {
+        let outcome = match &result {
+            Ok(_) => "OK".to_string(),
+            Err(s) => format!("{:?}: {}", s.code(), s.message()),
+        };
+        self.audit.record(
+            "admin",
+            serde_json::json!({ "caller": caller, "rpc": rpc, "request": fields, "result": outcome }),
+        );
+        result.map(Response::new)
     }
 }
 
@@ -74,19 +95,21 @@ impl ModelAdmin for AdminService {
         &self,
         request: Request<ActivateModelRequest>,
     ) -> Result<Response<ModelStatus>, Status> {
+        let caller = super::caller_name(&request);
         let req = request.into_inner();
-        let status = self
-            .manager
-            .activate(&req.name, &req.version)
-            .await
-            .map_err(to_status)?;
-        Ok(Response::new(to_proto(status)))
+        let result = self.manager.activate(&req.name, &req.version).await;
+        let fields = serde_json::json!({ "name": req.name, "version": req.version });
+        let result = result.map(to_proto).map_err(to_status);
+        self.audited(caller, "ActivateModel", fields, result)
     }
 
-    async fn rollback(&self, _: Request<RollbackRequest>) -> Result<Response<ModelStatus>, Status> {
-        Ok(Response::new(to_proto(
-            self.manager.rollback().await.map_err(to_status)?,
-        )))
+    async fn rollback(
+        &self,
+        request: Request<RollbackRequest>,
+    ) -> Result<Response<ModelStatus>, Status> {
+        let caller = super::caller_name(&request);
+        let result = self.manager.rollback().await.map(to_proto).map_err(to_status);
+        self.audited(caller, "Rollback", serde_json::json!({}), result)
     }
 
     async fn get_status(
@@ -100,12 +123,16 @@ impl ModelAdmin for AdminService {
         &self,
         request: Request<SetShadowRequest>,
     ) -> Result<Response<ModelStatus>, Status> {
+        let caller = super::caller_name(&request);
         let req = request.into_inner();
-        let status = self
+        let result = self
             .manager
             .set_shadow(&req.name, &req.version, req.share)
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(to_proto(status)))
+            .map(to_proto)
+            .map_err(to_status);
+        let fields =
+            serde_json::json!({ "name": req.name, "version": req.version, "share": req.share });
+        self.audited(caller, "SetShadow", fields, result)
     }
 }

@@ -16,3 +16,11 @@ pub mod pb {
 
 pub use admin::AdminService;
 pub use service::HandoffService;
+
+/// The caller the guard layer admitted ("anonymous" without auth configured).
+fn caller_name<T>(request: &tonic::Request<T>) -> String {
+    request
+        .extensions()
+        .get::<std::sync::Arc<crate::security::Caller>>()
+        .map_or_else(|| "anonymous".to_string(), |c| c.name.clone())
+}

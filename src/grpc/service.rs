@@ -12,6 +12,7 @@ use super::pb::{
     RouteRequest, RouteResponse,
 };
 use super::{convert, deadline, status, validate};
+use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
 use crate::model::repository::compare_versions;
@@ -23,6 +24,7 @@ pub struct HandoffService {
     policy: Arc<SharedPolicy>,
     state: Arc<dyn StateStore>,
     limits: Limits,
+    audit: AuditLog,
 }
 
 impl HandoffService {
@@ -31,12 +33,14 @@ impl HandoffService {
         policy: Arc<SharedPolicy>,
         state: Arc<dyn StateStore>,
         limits: Limits,
+        audit: AuditLog,
     ) -> Self {
         HandoffService {
             batcher,
             policy,
             state,
             limits,
+            audit,
         }
     }
 }
@@ -129,6 +133,7 @@ impl Handoff for HandoffService {
         observed("Route", async {
             let started = Instant::now();
             let deadline = deadline::from_metadata(request.metadata());
+            let caller = super::caller_name(&request);
             let req = request.into_inner();
             validate::id("conversation_id", &req.conversation_id, true, &self.limits)?;
             validate::id("message_id", &req.message_id, false, &self.limits)?;
@@ -191,8 +196,33 @@ impl Handoff for HandoffService {
                 "channel" => turn.channel.as_str()
             )
             .increment(1);
+            let decision_id = uuid::Uuid::new_v4().to_string();
+            let reasons: Vec<_> = decision
+                .reasons
+                .iter()
+                .map(|r| serde_json::json!({ "rule_id": r.rule_id, "signal": r.signal, "value": r.value, "threshold": r.threshold }))
+                .collect();
+            // The customer's text and attribute values stay out; ids are redacted by the log.
+            self.audit.record(
+                "decision",
+                serde_json::json!({
+                    "decision_id": decision_id,
+                    "caller": caller,
+                    "conversation_id": req.conversation_id,
+                    "message_id": req.message_id,
+                    "channel": turn.channel.as_str(),
+                    "action": decision.action.as_str(),
+                    "queue": decision.queue,
+                    "priority": decision.priority,
+                    "fallback": decision.fallback,
+                    "degraded": decision.degraded,
+                    "reasons": reasons,
+                    "policy_version": policy.version(),
+                    "model_version": inf.model.version(),
+                }),
+            );
             Ok(Response::new(RouteResponse {
-                decision_id: uuid::Uuid::new_v4().to_string(),
+                decision_id,
                 action: convert::action(decision.action) as i32,
                 queue: decision.queue,
                 priority: decision.priority,

@@ -1,0 +1,312 @@
+//! Caller identity and scopes. A caller is an API key (only its SHA-256 is configured, never the
+//! key) or a client certificate's subject CN under mutual TLS. Each has scopes (`classify`, `route`,
+//! `admin`) and optionally a rate limit. With no keys and no clients configured, every caller is
+//! anonymous with every scope: fine on loopback, nowhere else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio_rustls::rustls::pki_types::CertificateDer;
+
+use super::rate::TokenBucket;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Classify,
+    Route,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Classify => "classify",
+            Scope::Route => "route",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// The scope a gRPC method needs; `None` for the open ones (health checks, reflection).
+    pub fn for_path(path: &str) -> Option<Scope> {
+        match path {
+            "/handoff.v1.Handoff/Classify" | "/handoff.v1.Handoff/ClassifyBatch" => {
+                Some(Scope::Classify)
+            }
+            "/handoff.v1.Handoff/Route" => Some(Scope::Route),
+            p if p.starts_with("/handoff.v1.ModelAdmin/") => Some(Scope::Admin),
+            // Anything else under our services is refused by tonic as UNIMPLEMENTED, after auth.
+            p if p.starts_with("/handoff.v1.") => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// `[auth]` in the server config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Mutual-TLS callers, by their certificate's subject CN.
+    pub clients: Vec<ClientConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The caller's name, in the audit log and metrics.
+    pub name: String,
+    /// Hex SHA-256 of the key (`handoff hash-key`).
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
+    #[serde(flatten)]
+    pub rate: RateConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Subject CN of the client certificate; also the caller's name.
+    pub subject: String,
+    pub scopes: Vec<Scope>,
+    #[serde(flatten)]
+    pub rate: RateConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RateConfig {
+    /// Requests per second this caller may make on average (none: unlimited).
+    pub rate_per_s: Option<f64>,
+    /// Requests it may make at once above the average (default: one second's worth).
+    pub burst: Option<f64>,
+}
+
+/// Who is calling, once authenticated.
+#[derive(Debug)]
+pub struct Caller {
+    pub name: String,
+    /// "api_key", "client_cert" or "anonymous".
+    pub via: &'static str,
+    scopes: Vec<Scope>,
+    limit: Option<TokenBucket>,
+}
+
+impl Caller {
+    pub fn may(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// Take one request from the caller's rate limit; `Err(rate)` when over it.
+    pub fn admit(&self) -> Result<(), f64> {
+        match &self.limit {
+            Some(bucket) => bucket.try_take(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthError {
+    #[error("missing credentials: send `authorization: Bearer <API key>` or a client certificate")]
+    Missing,
+    #[error("unknown API key")]
+    UnknownKey,
+    #[error("client certificate subject {0:?} is not a known caller")]
+    UnknownClient(String),
+    #[error("client certificate could not be read: {0}")]
+    BadCertificate(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("[auth] {0}")]
+pub struct AuthConfigError(String);
+
+pub struct Authenticator {
+    keys: HashMap<[u8; 32], Arc<Caller>>,
+    clients: HashMap<String, Arc<Caller>>,
+    anonymous: Option<Arc<Caller>>,
+}
+
+fn bucket(name: &str, rate: &RateConfig) -> Result<Option<TokenBucket>, AuthConfigError> {
+    match rate.rate_per_s {
+        None => Ok(None),
+        Some(r) if r > 0.0 && r.is_finite() => {
+            let burst = rate.burst.unwrap_or(r.max(1.0));
+            if !(burst >= 1.0 && burst.is_finite()) {
+                return Err(AuthConfigError(format!("{name}: burst must be at least 1")));
+            }
+            Ok(Some(TokenBucket::new(r, burst)))
+        }
+        Some(r) => Err(AuthConfigError(format!(
+            "{name}: rate_per_s = {r} must be a positive number"
+        ))),
+    }
+}
+
+fn parse_sha256(name: &str, hex: &str) -> Result<[u8; 32], AuthConfigError> {
+    let bad = || {
+        AuthConfigError(format!(
+            "{name}: sha256 must be 64 hex digits (handoff hash-key prints it)"
+        ))
+    };
+    if hex.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Hex SHA-256 of an API key, as configured.
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> Result<Self, AuthConfigError> {
+        let mut keys = HashMap::new();
+        let mut names = std::collections::HashSet::new();
+        for k in &config.api_keys {
+            if k.scopes.is_empty() {
+                return Err(AuthConfigError(format!("{}: no scopes", k.name)));
+            }
+            if !names.insert(k.name.clone()) {
+                return Err(AuthConfigError(format!("caller {:?} twice", k.name)));
+            }
+            let caller = Caller {
+                name: k.name.clone(),
+                via: "api_key",
+                scopes: k.scopes.clone(),
+                limit: bucket(&k.name, &k.rate)?,
+            };
+            keys.insert(parse_sha256(&k.name, &k.sha256)?, Arc::new(caller));
+        }
+        let mut clients = HashMap::new();
+        for c in &config.clients {
+            if c.scopes.is_empty() {
+                return Err(AuthConfigError(format!("{}: no scopes", c.subject)));
+            }
+            if !names.insert(c.subject.clone()) {
+                return Err(AuthConfigError(format!("caller {:?} twice", c.subject)));
+            }
+            let caller = Caller {
+                name: c.subject.clone(),
+                via: "client_cert",
+                scopes: c.scopes.clone(),
+                limit: bucket(&c.subject, &c.rate)?,
+            };
+            clients.insert(c.subject.clone(), Arc::new(caller));
+        }
+        let anonymous = (keys.is_empty() && clients.is_empty()).then(|| {
+            Arc::new(Caller {
+                name: "anonymous".into(),
+                via: "anonymous",
+                scopes: vec![Scope::Classify, Scope::Route, Scope::Admin],
+                limit: None,
+            })
+        });
+        Ok(Authenticator {
+            keys,
+            clients,
+            anonymous,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.anonymous.is_some()
+    }
+
+    /// Who is calling: an API key in `authorization: Bearer …` (or `x-api-key`) first, else the
+    /// verified client certificate.
+    pub fn identify(
+        &self,
+        headers: &http::HeaderMap,
+        peer_cert: Option<&CertificateDer<'_>>,
+    ) -> Result<Arc<Caller>, AuthError> {
+        if let Some(anonymous) = &self.anonymous {
+            return Ok(anonymous.clone());
+        }
+        let key = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+        if let Some(key) = key {
+            let digest: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
+            return self.keys.get(&digest).cloned().ok_or(AuthError::UnknownKey);
+        }
+        if let Some(cert) = peer_cert {
+            let subject = common_name(cert)?;
+            return self
+                .clients
+                .get(&subject)
+                .cloned()
+                .ok_or(AuthError::UnknownClient(subject));
+        }
+        Err(AuthError::Missing)
+    }
+}
+
+/// The subject CN of a certificate rustls already verified against the client CA.
+fn common_name(cert: &CertificateDer<'_>) -> Result<String, AuthError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| AuthError::BadCertificate(e.to_string()))?;
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| AuthError::BadCertificate("no subject CN".into()))?;
+    Ok(cn.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AuthConfig {
+        toml::from_str(&format!(
+            "[[api_keys]]\nname = \"bot\"\nsha256 = \"{}\"\nscopes = [\"route\"]\nrate_per_s = 2\nburst = 2\n",
+            hash_key("s3cret")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_are_matched_by_hash_and_scoped() {
+        let auth = Authenticator::new(&config()).unwrap();
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(auth.identify(&headers, None).unwrap_err(), AuthError::Missing);
+        headers.insert("authorization", "Bearer wrong".parse().unwrap());
+        assert_eq!(
+            auth.identify(&headers, None).unwrap_err(),
+            AuthError::UnknownKey
+        );
+        headers.insert("authorization", "Bearer s3cret".parse().unwrap());
+        let caller = auth.identify(&headers, None).unwrap();
+        assert_eq!(caller.name, "bot");
+        assert!(caller.may(Scope::Route) && !caller.may(Scope::Admin));
+        assert!(caller.admit().is_ok() && caller.admit().is_ok());
+        assert!(caller.admit().is_err(), "burst of 2 spent");
+    }
+
+    #[test]
+    fn bad_config_is_refused_and_no_config_is_open() {
+        let mut c = config();
+        c.api_keys[0].sha256 = "abc".into();
+        assert!(Authenticator::new(&c).is_err());
+        assert!(Authenticator::new(&AuthConfig::default()).unwrap().is_open());
+        assert_eq!(
+            Scope::for_path("/handoff.v1.ModelAdmin/Rollback"),
+            Some(Scope::Admin)
+        );
+        assert_eq!(Scope::for_path("/grpc.health.v1.Health/Check"), None);
+    }
+}

@@ -1,0 +1,146 @@
+//! The tower layer in front of every gRPC method: who is calling (API key or client certificate),
+//! may they call this method (scope), are they within their rate limit, and is there room for one
+//! more request in flight. Refusals are answered at once with a gRPC status and counted; admitted
+//! requests carry their `Caller` in the request extensions for the handlers and the audit log.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+use tonic::Status;
+
+use super::auth::{Authenticator, Caller, Scope};
+use crate::telemetry as t;
+
+/// What tonic records for a TLS connection; its name is only reachable through the stream type.
+type TlsInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
+
+#[derive(Clone)]
+pub struct GuardLayer {
+    auth: Arc<Authenticator>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+}
+
+impl GuardLayer {
+    pub fn new(auth: Arc<Authenticator>, max_in_flight: usize) -> Self {
+        GuardLayer {
+            auth,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_in_flight,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Guard {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Guard<S> {
+    inner: S,
+    layer: GuardLayer,
+}
+
+fn refuse<B: Default>(status: Status) -> http::Response<B> {
+    status.into_http()
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Guard<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready serves this call (tower's rule for cloned services).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some(scope) = Scope::for_path(req.uri().path()) else {
+            return Box::pin(inner.call(req)); // health checks and reflection are open
+        };
+        match self.admit(&req, scope) {
+            Ok((caller, permit)) => {
+                req.extensions_mut().insert(caller);
+                let call = inner.call(req);
+                Box::pin(async move {
+                    let response = call.await;
+                    drop(permit); // held until the answer is complete
+                    response
+                })
+            }
+            Err(status) => Box::pin(std::future::ready(Ok(refuse(status)))),
+        }
+    }
+}
+
+impl<S> Guard<S> {
+    fn admit<B>(
+        &self,
+        req: &http::Request<B>,
+        scope: Scope,
+    ) -> Result<(Arc<Caller>, tokio::sync::OwnedSemaphorePermit), Status> {
+        let cert = req
+            .extensions()
+            .get::<TlsInfo>()
+            .and_then(|info| info.peer_certs())
+            .and_then(|certs| certs.first().cloned());
+        let caller = self
+            .layer
+            .auth
+            .identify(req.headers(), cert.as_ref())
+            .map_err(|e| {
+                metrics::counter!(t::AUTH_REFUSALS, "code" => "unauthenticated").increment(1);
+                Status::unauthenticated(e.to_string())
+            })?;
+        if !caller.may(scope) {
+            metrics::counter!(t::AUTH_REFUSALS, "code" => "permission_denied").increment(1);
+            return Err(Status::permission_denied(format!(
+                "caller {:?} lacks the {:?} scope that {} needs",
+                caller.name,
+                scope.as_str(),
+                req.uri().path()
+            )));
+        }
+        if let Err(rate) = caller.admit() {
+            metrics::counter!(t::SHED, "reason" => "rate_limit").increment(1);
+            return Err(Status::resource_exhausted(format!(
+                "caller {:?} is over its rate limit of {rate} requests/s; retry with backoff",
+                caller.name
+            )));
+        }
+        let permit = self.layer.in_flight.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!(t::SHED, "reason" => "concurrency").increment(1);
+            Status::resource_exhausted(format!(
+                "server is at its limit of {} requests in flight; retry with backoff",
+                self.layer.max_in_flight
+            ))
+        })?;
+        Ok((caller, permit))
+    }
+}
