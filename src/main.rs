@@ -39,6 +39,8 @@ enum Command {
     CheckModel { dir: PathBuf },
     /// List the signals policy rules can read, with what each means.
     Signals,
+    /// Print the SHA-256 to put in [[auth.api_keys]] for the API key read from stdin.
+    HashKey,
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy {
         file: PathBuf,
@@ -152,6 +154,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     model.negativity(&p)
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashKey => {
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key)?;
+            if key.trim().is_empty() {
+                anyhow::bail!("no key on stdin (make one with: openssl rand -hex 32)");
+            }
+            println!("{}", handoff::security::auth::hash_key(&key));
             Ok(ExitCode::SUCCESS)
         }
         Command::Signals => {

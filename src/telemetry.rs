@@ -122,7 +122,10 @@ fn describe() {
         AUTH_REFUSALS,
         "Requests refused before any work: unauthenticated or permission_denied"
     );
-    describe_counter!(AUDIT_DROPPED, "Audit records dropped: the writer fell behind");
+    describe_counter!(
+        AUDIT_DROPPED,
+        "Audit records dropped: the writer fell behind"
+    );
     describe_gauge!(
         QUEUE_CAPACITY,
         "Agents usually staffing each queue, from the policy file (a hint to set escalations against)"

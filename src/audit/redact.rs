@@ -12,9 +12,8 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// A run of digits, maybe grouped by spaces, dashes, dots or brackets, maybe with a leading + and a
 /// trailing X (resident IDs): classified by `kind`.
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\+?[0-9](?:[ \-().]?[0-9])*[Xx]?").expect("pattern")
-});
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\+?[0-9](?:[ \-().]?[0-9])*[Xx]?").expect("pattern"));
 
 /// What a run of digits is, if it is personal data.
 fn kind(run: &str) -> Option<&'static str> {
@@ -25,7 +24,8 @@ fn kind(run: &str) -> Option<&'static str> {
     if plain && (n == 18 || (n == 17 && id_x)) {
         return Some("[id]");
     }
-    let mobile = |d: &str| d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9');
+    let mobile =
+        |d: &str| d.len() == 11 && d.starts_with('1') && matches!(d.as_bytes()[1], b'3'..=b'9');
     if mobile(&digits) || (digits.starts_with("86") && mobile(&digits[2..])) {
         return Some("[phone]");
     }

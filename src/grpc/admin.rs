@@ -108,7 +108,12 @@ impl ModelAdmin for AdminService {
         request: Request<RollbackRequest>,
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
-        let result = self.manager.rollback().await.map(to_proto).map_err(to_status);
+        let result = self
+            .manager
+            .rollback()
+            .await
+            .map(to_proto)
+            .map_err(to_status);
         self.audited(caller, "Rollback", serde_json::json!({}), result)
     }
 

@@ -283,7 +283,10 @@ mod tests {
     fn keys_are_matched_by_hash_and_scoped() {
         let auth = Authenticator::new(&config()).unwrap();
         let mut headers = http::HeaderMap::new();
-        assert_eq!(auth.identify(&headers, None).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            auth.identify(&headers, None).unwrap_err(),
+            AuthError::Missing
+        );
         headers.insert("authorization", "Bearer wrong".parse().unwrap());
         assert_eq!(
             auth.identify(&headers, None).unwrap_err(),
@@ -302,7 +305,9 @@ mod tests {
         let mut c = config();
         c.api_keys[0].sha256 = "abc".into();
         assert!(Authenticator::new(&c).is_err());
-        assert!(Authenticator::new(&AuthConfig::default()).unwrap().is_open());
+        assert!(Authenticator::new(&AuthConfig::default())
+            .unwrap()
+            .is_open());
         assert_eq!(
             Scope::for_path("/handoff.v1.ModelAdmin/Rollback"),
             Some(Scope::Admin)

@@ -134,13 +134,18 @@ impl<S> Guard<S> {
                 caller.name
             )));
         }
-        let permit = self.layer.in_flight.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!(t::SHED, "reason" => "concurrency").increment(1);
-            Status::resource_exhausted(format!(
-                "server is at its limit of {} requests in flight; retry with backoff",
-                self.layer.max_in_flight
-            ))
-        })?;
+        let permit = self
+            .layer
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                metrics::counter!(t::SHED, "reason" => "concurrency").increment(1);
+                Status::resource_exhausted(format!(
+                    "server is at its limit of {} requests in flight; retry with backoff",
+                    self.layer.max_in_flight
+                ))
+            })?;
         Ok((caller, permit))
     }
 }

@@ -42,6 +42,37 @@ impl Server {
     }
 
     pub fn start_with_model(model: &std::path::Path, extra_args: &[&str]) -> Server {
+        let mut server = Server::spawn(model, extra_args);
+        server.wait_serving(Duration::from_secs(120));
+        server
+    }
+
+    /// Start a server whose gRPC port speaks TLS (configured in extra_args): readiness is read from
+    /// the metrics endpoint, which stays plain HTTP.
+    pub fn start_tls(extra_args: &[&str]) -> Server {
+        let mut server = Server::spawn(&model_dir(), extra_args);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("server exited early ({status}):\n{}", server.log_text());
+            }
+            let loaded = std::panic::catch_unwind(|| server.metrics()).is_ok_and(|m| {
+                m.lines()
+                    .any(|l| l.starts_with("handoff_model_info{") && l.ends_with(" 1"))
+            });
+            if loaded {
+                return server;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "server not loaded after 120 s:\n{}",
+                server.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn spawn(model: &std::path::Path, extra_args: &[&str]) -> Server {
         let grpc_port = free_port();
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!(
@@ -68,14 +99,12 @@ impl Server {
             });
         }
         let child = cmd.spawn().expect("spawn handoff");
-        let mut server = Server {
+        Server {
             child,
             grpc_port,
             metrics_port,
             log,
-        };
-        server.wait_serving(Duration::from_secs(120));
-        server
+        }
     }
 
     pub fn pid(&self) -> u32 {
