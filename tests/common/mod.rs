@@ -2,6 +2,8 @@
 //! talks to it over real gRPC and HTTP.
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -42,7 +44,16 @@ impl Server {
     }
 
     pub fn start_with_model(model: &std::path::Path, extra_args: &[&str]) -> Server {
-        let mut server = Server::spawn(model, extra_args);
+        Server::start_with_log(model, extra_args, "info")
+    }
+
+    /// Start with `RUST_LOG` set to `log_filter`.
+    pub fn start_with_log(
+        model: &std::path::Path,
+        extra_args: &[&str],
+        log_filter: &str,
+    ) -> Server {
+        let mut server = Server::spawn(model, extra_args, log_filter);
         server.wait_serving(Duration::from_secs(120));
         server
     }
@@ -50,7 +61,7 @@ impl Server {
     /// Start a server whose gRPC port speaks TLS (configured in extra_args): readiness is read from
     /// the metrics endpoint, which stays plain HTTP.
     pub fn start_tls(extra_args: &[&str]) -> Server {
-        let mut server = Server::spawn(&model_dir(), extra_args);
+        let mut server = Server::spawn(&model_dir(), extra_args, "info");
         let start = Instant::now();
         loop {
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -72,7 +83,7 @@ impl Server {
         }
     }
 
-    fn spawn(model: &std::path::Path, extra_args: &[&str]) -> Server {
+    fn spawn(model: &std::path::Path, extra_args: &[&str], log_filter: &str) -> Server {
         let grpc_port = free_port();
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!(
@@ -87,7 +98,7 @@ impl Server {
             .arg("--model")
             .arg(model)
             .args(extra_args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
