@@ -335,3 +335,41 @@ async fn the_config_can_name_the_model_by_version_or_latest() {
     let pinned = Server::start_with_model(std::path::Path::new("handoff-zh-en@1.2.0"), &args);
     assert_eq!(serving_version(&pinned).await, "1.2.0");
 }
+
+#[tokio::test]
+async fn deleting_model_files_under_a_running_server_does_not_crash_it() {
+    let repo = TempRepo::new("deleted");
+    let v1 = repo.add("1.0.0", |m| m);
+    let server = Server::start_with_model(
+        &v1,
+        &[
+            "--model-repository",
+            repo.root.to_str().unwrap(),
+            "--watch-interval-ms",
+            "100",
+        ],
+    );
+    // The serving package vanishes from disk: it keeps serving from memory.
+    std::fs::remove_dir_all(&v1).unwrap();
+    assert_eq!(serving_version(&server).await, "1.0.0");
+    // A newer package without its model file: the watcher and an activation both fail cleanly.
+    let v2 = repo.add("1.1.0", |m| m);
+    std::fs::remove_file(v2.join("model.onnx")).unwrap();
+    let mut admin = admin(&server).await;
+    let refused = admin.activate_model(activate("1.1.0")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("model.onnx"),
+        "{}",
+        refused.message()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // a few watcher passes
+    let listed = admin
+        .list_models(handoff::grpc::pb::ListModelsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.packages.iter().all(|p| p.version != "1.0.0"));
+    assert_eq!(serving_version(&server).await, "1.0.0");
+    assert!(!server.log_text().contains("panicked"));
+}

@@ -23,7 +23,15 @@ pub fn load(path: &Path, intents: Option<&[String]>) -> Result<Policy, PolicyFil
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(None, e.to_string()))?;
-    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    // Bytes, not str: an offset inside an escaped TOML string may not fall on a char boundary.
+    let line_at = |offset: usize| {
+        let end = offset.min(text.len());
+        text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    };
     let config: PolicyConfig = toml::from_str(&text)
         .map_err(|e| fail(e.span().map(|s| line_at(s.start)), e.message().to_string()))?;
     let locate = |e: PolicyError| {
