@@ -37,6 +37,8 @@ pub enum BatchError {
     ShuttingDown,
     #[error("deadline passed before the request could run")]
     DeadlineExceeded,
+    #[error("the inference queue holds about {wait_ms} ms of work, past this request's deadline; retry with backoff")]
+    WouldMissDeadline { wait_ms: u64 },
     #[error("inference failed: {0}")]
     Inference(String),
 }
@@ -62,12 +64,51 @@ struct Job {
     reply: oneshot::Sender<Result<Inferred, BatchError>>,
 }
 
+/// The work ahead of a new request: texts queued or in a batch not yet answered, and the recent
+/// time per text (an exponential average, µs). Lets enqueue tell whether a request can still make
+/// its deadline.
+#[derive(Default)]
+struct Backlog {
+    pending: std::sync::atomic::AtomicUsize,
+    per_text_us: std::sync::atomic::AtomicU64,
+}
+
+impl Backlog {
+    fn added(&self) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A batch of `texts` was answered after `took`.
+    fn done(&self, took: Duration, texts: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.pending.fetch_sub(texts, Relaxed);
+        let sample = took.as_micros() as u64 / texts.max(1) as u64;
+        let old = self.per_text_us.load(Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.per_text_us.store(new, Relaxed);
+    }
+
+    /// Expected time until a request queued now starts running.
+    fn wait(&self, workers: usize) -> Duration {
+        use std::sync::atomic::Ordering::Relaxed;
+        let per_text = Duration::from_micros(self.per_text_us.load(Relaxed));
+        per_text * (self.pending.load(Relaxed) / workers.max(1)) as u32
+    }
+}
+
 pub struct Batcher {
     sender: Mutex<Option<Sender<Job>>>,
     receiver: Receiver<Job>,
     registry: Arc<ModelRegistry>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     capacity: usize,
+    worker_count: usize,
+    backlog: Arc<Backlog>,
 }
 
 impl Batcher {
@@ -78,15 +119,17 @@ impl Batcher {
         tap: Option<Arc<dyn InferenceTap>>,
     ) -> Arc<Self> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
+        let backlog = Arc::new(Backlog::default());
         let workers = (0..config.workers.max(1))
             .map(|i| {
                 let rx = rx.clone();
                 let registry = registry.clone();
                 let config = config.clone();
                 let tap = tap.clone();
+                let backlog = backlog.clone();
                 std::thread::Builder::new()
                     .name(format!("inference-{i}"))
-                    .spawn(move || worker_loop(rx, registry, config, tap))
+                    .spawn(move || worker_loop(rx, registry, config, tap, &backlog))
                     .expect("spawn inference worker")
             })
             .collect();
@@ -96,6 +139,8 @@ impl Batcher {
             registry,
             workers: Mutex::new(workers),
             capacity: config.queue_capacity.max(1),
+            worker_count: config.workers.max(1),
+            backlog,
         })
     }
 
@@ -143,6 +188,18 @@ impl Batcher {
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Inferred, BatchError>>, BatchError> {
         let model = self.registry.current().ok_or(BatchError::NoModel)?;
+        if let Some(deadline) = deadline {
+            // Refuse now what would wait past its deadline: the caller learns at once, and the
+            // workers spend no time on answers nobody waits for any more. The estimate is a mean,
+            // so a request is admitted only if it would use at most half the time it has left.
+            let wait = self.backlog.wait(self.worker_count);
+            if Instant::now() + wait * 2 > deadline {
+                metrics::counter!(t::SHED, "reason" => "deadline").increment(1);
+                return Err(BatchError::WouldMissDeadline {
+                    wait_ms: wait.as_millis() as u64,
+                });
+            }
+        }
         let started = Instant::now();
         let encoded = model
             .encode(&text)
@@ -165,6 +222,7 @@ impl Batcher {
         let sender = sender.ok_or(BatchError::ShuttingDown)?;
         match sender.try_send(job) {
             Ok(()) => {
+                self.backlog.added();
                 metrics::gauge!(t::QUEUE_DEPTH).set(self.receiver.len() as f64);
                 Ok(rx)
             }
@@ -193,6 +251,7 @@ fn worker_loop(
     registry: Arc<ModelRegistry>,
     config: BatcherConfig,
     tap: Option<Arc<dyn InferenceTap>>,
+    backlog: &Backlog,
 ) {
     let mut carry: Option<Job> = None;
     loop {
@@ -230,7 +289,9 @@ fn worker_loop(
             jobs.push(next);
         }
         metrics::gauge!(t::QUEUE_DEPTH).set(rx.len() as f64);
+        let (started, texts) = (Instant::now(), jobs.len());
         run_batch(jobs, &registry, tap.as_deref());
+        backlog.done(started.elapsed(), texts);
     }
 }
 

@@ -73,7 +73,7 @@ fn describe() {
     describe_histogram!(BATCH_TOKENS, "Padded tokens per model batch");
     describe_counter!(
         SHED,
-        "Requests refused with RESOURCE_EXHAUSTED before inference, by reason (queue_full, concurrency, rate_limit)"
+        "Requests refused with RESOURCE_EXHAUSTED before inference, by reason (queue_full, deadline, concurrency, rate_limit)"
     );
     describe_counter!(
         SKIPPED,

@@ -6,7 +6,9 @@ use crate::batcher::BatchError;
 
 pub fn from_batch(e: BatchError) -> Status {
     let code = match &e {
-        BatchError::QueueFull { .. } => Code::ResourceExhausted,
+        BatchError::QueueFull { .. } | BatchError::WouldMissDeadline { .. } => {
+            Code::ResourceExhausted
+        }
         BatchError::NoModel | BatchError::ShuttingDown => Code::Unavailable,
         BatchError::DeadlineExceeded => Code::DeadlineExceeded,
         BatchError::Inference(_) => Code::Internal,

@@ -32,8 +32,19 @@ pub fn load(path: &Path, intents: Option<&[String]>) -> Result<Policy, PolicyFil
             .count()
             + 1
     };
-    let config: PolicyConfig = toml::from_str(&text)
-        .map_err(|e| fail(e.span().map(|s| line_at(s.start)), e.message().to_string()))?;
+    let config: PolicyConfig = toml::from_str(&text).map_err(|e| {
+        // toml leaves the message empty for some errors (a file cut inside a string): say something.
+        let message = match e.message() {
+            "" => e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string(),
+            m => m.to_string(),
+        };
+        fail(e.span().map(|s| line_at(s.start)), message)
+    })?;
     let locate = |e: PolicyError| {
         let line = match (e.span(), &e) {
             (Some(span), _) => Some(line_at(span.start)),

@@ -17,6 +17,8 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+mod soak;
+
 #[derive(Parser)]
 struct Args {
     /// Server to drive.
@@ -41,6 +43,15 @@ struct Args {
     /// "" skips them.
     #[arg(long, default_value = "1.0.0")]
     shadow_version: String,
+    /// Soak instead of the benchmark: this many Route requests a second (say, twice the peak) for
+    /// --seconds, each with --deadline-ms.
+    #[arg(long)]
+    soak_rate: Option<f64>,
+    #[arg(long, default_value_t = 1000)]
+    deadline_ms: u64,
+    /// The server's pid, to sample its resident memory during the soak.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -314,12 +325,7 @@ async fn open_loop(
     stats
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let model = Arc::new(
-        Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
-    );
+async fn connect(args: &Args) -> anyhow::Result<Vec<HandoffClient<Channel>>> {
     let mut clients = Vec::new();
     for _ in 0..args.connections.max(1) {
         clients.push(
@@ -328,6 +334,22 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("connecting to {}", args.addr))?,
         );
     }
+    Ok(clients)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(rate) = args.soak_rate {
+        let clients = connect(&args).await?;
+        let deadline = Duration::from_millis(args.deadline_ms);
+        soak::run(&clients, rate, args.seconds, deadline, args.server_pid).await;
+        return Ok(());
+    }
+    let model = Arc::new(
+        Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
+    );
+    let clients = connect(&args).await?;
     println!(
         "model {} {}, {} messages, {} s per phase",
         model.name(),
