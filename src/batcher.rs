@@ -192,8 +192,12 @@ impl Batcher {
             // Refuse now what would wait past its deadline: the caller learns at once, and the
             // workers spend no time on answers nobody waits for any more. The estimate is a mean,
             // so a request is admitted only if it would use at most half the time it has left.
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(BatchError::DeadlineExceeded); // spent before it got here
+            }
             let wait = self.backlog.wait(self.worker_count);
-            if Instant::now() + wait * 2 > deadline {
+            if now + wait * 2 > deadline {
                 metrics::counter!(t::SHED, "reason" => "deadline").increment(1);
                 return Err(BatchError::WouldMissDeadline {
                     wait_ms: wait.as_millis() as u64,

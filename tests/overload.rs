@@ -61,3 +61,78 @@ async fn a_full_queue_sheds_with_resource_exhausted_and_answers_everything() {
     );
     assert!(metrics.contains("code=\"ResourceExhausted\""));
 }
+
+/// Fire `n` concurrent Classify calls (with a deadline if given) and wait for every answer.
+async fn burst(
+    client: &handoff::grpc::pb::handoff_client::HandoffClient<tonic::transport::Channel>,
+    n: usize,
+    deadline: Option<Duration>,
+) -> Vec<Result<(), tonic::Status>> {
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let mut c = client.clone();
+            let mut req = tonic::Request::new(ClassifyRequest {
+                text: format!("第{i}个问题：我的订单什么时候发货？"),
+            });
+            if let Some(d) = deadline {
+                req.set_timeout(d);
+            }
+            tokio::spawn(async move { c.classify(req).await.map(|_| ()) })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let mut out = Vec::new();
+        for c in calls {
+            out.push(c.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("every request answered")
+}
+
+#[tokio::test]
+async fn the_in_flight_limit_and_deadlines_shed_at_once_with_their_reason() {
+    let config = std::env::temp_dir().join(format!("handoff-inflight-{}.toml", std::process::id()));
+    std::fs::write(&config, "max_in_flight = 8\n").unwrap();
+    let server = common::Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--max-batch-size",
+        "1",
+    ]);
+    let client = common::client(&server).await;
+    let mut reasons = std::collections::BTreeMap::<String, usize>::new();
+    for deadline in [None, Some(Duration::from_millis(100))] {
+        for result in burst(&client, 100, deadline).await {
+            let Err(status) = result else { continue };
+            let reason = match status.code() {
+                Code::ResourceExhausted if status.message().contains("requests in flight") => {
+                    "concurrency"
+                }
+                Code::ResourceExhausted
+                    if status.message().contains("past this request's deadline") =>
+                {
+                    "deadline"
+                }
+                // A request admitted with room to spare can still be overtaken by its deadline.
+                Code::DeadlineExceeded => "deadline_exceeded",
+                _ => panic!("unexpected refusal {status:?}"),
+            };
+            *reasons.entry(reason.into()).or_default() += 1;
+        }
+    }
+    assert!(reasons.contains_key("concurrency"), "{reasons:?}");
+    assert!(reasons.contains_key("deadline"), "{reasons:?}");
+    let metrics = server.metrics();
+    for reason in ["concurrency", "deadline"] {
+        assert!(
+            metrics.contains(&format!(
+                "handoff_shed_requests_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason} not counted"
+        );
+    }
+}

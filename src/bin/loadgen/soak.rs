@@ -112,15 +112,16 @@ pub async fn run(
         );
     }
     if memory.len() >= 4 {
-        // The first seconds fill caches and the conversation store: compare the rest.
-        let settled = &memory[memory.len() / 4..];
-        let max = settled.iter().cloned().fold(f64::MIN, f64::max);
+        // One sample per second; the first seconds fill caches and the conversation store.
+        let at = |q: usize| memory[(memory.len() - 1) * q / 4];
+        let max = memory.iter().cloned().fold(f64::MIN, f64::max);
         println!(
-            "  server RSS: {:.0} MiB at start, {:.0} MiB after a quarter, {:.0} MiB at the end, max {:.0} MiB",
-            memory[0],
-            settled[0],
-            settled[settled.len() - 1],
-            max
+            "  server RSS (MiB) at 0/25/50/75/100 % of the run: {:.0} / {:.0} / {:.0} / {:.0} / {:.0}, max {max:.0}",
+            at(0),
+            at(1),
+            at(2),
+            at(3),
+            at(4)
         );
     }
 }
