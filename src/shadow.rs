@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::model::{Model, Prediction};
-use crate::policy::{Channel, ConversationState, Policy, SharedPolicy, Tier, Turn};
+use crate::policy::{ConversationState, Policy, SharedPolicy, Turn};
 use crate::telemetry as t;
 
 /// Something that wants to see every live prediction (the batcher calls it after replying).
@@ -160,14 +160,7 @@ fn compare(
             request_human: model.intent_prob(p, "request_human"),
             negativity: model.negativity(p),
             embedding: &p.embedding,
-            channel: Channel::Unspecified,
-            tier: Tier::Standard,
-            attributes: None,
-            bot_fallbacks: 0,
-            bot_failed: false,
-            accepted_offer: false,
-            unix_seconds: 0,
-            sent_unix_seconds: 0,
+            ..Default::default()
         };
         policy.decide(&turn, &ConversationState::default()).action
     };

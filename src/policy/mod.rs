@@ -55,8 +55,9 @@ impl From<RuleAction> for Action {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Channel {
+    #[default]
     Unspecified,
     Web,
     App,
@@ -82,8 +83,9 @@ impl Channel {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tier {
+    #[default]
     Standard,
     Vip,
 }
@@ -98,7 +100,7 @@ impl Tier {
 }
 
 /// What the policy knows about this turn.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Turn<'a> {
     pub message_id: &'a str,
     /// The customer's text: read by the keyword nets only, never logged or stored.

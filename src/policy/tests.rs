@@ -29,13 +29,7 @@ fn turn<'a>(
         negativity,
         embedding,
         channel: Channel::Web,
-        tier: Tier::Standard,
-        attributes: None,
-        bot_fallbacks: 0,
-        bot_failed: false,
-        accepted_offer: false,
-        unix_seconds: 0,
-        sent_unix_seconds: 0,
+        ..Default::default()
     }
 }
 

@@ -169,7 +169,7 @@ fn bare_tract(
 /// The decision path alone (built-in rules, in-process state) on real predictions: what Route adds
 /// to Classify, without the network and inference noise around it. Returns p50 and p99 in µs.
 fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
-    use handoff::policy::{Channel as Ch, MemoryStore, Policy, Tier, Turn};
+    use handoff::policy::{Channel as Ch, MemoryStore, Policy, Turn};
     let encoded: Vec<_> = MESSAGES
         .iter()
         .map(|m| model.encode(m))
@@ -195,13 +195,7 @@ fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)>
             negativity: model.negativity(p),
             embedding: &p.embedding,
             channel: Ch::Web,
-            tier: Tier::Standard,
-            attributes: None,
-            bot_fallbacks: 0,
-            bot_failed: false,
-            accepted_offer: false,
-            unix_seconds: 0,
-            sent_unix_seconds: 0,
+            ..Default::default()
         };
         // Spread over 2 000 conversations: each soon holds its full window of recent turns.
         let conversation = format!("c{}", rng.gen_range(0..2_000));
