@@ -192,6 +192,16 @@ async fn api_keys_scopes_rate_limits_and_certificate_reload_over_tls() {
         .await
         .unwrap_err();
     assert_eq!(scope.code(), Code::PermissionDenied);
+    let classify = tonic::Request::new(ClassifyRequest { text: "hi".into() });
+    let scope = handoff
+        .classify(with_key(classify, "key-route"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        scope.code(),
+        Code::PermissionDenied,
+        "route does not imply classify"
+    );
     for key in ["key-classify", "key-route"] {
         let denied = admin
             .rollback(with_key(tonic::Request::new(RollbackRequest {}), key))
