@@ -74,6 +74,15 @@ pub struct Limits {
     /// Customer attributes per Route call, and bytes per attribute value.
     pub max_attributes: usize,
     pub max_attribute_bytes: usize,
+    /// Deadline for requests that carry no `grpc-timeout`, in ms; 0: none (they wait as long as the
+    /// queue is).
+    pub default_deadline_ms: u64,
+}
+
+impl Limits {
+    pub fn default_deadline(&self) -> Option<Duration> {
+        (self.default_deadline_ms > 0).then(|| Duration::from_millis(self.default_deadline_ms))
+    }
 }
 
 impl Default for Limits {
@@ -84,6 +93,7 @@ impl Default for Limits {
             max_id_bytes: 128,
             max_attributes: 16,
             max_attribute_bytes: 256,
+            default_deadline_ms: 0,
         }
     }
 }

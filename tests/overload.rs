@@ -94,7 +94,11 @@ async fn burst(
 #[tokio::test]
 async fn the_in_flight_limit_and_deadlines_shed_at_once_with_their_reason() {
     let config = std::env::temp_dir().join(format!("handoff-inflight-{}.toml", std::process::id()));
-    std::fs::write(&config, "max_in_flight = 8\n").unwrap();
+    std::fs::write(
+        &config,
+        "max_in_flight = 8\n[limits]\ndefault_deadline_ms = 100\n",
+    )
+    .unwrap();
     let server = common::Server::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -104,8 +108,16 @@ async fn the_in_flight_limit_and_deadlines_shed_at_once_with_their_reason() {
         "1",
     ]);
     let client = common::client(&server).await;
+    // One answered request first, so the server knows how long a text takes. Then bursts with a
+    // deadline far off (only the in-flight limit sheds), with none (the server's 100 ms default
+    // applies) and with their own 100 ms.
+    assert!(burst(&client, 1, None).await[0].is_ok());
     let mut reasons = std::collections::BTreeMap::<String, usize>::new();
-    for deadline in [None, Some(Duration::from_millis(100))] {
+    for (wave, deadline) in [
+        ("far", Some(Duration::from_secs(60))),
+        ("default", None),
+        ("own", Some(Duration::from_millis(100))),
+    ] {
         for result in burst(&client, 100, deadline).await {
             let Err(status) = result else { continue };
             let reason = match status.code() {
@@ -121,11 +133,16 @@ async fn the_in_flight_limit_and_deadlines_shed_at_once_with_their_reason() {
                 Code::DeadlineExceeded => "deadline_exceeded",
                 _ => panic!("unexpected refusal {status:?}"),
             };
-            *reasons.entry(reason.into()).or_default() += 1;
+            *reasons.entry(format!("{reason} ({wave})")).or_default() += 1;
         }
     }
-    assert!(reasons.contains_key("concurrency"), "{reasons:?}");
-    assert!(reasons.contains_key("deadline"), "{reasons:?}");
+    for wanted in ["concurrency (far)", "deadline (default)", "deadline (own)"] {
+        assert!(reasons.contains_key(wanted), "no {wanted}: {reasons:?}");
+    }
+    assert!(
+        !reasons.contains_key("deadline (far)"),
+        "a 60 s deadline was refused as too short: {reasons:?}"
+    );
     let metrics = server.metrics();
     for reason in ["concurrency", "deadline"] {
         assert!(

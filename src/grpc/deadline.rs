@@ -8,6 +8,15 @@ pub fn from_metadata(meta: &tonic::metadata::MetadataMap) -> Option<Instant> {
     Some(Instant::now() + parse(raw)?)
 }
 
+/// The caller's deadline, else the server's default for callers that send none (so their wait in
+/// an overloaded queue stays bounded too).
+pub fn for_request(
+    meta: &tonic::metadata::MetadataMap,
+    default: Option<Duration>,
+) -> Option<Instant> {
+    from_metadata(meta).or_else(|| default.map(|d| Instant::now() + d))
+}
+
 /// `grpc-timeout` is at most 8 digits and a unit: H, M, S, m (ms), u (µs), n (ns).
 fn parse(raw: &str) -> Option<Duration> {
     if raw.len() < 2 || raw.len() > 9 {

@@ -77,7 +77,8 @@ impl Handoff for HandoffService {
     ) -> Result<Response<ClassifyResponse>, Status> {
         observed("Classify", async {
             let started = Instant::now();
-            let deadline = deadline::from_metadata(request.metadata());
+            let deadline =
+                deadline::for_request(request.metadata(), self.limits.default_deadline());
             let req = request.into_inner();
             validate::text("text", &req.text, &self.limits)?;
             let inf = self
@@ -101,7 +102,8 @@ impl Handoff for HandoffService {
     ) -> Result<Response<ClassifyBatchResponse>, Status> {
         observed("ClassifyBatch", async {
             let started = Instant::now();
-            let deadline = deadline::from_metadata(request.metadata());
+            let deadline =
+                deadline::for_request(request.metadata(), self.limits.default_deadline());
             let req = request.into_inner();
             validate::texts("texts", &req.texts, &self.limits)?;
             let results = self
@@ -132,7 +134,8 @@ impl Handoff for HandoffService {
     ) -> Result<Response<RouteResponse>, Status> {
         observed("Route", async {
             let started = Instant::now();
-            let deadline = deadline::from_metadata(request.metadata());
+            let deadline =
+                deadline::for_request(request.metadata(), self.limits.default_deadline());
             let caller = super::caller_name(&request);
             let req = request.into_inner();
             validate::id("conversation_id", &req.conversation_id, true, &self.limits)?;
