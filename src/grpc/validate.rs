@@ -43,11 +43,15 @@ pub fn id(field: &str, value: &str, required: bool, limits: &Limits) -> Result<(
     if required && value.is_empty() {
         return Err(Status::invalid_argument(format!("{field} is required")));
     }
-    if value.len() > limits.max_id_bytes {
+    plain(field, value, limits.max_id_bytes)
+}
+
+/// At most `max_bytes`, no control characters: ids and attribute values.
+fn plain(field: &str, value: &str, max_bytes: usize) -> Result<(), Status> {
+    if value.len() > max_bytes {
         return Err(Status::invalid_argument(format!(
-            "{field} is {} bytes; the limit is {} bytes",
-            value.len(),
-            limits.max_id_bytes
+            "{field} is {} bytes; the limit is {max_bytes} bytes",
+            value.len()
         )));
     }
     if value.chars().any(char::is_control) {
@@ -86,18 +90,7 @@ pub fn attributes(
                 "{field} names are 1 to 64 bytes of a-z, 0-9 and _; got {k:?}"
             )));
         }
-        if v.len() > limits.max_attribute_bytes {
-            return Err(Status::invalid_argument(format!(
-                "{field}[{k}] is {} bytes; the limit is {} bytes",
-                v.len(),
-                limits.max_attribute_bytes
-            )));
-        }
-        if v.chars().any(char::is_control) {
-            return Err(Status::invalid_argument(format!(
-                "{field}[{k}] must not contain control characters"
-            )));
-        }
+        plain(&format!("{field}[{k}]"), v, limits.max_attribute_bytes)?;
     }
     Ok(())
 }

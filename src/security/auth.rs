@@ -171,38 +171,31 @@ pub fn hash_key(key: &str) -> String {
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, AuthConfigError> {
-        let mut keys = HashMap::new();
         let mut names = std::collections::HashSet::new();
+        // Keys and client certificates are callers alike: one name space, the same checks.
+        let mut caller = |name: &str, via, scopes: &[Scope], rate| {
+            if scopes.is_empty() {
+                return Err(AuthConfigError(format!("{name}: no scopes")));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(AuthConfigError(format!("caller {name:?} twice")));
+            }
+            Ok(Arc::new(Caller {
+                name: name.to_string(),
+                via,
+                scopes: scopes.to_vec(),
+                limit: bucket(name, rate)?,
+            }))
+        };
+        let mut keys = HashMap::new();
         for k in &config.api_keys {
-            if k.scopes.is_empty() {
-                return Err(AuthConfigError(format!("{}: no scopes", k.name)));
-            }
-            if !names.insert(k.name.clone()) {
-                return Err(AuthConfigError(format!("caller {:?} twice", k.name)));
-            }
-            let caller = Caller {
-                name: k.name.clone(),
-                via: "api_key",
-                scopes: k.scopes.clone(),
-                limit: bucket(&k.name, &k.rate)?,
-            };
-            keys.insert(parse_sha256(&k.name, &k.sha256)?, Arc::new(caller));
+            let c = caller(&k.name, "api_key", &k.scopes, &k.rate)?;
+            keys.insert(parse_sha256(&k.name, &k.sha256)?, c);
         }
         let mut clients = HashMap::new();
         for c in &config.clients {
-            if c.scopes.is_empty() {
-                return Err(AuthConfigError(format!("{}: no scopes", c.subject)));
-            }
-            if !names.insert(c.subject.clone()) {
-                return Err(AuthConfigError(format!("caller {:?} twice", c.subject)));
-            }
-            let caller = Caller {
-                name: c.subject.clone(),
-                via: "client_cert",
-                scopes: c.scopes.clone(),
-                limit: bucket(&c.subject, &c.rate)?,
-            };
-            clients.insert(c.subject.clone(), Arc::new(caller));
+            let client = caller(&c.subject, "client_cert", &c.scopes, &c.rate)?;
+            clients.insert(c.subject.clone(), client);
         }
         let anonymous = (keys.is_empty() && clients.is_empty()).then(|| {
             Arc::new(Caller {

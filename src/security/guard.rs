@@ -54,10 +54,6 @@ pub struct Guard<S> {
     layer: GuardLayer,
 }
 
-fn refuse<B: Default>(status: Status) -> http::Response<B> {
-    status.into_http()
-}
-
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Guard<S>
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
@@ -94,7 +90,7 @@ where
                     response
                 })
             }
-            Err(status) => Box::pin(std::future::ready(Ok(refuse(status)))),
+            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
     }
 }
