@@ -5,6 +5,10 @@
 //! A batch closes when it holds `max_batch_size` texts, when the next text would push its padded size
 //! past `max_batch_tokens`, or `max_queue_delay` after its first text was queued. Texts are sorted by
 //! length inside a batch and run in length groups, so short texts are not padded to a long one.
+//!
+//! Tokenisation happens on the worker threads as each text is taken from the queue (it is CPU work,
+//! up to 64 texts for a ClassifyBatch, and must not stall the async runtime). A result cache in
+//! front of the queue answers repeated texts without inference.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use tokio::sync::oneshot;
 
+use crate::cache::{normalise, Cached, ResultCache};
 use crate::model::{Encoded, Model, ModelRegistry, Prediction};
 use crate::shadow::InferenceTap;
 use crate::telemetry as t;
@@ -52,13 +57,31 @@ pub struct Inferred {
     pub queue_time: Duration,
     pub inference_time: Duration,
     pub batch_size: usize,
+    /// Answered from the result cache: no queue, no inference.
+    pub cached: bool,
+}
+
+impl Inferred {
+    fn from_cache(hit: Cached) -> Self {
+        Inferred {
+            prediction: hit.prediction,
+            model: hit.model,
+            tokens: hit.tokens,
+            truncated: hit.truncated,
+            queue_time: Duration::ZERO,
+            inference_time: Duration::ZERO,
+            batch_size: 0,
+            cached: true,
+        }
+    }
 }
 
 struct Job {
     text: String,
+    /// Filled in by the worker that takes the job from the queue.
     encoded: Encoded,
     /// The model whose tokenizer made `encoded`: if a swap happened meanwhile, the worker re-encodes.
-    encoded_by: Arc<Model>,
+    encoded_by: Option<Arc<Model>>,
     enqueued: Instant,
     deadline: Option<Instant>,
     reply: oneshot::Sender<Result<Inferred, BatchError>>,
@@ -77,6 +100,12 @@ impl Backlog {
     fn added(&self) {
         self.pending
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `texts` left the queue without running (refused by the tokenizer).
+    fn dropped(&self, texts: usize) {
+        self.pending
+            .fetch_sub(texts, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A batch of `texts` was answered after `took`.
@@ -109,14 +138,17 @@ pub struct Batcher {
     capacity: usize,
     worker_count: usize,
     backlog: Arc<Backlog>,
+    cache: Option<Arc<ResultCache>>,
 }
 
 impl Batcher {
-    /// `tap` sees every live prediction after its batch ran (shadow evaluation uses it).
+    /// `tap` sees every live prediction after its batch ran (shadow evaluation uses it); `cache`
+    /// answers repeated texts and learns every result the workers produce.
     pub fn start(
         config: BatcherConfig,
         registry: Arc<ModelRegistry>,
         tap: Option<Arc<dyn InferenceTap>>,
+        cache: Option<Arc<ResultCache>>,
     ) -> Arc<Self> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
         let backlog = Arc::new(Backlog::default());
@@ -125,11 +157,14 @@ impl Batcher {
                 let rx = rx.clone();
                 let registry = registry.clone();
                 let config = config.clone();
-                let tap = tap.clone();
                 let backlog = backlog.clone();
+                let sinks = Sinks {
+                    tap: tap.clone(),
+                    cache: cache.clone(),
+                };
                 std::thread::Builder::new()
                     .name(format!("inference-{i}"))
-                    .spawn(move || worker_loop(rx, registry, config, tap, &backlog))
+                    .spawn(move || worker_loop(rx, registry, config, sinks, &backlog))
                     .expect("spawn inference worker")
             })
             .collect();
@@ -141,43 +176,70 @@ impl Batcher {
             capacity: config.queue_capacity.max(1),
             worker_count: config.workers.max(1),
             backlog,
+            cache,
         })
+    }
+
+    pub fn cache(&self) -> Option<&Arc<ResultCache>> {
+        self.cache.as_ref()
+    }
+
+    /// The cached answer for `text` from the active model, if any.
+    fn cached(&self, text: &str) -> Option<Inferred> {
+        let cache = self.cache.as_ref()?;
+        let model = self.registry.current()?;
+        cache.get(&model, text).map(Inferred::from_cache)
     }
 
     pub fn registry(&self) -> &Arc<ModelRegistry> {
         &self.registry
     }
 
-    /// Tokenise `text` with the active model, queue it, and wait for its batch. A full queue is refused
+    /// Answer `text` from the cache, or queue it and wait for its batch. A full queue is refused
     /// at once; a request whose caller goes away (this future dropped) is skipped by the worker.
     pub async fn infer(
         &self,
         text: String,
         deadline: Option<Instant>,
     ) -> Result<Inferred, BatchError> {
+        let text = normalise(&text);
+        if let Some(hit) = self.cached(&text) {
+            return Ok(hit);
+        }
         let rx = self.enqueue(text, deadline)?;
         rx.await.unwrap_or(Err(BatchError::ShuttingDown))
     }
 
-    /// Queue every text, then wait for all: they spread over the batches of all workers.
+    /// Queue every text the cache cannot answer, then wait for all: they spread over the batches of
+    /// all workers. Results come back in request order.
     pub async fn infer_many(
         &self,
         texts: Vec<String>,
         deadline: Option<Instant>,
     ) -> Result<Vec<Inferred>, BatchError> {
-        if self.capacity - self.receiver.len() < texts.len() {
+        let texts: Vec<String> = texts.iter().map(|t| normalise(t)).collect();
+        let hits: Vec<Option<Inferred>> = texts.iter().map(|t| self.cached(t)).collect();
+        let misses = hits.iter().filter(|h| h.is_none()).count();
+        if self.capacity - self.receiver.len() < misses {
             metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
             return Err(BatchError::QueueFull {
                 capacity: self.capacity,
             });
         }
-        let receivers = texts
+        let pending = texts
             .into_iter()
-            .map(|text| self.enqueue(text, deadline))
+            .zip(hits)
+            .map(|(text, hit)| match hit {
+                Some(hit) => Ok(Err(hit)),
+                None => self.enqueue(text, deadline).map(Ok),
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Vec::with_capacity(receivers.len());
-        for rx in receivers {
-            out.push(rx.await.unwrap_or(Err(BatchError::ShuttingDown))?);
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Err(hit) => hit,
+                Ok(rx) => rx.await.unwrap_or(Err(BatchError::ShuttingDown))?,
+            });
         }
         Ok(out)
     }
@@ -187,7 +249,9 @@ impl Batcher {
         text: String,
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Inferred, BatchError>>, BatchError> {
-        let model = self.registry.current().ok_or(BatchError::NoModel)?;
+        if self.registry.current().is_none() {
+            return Err(BatchError::NoModel);
+        }
         if let Some(deadline) = deadline {
             // Refuse now what would wait past its deadline: the caller learns at once, and the
             // workers spend no time on answers nobody waits for any more. The estimate is a mean,
@@ -204,16 +268,14 @@ impl Batcher {
                 });
             }
         }
-        let started = Instant::now();
-        let encoded = model
-            .encode(&text)
-            .map_err(|e| BatchError::Inference(e.to_string()))?;
-        metrics::histogram!(t::TOKENIZE_TIME).record(started.elapsed().as_secs_f64());
         let (reply, rx) = oneshot::channel();
         let job = Job {
             text,
-            encoded,
-            encoded_by: model,
+            encoded: Encoded {
+                ids: Vec::new(),
+                truncated: false,
+            },
+            encoded_by: None,
             enqueued: Instant::now(),
             deadline,
             reply,
@@ -250,11 +312,40 @@ impl Batcher {
     }
 }
 
+/// Where a worker's results go besides the callers.
+struct Sinks {
+    tap: Option<Arc<dyn InferenceTap>>,
+    cache: Option<Arc<ResultCache>>,
+}
+
+/// Tokenise a job taken from the queue with the active model. A text the tokenizer refuses is
+/// answered with the error at once (and leaves the backlog), so it never reaches a batch.
+fn tokenized(mut job: Job, registry: &ModelRegistry, backlog: &Backlog) -> Option<Job> {
+    let fail = |job: Job, e: BatchError| {
+        let _ = job.reply.send(Err(e));
+        backlog.dropped(1);
+        None
+    };
+    let Some(model) = registry.current() else {
+        return fail(job, BatchError::NoModel);
+    };
+    let started = Instant::now();
+    match model.encode(&job.text) {
+        Ok(encoded) => {
+            metrics::histogram!(t::TOKENIZE_TIME).record(started.elapsed().as_secs_f64());
+            job.encoded = encoded;
+            job.encoded_by = Some(model);
+            Some(job)
+        }
+        Err(e) => fail(job, BatchError::Inference(e.to_string())),
+    }
+}
+
 fn worker_loop(
     rx: Receiver<Job>,
     registry: Arc<ModelRegistry>,
     config: BatcherConfig,
-    tap: Option<Arc<dyn InferenceTap>>,
+    sinks: Sinks,
     backlog: &Backlog,
 ) {
     let mut carry: Option<Job> = None;
@@ -262,7 +353,10 @@ fn worker_loop(
         let first = match carry.take() {
             Some(job) => job,
             None => match rx.recv() {
-                Ok(job) => job,
+                Ok(job) => match tokenized(job, &registry, backlog) {
+                    Some(job) => job,
+                    None => continue,
+                },
                 Err(_) => return, // queue closed and drained
             },
         };
@@ -284,6 +378,9 @@ fn worker_loop(
                     }
                 }
             };
+            let Some(next) = tokenized(next, &registry, backlog) else {
+                continue;
+            };
             let len = next.encoded.ids.len();
             if (jobs.len() + 1) * longest.max(len) > config.max_batch_tokens {
                 carry = Some(next);
@@ -294,12 +391,12 @@ fn worker_loop(
         }
         metrics::gauge!(t::QUEUE_DEPTH).set(rx.len() as f64);
         let (started, texts) = (Instant::now(), jobs.len());
-        run_batch(jobs, &registry, tap.as_deref());
+        run_batch(jobs, &registry, &sinks);
         backlog.done(started.elapsed(), texts);
     }
 }
 
-fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, tap: Option<&dyn InferenceTap>) {
+fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, sinks: &Sinks) {
     let started = Instant::now();
     let Some(model) = registry.current() else {
         for job in jobs {
@@ -315,7 +412,7 @@ fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, tap: Option<&dyn Inferenc
             metrics::counter!(t::SKIPPED, "reason" => "deadline").increment(1);
             let _ = job.reply.send(Err(BatchError::DeadlineExceeded));
         } else {
-            if !Arc::ptr_eq(&job.encoded_by, &model) {
+            if !job.encoded_by.as_ref().is_some_and(|m| Arc::ptr_eq(m, &model)) {
                 match model.encode(&job.text) {
                     Ok(e) => job.encoded = e,
                     Err(e) => {
@@ -338,7 +435,7 @@ fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, tap: Option<&dyn Inferenc
     let groups = length_groups(&live);
     for range in groups.into_iter().rev() {
         let group = live.split_off(range.start);
-        run_group(group, &model, batch_size, started, tap);
+        run_group(group, &model, batch_size, started, sinks);
     }
 }
 
@@ -367,7 +464,7 @@ fn run_group(
     model: &Arc<Model>,
     batch_size: usize,
     started: Instant,
-    tap: Option<&dyn InferenceTap>,
+    sinks: &Sinks,
 ) {
     let encoded: Vec<&Encoded> = group.iter().map(|j| &j.encoded).collect();
     let width = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
@@ -381,8 +478,17 @@ fn run_group(
     match result {
         Ok(preds) => {
             for (job, prediction) in group.into_iter().zip(preds) {
-                if let Some(tap) = tap {
+                if let Some(tap) = &sinks.tap {
                     tap.observe(&job.text, &prediction, model);
+                }
+                if let Some(cache) = &sinks.cache {
+                    let value = Cached {
+                        prediction: prediction.clone(),
+                        model: model.clone(),
+                        tokens: job.encoded.ids.len(),
+                        truncated: job.encoded.truncated,
+                    };
+                    cache.put(&job.text, value);
                 }
                 let inferred = Inferred {
                     prediction,
@@ -392,6 +498,7 @@ fn run_group(
                     queue_time: started.duration_since(job.enqueued),
                     inference_time,
                     batch_size,
+                    cached: false,
                 };
                 let _ = job.reply.send(Ok(inferred));
             }

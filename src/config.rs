@@ -12,6 +12,9 @@ use crate::policy::{MemoryStore, PolicyConfig, RedisStore, StateStore};
 use crate::security::auth::AuthConfig;
 use crate::security::tls::TlsConfig;
 
+/// The shipped default model package, relative to the working directory.
+pub const DEFAULT_MODEL_DIR: &str = "models/handoff-zh-en/2.0.0";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -35,6 +38,10 @@ pub struct ServerConfig {
     pub max_batch_size: usize,
     pub max_batch_tokens: usize,
     pub max_queue_delay_us: u64,
+    /// Model results kept for repeated texts (0 = no cache); see `cache.rs`.
+    pub cache_capacity: usize,
+    /// Longer texts are never cached (they rarely repeat and would fill the cache's memory).
+    pub cache_max_text_bytes: usize,
     pub limits: Limits,
     /// On SIGTERM/SIGINT, report NOT_SERVING for this long before closing listeners, so load
     /// balancers stop sending new calls; calls already accepted are always answered.
@@ -103,7 +110,7 @@ impl Default for ServerConfig {
         ServerConfig {
             grpc_addr: "127.0.0.1:50051".parse().expect("valid"),
             metrics_addr: "127.0.0.1:9464".parse().expect("valid"),
-            model_dir: PathBuf::from("models/handoff-zh-en/1.0.0"),
+            model_dir: PathBuf::from(DEFAULT_MODEL_DIR),
             model_repository: PathBuf::from("models"),
             watch_interval_ms: 5000,
             auto_activate: false,
@@ -113,6 +120,8 @@ impl Default for ServerConfig {
             max_batch_size: 32,
             max_batch_tokens: 4096,
             max_queue_delay_us: 1000,
+            cache_capacity: 10_000,
+            cache_max_text_bytes: 256,
             limits: Limits::default(),
             drain_ms: 0,
             policy: None,

@@ -6,7 +6,9 @@
 
 pub mod audit;
 pub mod batcher;
+pub mod cache;
 pub mod config;
+pub mod conversations;
 pub mod grpc;
 pub mod model;
 pub mod policy;

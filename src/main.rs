@@ -1,4 +1,4 @@
-//! `handoff` command line: `serve`, `classify TEXT...`, `check-model DIR`.
+//! `handoff` command line: `serve`, `classify TEXT...`, `check-model DIR`, `conversations FILE`, ...
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,11 +29,25 @@ enum Command {
         #[arg(
             long,
             env = "HANDOFF_MODEL_DIR",
-            default_value = "models/handoff-zh-en/1.0.0"
+            default_value = handoff::config::DEFAULT_MODEL_DIR
         )]
         model: PathBuf,
         #[arg(required = true)]
         text: Vec<String>,
+    },
+    /// Replay labelled conversations through a running server's Route and print per-turn agreement.
+    Conversations {
+        /// JSON lines, one conversation each (see models/train/data/conversations.jsonl).
+        #[arg(default_value = "models/train/data/conversations.jsonl")]
+        file: PathBuf,
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Exit non-zero when agreement is below this share.
+        #[arg(long, default_value_t = 0.0)]
+        min_agreement: f64,
     },
     /// Validate a model package and print the verdict and its golden examples.
     CheckModel { dir: PathBuf },
@@ -89,6 +103,9 @@ struct ServeArgs {
     max_queue_delay_us: Option<u64>,
     #[arg(long, env = "HANDOFF_DRAIN_MS")]
     drain_ms: Option<u64>,
+    /// Model results kept for repeated texts (0 = no result cache).
+    #[arg(long, env = "HANDOFF_CACHE_CAPACITY")]
+    cache_capacity: Option<usize>,
 }
 
 impl ServeArgs {
@@ -103,7 +120,8 @@ impl ServeArgs {
         set!(grpc_addr => grpc_addr, metrics_addr => metrics_addr, model => model_dir, workers => workers,
              queue_capacity => queue_capacity, max_batch_size => max_batch_size, max_batch_tokens => max_batch_tokens,
              max_queue_delay_us => max_queue_delay_us, drain_ms => drain_ms, model_repository => model_repository,
-             watch_interval_ms => watch_interval_ms, auto_activate => auto_activate, state => state);
+             watch_interval_ms => watch_interval_ms, auto_activate => auto_activate, state => state,
+             cache_capacity => cache_capacity);
         if let Some(p) = self.policy {
             c.policy_file = Some(p);
         }
@@ -155,6 +173,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Conversations {
+            file,
+            addr,
+            json,
+            min_agreement,
+        } => {
+            let conversations = handoff::conversations::load(&file)?;
+            let report = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let mut client = handoff::grpc::pb::handoff_client::HandoffClient::connect(addr.clone())
+                        .await
+                        .with_context(|| format!("connecting to {addr}"))?;
+                    anyhow::Ok(handoff::conversations::run(&mut client, &conversations).await?)
+                })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_conversation_report(&report);
+            }
+            Ok(if report.agreement() >= min_agreement {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::HashKey => {
             let mut key = String::new();
@@ -222,6 +267,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
     }
+}
+
+fn print_conversation_report(report: &handoff::conversations::Report) {
+    for r in report.results.iter().filter(|r| !r.agree) {
+        println!(
+            "disagree  {:<8} turn {}  expected {:<8} got {:<12} ({})",
+            r.conversation,
+            r.turn,
+            format!("{:?}", r.expect).to_lowercase(),
+            r.action,
+            r.top_reason
+        );
+    }
+    println!("\nexpected \\ got   {:>12} {:>12} {:>12}", "CONTINUE_BOT", "OFFER_HUMAN", "ESCALATE");
+    for (expect, row) in &report.confusion {
+        let n = |a: &str| row.get(a).copied().unwrap_or(0);
+        println!(
+            "{expect:<15} {:>12} {:>12} {:>12}",
+            n("CONTINUE_BOT"),
+            n("OFFER_HUMAN"),
+            n("ESCALATE")
+        );
+    }
+    for (lang, (turns, agree)) in &report.by_lang {
+        println!("{lang}: {agree}/{turns} turns agree ({:.3})", *agree as f64 / *turns as f64);
+    }
+    println!(
+        "per-turn agreement: {}/{} = {:.3}",
+        report.agree,
+        report.turns,
+        report.agreement()
+    );
 }
 
 async fn shutdown_signal() {

@@ -13,6 +13,7 @@ use tonic_health::ServingStatus;
 use tracing::{error, info, warn};
 
 use crate::audit::AuditLog;
+use crate::cache::ResultCache;
 use crate::batcher::Batcher;
 use crate::config::ServerConfig;
 use crate::grpc::pb::handoff_server::HandoffServer;
@@ -50,10 +51,12 @@ pub async fn run(
     };
     let registry = Arc::new(ModelRegistry::default());
     let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());
+    let cache = ResultCache::new(config.cache_capacity, config.cache_max_text_bytes);
     let batcher = Batcher::start(
         config.batcher(),
         registry.clone(),
         Some(shadow.clone() as Arc<dyn InferenceTap>),
+        cache,
     );
     let manager = Arc::new(ModelManager::new(
         Repository::new(&config.model_repository),

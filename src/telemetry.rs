@@ -32,6 +32,9 @@ pub const AUTH_REFUSALS: &str = "handoff_auth_refusals_total";
 pub const AUDIT_DROPPED: &str = "handoff_audit_dropped_total";
 pub const QUEUE_CAPACITY: &str = "handoff_queue_capacity";
 pub const REPLY_WINDOW: &str = "handoff_reply_window_raised_total";
+pub const CACHE_LOOKUPS: &str = "handoff_cache_lookups_total";
+pub const CACHE_ENTRIES: &str = "handoff_cache_entries";
+pub const CACHE_CAPACITY: &str = "handoff_cache_capacity";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -130,6 +133,12 @@ fn describe() {
         QUEUE_CAPACITY,
         "Agents usually staffing each queue, from the policy file (a hint to set escalations against)"
     );
+    describe_counter!(
+        CACHE_LOOKUPS,
+        "Result cache lookups by result (hit: no inference; miss: the text went to the batcher)"
+    );
+    describe_gauge!(CACHE_ENTRIES, "Model results held in the result cache");
+    describe_gauge!(CACHE_CAPACITY, "Most model results the result cache holds");
     describe_counter!(
         REPLY_WINDOW,
         "Decisions whose priority rose because the channel's reply window is about to close, by channel"

@@ -373,3 +373,49 @@ async fn deleting_model_files_under_a_running_server_does_not_crash_it() {
     assert_eq!(serving_version(&server).await, "1.0.0");
     assert!(!server.log_text().contains("panicked"));
 }
+
+#[tokio::test]
+async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has() {
+    let repo = TempRepo::new("v1v2");
+    let v2 = repo.add_from(&common::model_dir(), "2.0.0", |m| m);
+    repo.add_from(&common::model_dir_v1(), "1.0.0", |m| m);
+    let root = repo.root.to_str().unwrap();
+
+    // The built-in policy escalates `security_incident`, which 1.0.0 does not have.
+    let server = Server::start_with_model(&v2, &["--model-repository", root, "--watch-interval-ms", "0"]);
+    let refused = admin(&server)
+        .await
+        .activate_model(activate("1.0.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("security_incident"), "{refused:?}");
+    assert_eq!(serving_version(&server).await, "2.0.0");
+    drop(server);
+
+    // A policy that names only intents both packages have: swap to 1.0.0 and roll back to 2.0.0.
+    let builtin = include_str!("../src/policy/builtin.toml");
+    let shared = builtin.replace(
+        "intent == 'security_incident' and intent_score >= 0.5",
+        "threat and negativity >= 0.9",
+    );
+    assert_ne!(shared, builtin, "the built-in high-risk rule changed: update this test");
+    let policy = repo.root.join("shared-intents.toml");
+    std::fs::write(&policy, shared).unwrap();
+    let server = Server::start_with_model(
+        &v2,
+        &[
+            "--model-repository",
+            root,
+            "--watch-interval-ms",
+            "0",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    let mut admin = admin(&server).await;
+    admin.activate_model(activate("1.0.0")).await.unwrap();
+    assert_eq!(serving_version(&server).await, "1.0.0");
+    admin.rollback(RollbackRequest {}).await.unwrap();
+    assert_eq!(serving_version(&server).await, "2.0.0");
+}

@@ -76,7 +76,7 @@ async fn classify_batch_keeps_request_order() {
     let intents: Vec<_> = resp.results.iter().map(|r| r.intent.as_str()).collect();
     assert_eq!(
         intents,
-        ["request_human", "account_security", "billing_payment"]
+        ["request_human", "security_incident", "billing_payment"]
     );
 }
 

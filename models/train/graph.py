@@ -1,9 +1,16 @@
 """Write the encoder (and its heads) as an ONNX graph with `onnx.helper`: no torch, opset 13,
 only ops tract runs. Batched: `input_ids` and `attention_mask` are int64 [batch, seq], both dynamic.
 Padding is masked out of attention and out of the mean pooling, so a padded row gives the same
-outputs as the row alone."""
+outputs as the row alone.
+
+Shaped for tract, where matrix multiplication is ~80 % of the time at chat lengths (~15 tokens):
+Q, K and V can be one wider MatMul (one activation packing instead of three) and the attention
+scale 1/sqrt(d) can be folded into the Q weights and bias. `Options` turns each change on or off
+so its effect is measured, not assumed (`bench_graph.py` prints times and a per-op profile)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -15,6 +22,16 @@ from e5_import import E5Weights
 
 # One MLP head: [(weight [in, out], bias [out]), ...], ReLU between layers, softmax at the end.
 Head = list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Options:
+    int8: bool = True  # int8 weights through DequantizeLinear (tract folds them to f32 at load)
+    fuse_qkv: bool = True  # one [H, 3H] MatMul for Q, K and V
+    fold_scale: bool = True  # 1/sqrt(head_dim) folded into the Q projection
+
+
+BASELINE = Options(fuse_qkv=False, fold_scale=False)  # the 1.0.0 graph
 
 
 class _Builder:
@@ -72,22 +89,22 @@ def quantize_rows(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def build(
     w: E5Weights,
     depth: int,
-    int8: bool = True,
     heads: dict[str, Head] | None = None,
-    head_layers: list[int] | None = None,
+    embed_proj: tuple[np.ndarray, np.ndarray] | None = None,
     pooled_layers: list[int] | None = None,
+    opts: Options = Options(),
 ) -> onnx.ModelProto:
-    """`heads` maps output name (e.g. "intent_probs") to an MLP whose input is the concatenation of
-    the normalised mean-pooled states after each layer in `head_layers` (the last layer's is the
-    `embedding` output). `pooled_layers` adds an output `pooled_<n>` per entry: the training
-    pipeline reads every candidate depth from one pass."""
-    B = _Builder(int8)
+    """`heads` maps output name (e.g. "intent_probs") to an MLP over the mean-pooled last layer.
+    `embedding` is that pooled state, through `embed_proj` ([in, out] weight and bias) when given,
+    L2-normalised. `pooled_layers` adds an output `pooled_<n>` (normalised mean-pooled state)
+    per entry: the training pipeline reads teacher embeddings from one pass."""
+    B = _Builder(opts.int8)
     H, NH = w.hidden, w.heads
     HD = H // NH
     eps = B.const("eps", np.array(w.eps, np.float32))
     axis_last = B.const("axis_last", np.array([-1], np.int64))
 
-    if int8:
+    if opts.int8:
         q, s = quantize_rows(w.word)
         g = B.node("Cast", [B.node("Gather", [B.const("word_q", q), "input_ids"], axis=0)], to=TP.FLOAT)
         sc = B.node("Unsqueeze", [B.node("Gather", [B.const("word_s", s), "input_ids"], axis=0), axis_last])
@@ -108,28 +125,42 @@ def build(
     mask3 = B.node("Unsqueeze", [maskf, axis_last])  # [B, L, 1]
     count = B.node("ReduceSum", [maskf, B.const("axis_1", np.array([1], np.int64))], keepdims=1)  # [B, 1]
     count = B.node("Max", [count, one])  # an all-padding row must not divide by zero
+    ax1 = B.const("ax1", np.array([1], np.int64))
+    tiny = B.const("tiny", np.array(1e-12, np.float32))
 
-    def pooled(x: str, out: str | None) -> str:
-        s = B.node("ReduceSum", [B.node("Mul", [x, mask3]), B.const(f"ax1_{B.count}", np.array([1], np.int64))], keepdims=0)
-        mean = B.node("Div", [s, count])
-        norm = B.node("ReduceSum", [B.node("Mul", [mean, mean]), axis_last], keepdims=1)
-        norm = B.node("Sqrt", [B.node("Max", [norm, B.const(f"tiny_{B.count}", np.array(1e-12, np.float32))])])
-        return B.node("Div", [mean, norm], out)
+    def mean_pool(x: str) -> str:
+        return B.node("Div", [B.node("ReduceSum", [B.node("Mul", [x, mask3]), ax1], keepdims=0), count])
+
+    def l2(x: str, out: str | None) -> str:
+        norm = B.node("ReduceSum", [B.node("Mul", [x, x]), axis_last], keepdims=1)
+        return B.node("Div", [x, B.node("Sqrt", [B.node("Max", [norm, tiny])])], out)
 
     shp_heads = B.const("shp_heads", np.array([0, -1, NH, HD], np.int64))
     shp_back = B.const("shp_back", np.array([0, -1, H], np.int64))
-    scale = B.const("scale", np.array(1 / np.sqrt(HD), np.float32))
+    scale = 1 / np.sqrt(HD)
+    scale_c = None if opts.fold_scale else B.const("scale", np.array(scale, np.float32))
+    split3 = B.const("split3", np.array([H, H, H], np.int64))
     half = B.const("half", np.array(0.5, np.float32))
     rs2 = B.const("rs2", np.array(1 / np.sqrt(2), np.float32))
     outputs = []
-    head_inputs: list[str] = []
+
+    def heads_view(t: str, perm: list[int]) -> str:
+        return B.node("Transpose", [B.node("Reshape", [t, shp_heads])], perm=perm)
+
     for n in range(depth):
         p = w.layer[n]
-        q = B.node("Transpose", [B.node("Reshape", [B.linear(x, p["qw"], p["qb"], f"l{n}q"), shp_heads])], perm=[0, 2, 1, 3])
-        k = B.node("Transpose", [B.node("Reshape", [B.linear(x, p["kw"], p["kb"], f"l{n}k"), shp_heads])], perm=[0, 2, 3, 1])
-        v = B.node("Transpose", [B.node("Reshape", [B.linear(x, p["vw"], p["vb"], f"l{n}v"), shp_heads])], perm=[0, 2, 1, 3])
-        scores = B.node("Add", [B.node("Mul", [B.node("MatMul", [q, k]), scale]), bias])
-        a = B.node("Softmax", [scores], axis=-1)
+        qw, qb = (p["qw"] * scale, p["qb"] * scale) if opts.fold_scale else (p["qw"], p["qb"])
+        if opts.fuse_qkv:
+            qkv = B.linear(x, np.concatenate([qw, p["kw"], p["vw"]], 0), np.concatenate([qb, p["kb"], p["vb"]]), f"l{n}qkv")
+            qn, kn, vn = f"l{n}_q", f"l{n}_k", f"l{n}_v"
+            B.nodes.append(h.make_node("Split", [qkv, split3], [qn, kn, vn], axis=-1))
+        else:
+            qn, kn, vn = (B.linear(x, qw, qb, f"l{n}q"), B.linear(x, p["kw"], p["kb"], f"l{n}k"), B.linear(x, p["vw"], p["vb"], f"l{n}v"))
+        q, k, v = heads_view(qn, [0, 2, 1, 3]), heads_view(kn, [0, 2, 3, 1]), heads_view(vn, [0, 2, 1, 3])
+        scores = B.node("MatMul", [q, k])
+        if not opts.fold_scale:
+            scores = B.node("Mul", [scores, scale_c])
+        a = B.node("Softmax", [B.node("Add", [scores, bias])], axis=-1)
         c = B.node("Reshape", [B.node("Transpose", [B.node("MatMul", [a, v])], perm=[0, 2, 1, 3]), shp_back])
         x = B.layernorm(B.node("Add", [x, B.linear(c, p["aow"], p["aob"], f"l{n}ao")]), p["alnw"], p["alnb"], eps, f"l{n}aln")
         f = B.linear(x, p["fiw"], p["fib"], f"l{n}fi")
@@ -137,17 +168,19 @@ def build(
         x = B.layernorm(B.node("Add", [x, B.linear(f, p["fow"], p["fob"], f"l{n}fo")]), p["olnw"], p["olnb"], eps, f"l{n}oln")
         if pooled_layers and n + 1 in pooled_layers:
             name = f"pooled_{n + 1}"
-            pooled(x, name)
+            l2(mean_pool(x), name)
             outputs.append(h.make_tensor_value_info(name, TP.FLOAT, ["batch", H]))
-        if heads is not None and n + 1 in (head_layers or []) and n + 1 < depth:
-            head_inputs.append(pooled(x, None))
 
     if heads is not None:
-        emb = pooled(x, "embedding")
+        pooled = mean_pool(x)
+        emb_in = pooled
+        if embed_proj is not None:
+            pw, pb = embed_proj
+            emb_in = B.node("Add", [B.node("MatMul", [pooled, B.const("embed_w", pw.astype(np.float32))]), B.const("embed_b", pb.astype(np.float32))])
+        l2(emb_in, "embedding")
         outputs.append(h.make_tensor_value_info("embedding", TP.FLOAT, ["batch", H]))
-        head_in = B.node("Concat", head_inputs + [emb], axis=-1) if head_inputs else emb
         for out_name, layers in heads.items():
-            y = head_in
+            y = pooled
             for i, (wt, b) in enumerate(layers):
                 y = B.node("MatMul", [y, B.const(f"{out_name}_w{i}", wt.astype(np.float32))])
                 y = B.node("Add", [y, B.const(f"{out_name}_b{i}", b.astype(np.float32))])

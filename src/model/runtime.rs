@@ -15,7 +15,12 @@ pub struct Model {
     tokenizer: Tokenizer,
     plan: Arc<TypedRunnableModel>,
     negative_idx: usize,
+    load_id: u64,
 }
+
+/// Every load gets its own id: caches key on it, so two loads never share results, even of the
+/// same package (the files may have changed in between).
+static NEXT_LOAD_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Token ids of one text, ready for a batch.
 #[derive(Debug, Clone)]
@@ -90,6 +95,7 @@ impl Model {
             tokenizer,
             plan,
             negative_idx,
+            load_id: NEXT_LOAD_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         let failed: Vec<_> = model
             .check_golden()?
@@ -106,6 +112,10 @@ impl Model {
             )));
         }
         Ok(model)
+    }
+
+    pub fn load_id(&self) -> u64 {
+        self.load_id
     }
 
     pub fn name(&self) -> &str {

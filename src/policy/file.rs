@@ -154,7 +154,7 @@ mod tests {
             "request_human",
             "complaint",
             "cancel_service",
-            "account_security",
+            "security_incident",
         ]
         .map(String::from)
         .to_vec();

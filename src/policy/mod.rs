@@ -375,7 +375,7 @@ impl Policy {
             .iter()
             .filter(|t| t.intent == turn.intent)
             .filter(|t| turn.message_id.is_empty() || t.message_id != turn.message_id)
-            .map(|t| signals::similarity(&t.embedding, turn.embedding))
+            .map(|t| t.embedding.dot(turn.embedding))
             .fold(-1.0, f32::max);
         Values {
             request_human: turn.request_human,
@@ -501,7 +501,7 @@ impl Policy {
         state.recent.push_back(RecentTurn {
             message_id: turn.message_id.to_string(),
             intent: turn.intent.to_string(),
-            embedding: turn.embedding.to_vec(),
+            embedding: state::CompactEmbedding::new(turn.embedding),
             negativity: turn.negativity,
         });
         while state.recent.len() > state::RECENT_TURNS {

@@ -21,6 +21,12 @@ const ZH_REQUEST: &[&str] = &[
     "人工坐席",
     "真人",
     "人工",
+    // Indirect requests: "找个能管事的来", "有没有活人", pinyin "zhuan ren gong".
+    "能管事",
+    "管事的",
+    "活人",
+    "zhuan ren gong",
+    "zhuanrengong",
 ];
 const ZH_NEGATION: &[&str] = &[
     "不用",
@@ -44,6 +50,16 @@ const EN_REQUEST: &[&[&str]] = &[
     &["supervisor"],
     &["manager"],
     &["someone", "real"],
+    // Indirect requests: "can I speak with someone about this", "is there an actual person".
+    &["speak", "with", "someone"],
+    &["speak", "to", "someone"],
+    &["talk", "to", "someone"],
+    &["talk", "with", "someone"],
+    &["speak", "to", "somebody"],
+    &["talk", "to", "somebody"],
+    &["actual", "person"],
+    &["talk", "to", "a", "person"],
+    &["speak", "to", "a", "person"],
 ];
 const EN_NEGATION: &[&str] = &[
     "don't", "dont", "not", "no", "never", "without", "doesn't", "needn't",
@@ -151,11 +167,6 @@ pub fn threat(text: &str) -> Option<&'static str> {
     })
 }
 
-/// Cosine similarity of two L2-normalised embeddings.
-pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +180,9 @@ mod tests {
             "I want a real person",
             "AGENT!!!",
             "can I talk to a human?",
+            "找个能管事的来",
+            "can I speak with someone about this",
+            "zhuan ren gong pls",
         ] {
             assert!(
                 matches!(explicit_request(text), KeywordHit::Request(_)),

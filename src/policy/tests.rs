@@ -59,7 +59,7 @@ fn high_risk_threats_and_vip_routing() {
     let p = Policy::builtin();
     let s = ConversationState::default();
     let d = p.decide(
-        &turn("my account was hacked", "account_security", 0.8, 0.3, &E1),
+        &turn("my account was hacked", "security_incident", 0.8, 0.3, &E1),
         &s,
     );
     assert_eq!(
@@ -115,7 +115,7 @@ fn repeats_count_once_per_message_id() {
     );
     let mut other = turn(
         "how do I reset my password",
-        "account_security",
+        "security_incident",
         0.3,
         0.1,
         &E2,
@@ -297,5 +297,5 @@ fn bad_policies_are_refused_with_the_reason() {
     assert!(Policy::new(toml::from_str(&text).unwrap()).is_err());
     let p = Policy::builtin();
     let e = p.check_labels(&["request_human".into()]).unwrap_err();
-    assert!(e.to_string().contains("account_security"), "{e}");
+    assert!(e.to_string().contains("security_incident"), "{e}");
 }

@@ -19,6 +19,11 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 pub fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.0.0")
+}
+
+/// The previous default package (12 frozen layers, `account_security` instead of the split labels).
+pub fn model_dir_v1() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/1.0.0")
 }
 
@@ -260,18 +265,33 @@ impl TempRepo {
 
     /// Add `handoff-zh-en/<version>` whose manifest is the shipped one with its version set and `edit` applied.
     pub fn add(&self, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
-        let src = model_dir();
+        self.add_from(&model_dir(), version, edit)
+    }
+
+    /// The same from the package in `src`.
+    pub fn add_from(
+        &self,
+        src: &std::path::Path,
+        version: &str,
+        edit: impl Fn(String) -> String,
+    ) -> PathBuf {
         let dir = self.root.join("handoff-zh-en").join(version);
         std::fs::create_dir_all(&dir).unwrap();
         for f in ["model.onnx", "tokenizer.json"] {
             std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
         }
         let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
-        let manifest = manifest.replacen(
-            "version = \"1.0.0\"",
-            &format!("version = \"{version}\""),
-            1,
-        );
+        let manifest = manifest
+            .lines()
+            .map(|l| {
+                if l.starts_with("version = ") {
+                    format!("version = \"{version}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         std::fs::write(dir.join("manifest.toml"), edit(manifest)).unwrap();
         dir
     }

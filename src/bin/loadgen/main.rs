@@ -1,8 +1,9 @@
 //! Load generator: drives a running handoff server over gRPC with realistic mixed zh/en messages and,
-//! in the same run, measures the bare tract throughput of the same model package, so the ratio of
-//! the two shows what the service costs.
+//! in the same run, measures the bare tract throughput of the same model package and (with `--peer`)
+//! the alternative a user would pick, a Python grpcio + onnxruntime server on the same package, with
+//! the same client and the same messages.
 //!
-//! cargo run --release --bin loadgen -- --addr http://127.0.0.1:50051 --model models/handoff-zh-en/1.0.0
+//! cargo run --release --bin loadgen -- --addr http://127.0.0.1:50051 --peer
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,11 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+mod peer;
 mod soak;
+mod texts;
+
+use texts::Mix;
 
 #[derive(Parser)]
 struct Args {
@@ -25,8 +30,11 @@ struct Args {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
     /// Model package for the bare-tract baseline (the one the server runs).
-    #[arg(long, default_value = "models/handoff-zh-en/1.0.0")]
+    #[arg(long, default_value = handoff::config::DEFAULT_MODEL_DIR)]
     model: std::path::PathBuf,
+    /// Also run the Python peers (bench/peer/server.py) on the same package, in the same run.
+    #[arg(long)]
+    peer: bool,
     /// Threads for the bare-tract baseline (match the server's workers).
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -41,7 +49,7 @@ struct Args {
     connections: usize,
     /// Candidate version for the shadow phases (a second copy of the live version works too);
     /// "" skips them.
-    #[arg(long, default_value = "1.0.0")]
+    #[arg(long, default_value = "2.0.0")]
     shadow_version: String,
     /// Soak instead of the benchmark: this many Route requests a second (say, twice the peak) for
     /// --seconds, each with --deadline-ms.
@@ -56,39 +64,7 @@ struct Args {
 
 const MODEL_NAME: &str = "handoff-zh-en";
 
-/// Chat-style customer messages, Chinese, English and mixed, short and long.
-const MESSAGES: &[&str] = &[
-    "转人工",
-    "我的订单到哪了？三天了还没发货",
-    "where is my order #A20231108 ??",
-    "I want to talk to a real person",
-    "退款什么时候到账啊，等了一个星期了[怒]",
-    "my account was hacked, someone changed my password!!!",
-    "发票怎么开，公司报销要用",
-    "the app keeps crashing after the update 😤",
-    "你好",
-    "thanks, that solved it 👍",
-    "这个有蓝色的吗？165穿多大码",
-    "cancel my subscription pls",
-    "你们客服态度太差了，我要投诉！！！",
-    "how do I return this? it doesn't fit",
-    "付款失败了，钱扣了订单没生成",
-    "能不能帮我查一下物流 SF1234567890",
-    "I was charged twice for the same order, please fix this asap",
-    "我不用人工，告诉我价格就行",
-    "宽带一直断网，路由器重启也没用，到底怎么回事，明天还要在家办公呢",
-    "hello, is the 256GB version in stock? and do you ship to Shenzhen",
-    "我要退货，衣服质量太差了 洗一次就掉色",
-    "pls help my order still says processing after 5 days, this is ridiculous",
-    "账号被盗了 有人在用我的卡买东西 快帮我冻结",
-    "ok",
-    "怎么关闭自动续费，我没同意扣款",
-    "is there a human I can chat with? the bot doesn't understand me",
-];
-
-fn pick(rng: &mut impl Rng) -> &'static str {
-    MESSAGES[rng.gen_range(0..MESSAGES.len())]
-}
+use texts::MESSAGES;
 
 struct Stats {
     count: u64,
@@ -129,16 +105,18 @@ fn new_hist() -> Histogram<u64> {
 }
 
 /// Bare tract: `threads` threads each run batches of `batch` pre-tokenised messages back to back.
+/// The messages are sorted by length and a batch is a run of neighbours, as the batcher builds them.
 fn bare_tract(
     model: &Arc<Model>,
     threads: usize,
     batch: usize,
     seconds: u64,
 ) -> anyhow::Result<f64> {
-    let encoded: Vec<_> = MESSAGES
+    let mut encoded: Vec<_> = MESSAGES
         .iter()
         .map(|m| model.encode(m))
         .collect::<Result<_, _>>()?;
+    encoded.sort_by_key(|e| e.ids.len());
     let encoded = Arc::new(encoded);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -149,8 +127,9 @@ fn bare_tract(
                 let mut rng = rand::rngs::StdRng::seed_from_u64(t as u64);
                 let mut done = 0;
                 while Instant::now() < deadline {
+                    let start = rng.gen_range(0..encoded.len().saturating_sub(batch).max(1));
                     let rows: Vec<_> = (0..batch)
-                        .map(|_| &encoded[rng.gen_range(0..encoded.len())])
+                        .map(|k| &encoded[(start + k) % encoded.len()])
                         .collect();
                     model.run(&rows)?;
                     done += batch as u64;
@@ -216,18 +195,15 @@ enum Rpc {
 async fn call(
     client: &mut HandoffClient<Channel>,
     rpc: Rpc,
-    text: &str,
+    text: String,
     conversation: u64,
 ) -> bool {
     match rpc {
-        Rpc::Classify => client
-            .classify(ClassifyRequest { text: text.into() })
-            .await
-            .is_ok(),
+        Rpc::Classify => client.classify(ClassifyRequest { text }).await.is_ok(),
         Rpc::Route => client
             .route(RouteRequest {
                 conversation_id: format!("loadgen-{conversation}"),
-                text: text.into(),
+                text,
                 channel: pb::Channel::Web as i32,
                 tier: pb::CustomerTier::Standard as i32,
                 ..Default::default()
@@ -243,6 +219,7 @@ async fn closed_loop(
     concurrency: usize,
     seconds: u64,
     rpc: Rpc,
+    mix: Mix,
 ) -> Stats {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -254,7 +231,7 @@ async fn closed_loop(
                 let (mut hist, mut errors) = (new_hist(), 0);
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    if call(&mut client, rpc, pick(&mut rng), i as u64).await {
+                    if call(&mut client, rpc, texts::next(mix, &mut rng), i as u64).await {
                         hist.saturating_record(t.elapsed().as_micros() as u64);
                     } else {
                         errors += 1;
@@ -293,7 +270,7 @@ async fn open_loop(
         let scheduled = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(scheduled.into()).await;
         let mut client = clients[i as usize % clients.len()].clone();
-        let text = pick(&mut rng);
+        let text = texts::next(Mix::Unique, &mut rng);
         let which = i as usize % rpcs.len();
         let rpc = rpcs[which];
         tasks.push(tokio::spawn(async move {
@@ -319,23 +296,47 @@ async fn open_loop(
     stats
 }
 
-async fn connect(args: &Args) -> anyhow::Result<Vec<HandoffClient<Channel>>> {
+async fn connect(addr: &str, connections: usize) -> anyhow::Result<Vec<HandoffClient<Channel>>> {
     let mut clients = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for _ in 0..connections.max(1) {
         clients.push(
-            HandoffClient::connect(args.addr.clone())
+            HandoffClient::connect(addr.to_string())
                 .await
-                .with_context(|| format!("connecting to {}", args.addr))?,
+                .with_context(|| format!("connecting to {addr}"))?,
         );
     }
     Ok(clients)
+}
+
+/// One server's engine phases: a single caller and the peak with unique texts, the peak with the
+/// repeat mix. The same phases run against us and against each peer.
+struct EnginePhases {
+    name: String,
+    single: Stats,
+    peak: Stats,
+    peak_repeats: Stats,
+}
+
+async fn engine_phases(name: &str, clients: &[HandoffClient<Channel>], args: &Args) -> EnginePhases {
+    let single = closed_loop(clients, 1, args.seconds, Rpc::Classify, Mix::Unique).await;
+    println!("{}", single.line(&format!("{name}: 1 in flight")));
+    let peak = closed_loop(clients, args.concurrency, args.seconds, Rpc::Classify, Mix::Unique).await;
+    println!("{}", peak.line(&format!("{name}: {} in flight", args.concurrency)));
+    let peak_repeats = closed_loop(clients, args.concurrency, args.seconds, Rpc::Classify, Mix::Repeats).await;
+    println!("{}", peak_repeats.line(&format!("{name}: {} in flight, repeats", args.concurrency)));
+    EnginePhases {
+        name: name.to_string(),
+        single,
+        peak,
+        peak_repeats,
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(rate) = args.soak_rate {
-        let clients = connect(&args).await?;
+        let clients = connect(&args.addr, args.connections).await?;
         let deadline = Duration::from_millis(args.deadline_ms);
         soak::run(&clients, rate, args.seconds, deadline, args.server_pid).await;
         return Ok(());
@@ -343,7 +344,7 @@ async fn main() -> anyhow::Result<()> {
     let model = Arc::new(
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
     );
-    let clients = connect(&args).await?;
+    let clients = connect(&args.addr, args.connections).await?;
     println!(
         "model {} {}, {} messages, {} s per phase",
         model.name(),
@@ -354,7 +355,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\nbare tract, {} threads (messages/s):", args.threads);
     let mut best_bare = (0usize, 0.0f64);
-    for batch in [1usize, 8, 32] {
+    for batch in [1usize, 4, 8, 16, 32] {
         let m = model.clone();
         let (threads, seconds) = (args.threads, args.seconds);
         let rate =
@@ -371,15 +372,27 @@ async fn main() -> anyhow::Result<()> {
     drop(model);
 
     println!(
+        "\nClassify; unique texts unless marked \"repeats\" ({:.0} % of texts from {} frequent messages)",
+        100.0 * texts::REPEAT_SHARE,
+        texts::FREQUENT.len()
+    );
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    let ours = engine_phases("handoff", &clients, &args).await;
+    let mut peers = Vec::new();
+    if args.peer {
+        for batching in [false, true] {
+            let peer = peer::Peer::start(&args.model, batching).await?;
+            let peer_clients = connect(&peer.addr, args.connections).await?;
+            peers.push(engine_phases(peer.name, &peer_clients, &args).await);
+        }
+    }
+    let (single, peak) = (&ours.single, &ours.peak);
+    println!(
         "\n{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
         "service phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
-    );
-    let single = closed_loop(&clients, 1, args.seconds, Rpc::Classify).await;
-    println!("{}", single.line("Classify, 1 in flight"));
-    let peak = closed_loop(&clients, args.concurrency, args.seconds, Rpc::Classify).await;
-    println!(
-        "{}",
-        peak.line(&format!("Classify, {} in flight (peak)", args.concurrency))
     );
     let half_rate = peak.rate() / 2.0;
     // Half of peak, Classify and Route interleaved request by request: both see the same load.
@@ -436,6 +449,27 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("\nsummary (same run):");
+    for p in &peers {
+        println!(
+            "  vs {}: peak {:.1} / {:.1} = {:.2}x; single-call p50 {:.2} / {:.2} ms = {:.2}x; peak with repeats {:.1} / {:.1} = {:.2}x",
+            p.name,
+            ours.peak.rate(),
+            p.peak.rate(),
+            ours.peak.rate() / p.peak.rate(),
+            ours.single.ms(0.5),
+            p.single.ms(0.5),
+            ours.single.ms(0.5) / p.single.ms(0.5),
+            ours.peak_repeats.rate(),
+            p.peak_repeats.rate(),
+            ours.peak_repeats.rate() / p.peak_repeats.rate()
+        );
+    }
+    println!(
+        "  result cache: peak with repeats / unique texts: {:.1} / {:.1} = {:.2}x",
+        ours.peak_repeats.rate(),
+        ours.peak.rate(),
+        ours.peak_repeats.rate() / ours.peak.rate()
+    );
     println!(
         "  service peak / bare tract best (batch {}): {:.1} / {:.1} = {:.0} %",
         best_bare.0,

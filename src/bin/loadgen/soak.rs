@@ -10,7 +10,8 @@ use handoff::grpc::pb::RouteRequest;
 use rand::SeedableRng;
 use tonic::transport::Channel;
 
-use super::{new_hist, pick};
+use super::new_hist;
+use super::texts::pick;
 
 /// How long past its deadline a request may take before it counts as unanswered.
 const GRACE: Duration = Duration::from_secs(10);

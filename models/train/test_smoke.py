@@ -1,0 +1,47 @@
+"""The training code path, end to end in seconds: fine-tune a 2-layer slice for a few steps on a
+handful of examples, export it, and check the exported graph runs in tract like in onnxruntime
+and that the written package has everything the service reads. Needs requirements-smoke.txt."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytest.importorskip("torch", reason="pip install -r models/train/requirements-smoke.txt")
+
+
+def test_smoke_fine_tune_exports_a_graph_tract_runs(tmp_path):
+    out = tmp_path / "pkg"
+    subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--smoke", "--out", str(out)], check=True, timeout=600)
+    for f in ("model.onnx", "tokenizer.json", "manifest.toml", "MODEL_CARD.md", "metrics.json"):
+        assert (out / f).is_file(), f
+    manifest = tomllib.load(open(out / "manifest.toml", "rb"))
+    assert manifest["metrics"]["encoder_layers"] == 2
+    assert "security_incident" in manifest["labels"]["intent"]
+
+    import onnxruntime as ort
+    import tract
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    ids = [tok.encode(manifest["text_prefix"] + t).ids for t in ("转人工", "my account was hacked!!")]
+    width = max(len(r) for r in ids)
+    x = np.full((len(ids), width), manifest["pad_id"], np.int64)
+    mask = np.zeros_like(x)
+    for i, r in enumerate(ids):
+        x[i, : len(r)], mask[i, : len(r)] = r, 1
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    expected = ort.InferenceSession(str(out / "model.onnx"), so).run(None, {"input_ids": x, "attention_mask": mask})
+    runnable = tract.onnx().load(str(out / "model.onnx")).into_model().into_runnable()
+    got = [t.to_numpy() for t in runnable.run([x, mask])]
+    assert len(got) == 3
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -1,0 +1,37 @@
+//! The labelled conversations (`models/train/data/conversations.jsonl`), replayed through Route on
+//! the shipped model and the built-in policy over real gRPC: per-turn agreement with what a
+//! supervisor wanted must stay above the floor the model card reports against.
+
+mod common;
+
+use std::path::PathBuf;
+
+/// The target for the shipped model and policy (issue: per-turn agreement >= 0.90).
+const FLOOR: f64 = 0.90;
+
+#[tokio::test]
+async fn labelled_conversations_agree_with_the_supervisor_per_turn() {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/train/data/conversations.jsonl");
+    let conversations = handoff::conversations::load(&file).unwrap();
+    assert!(conversations.len() >= 40, "{} conversations", conversations.len());
+    let mut client = common::client(common::shared()).await;
+    let report = handoff::conversations::run(&mut client, &conversations)
+        .await
+        .unwrap();
+    for r in report.results.iter().filter(|r| !r.agree) {
+        eprintln!(
+            "disagree: {} turn {} expected {:?} got {} ({})",
+            r.conversation, r.turn, r.expect, r.action, r.top_reason
+        );
+    }
+    assert!(
+        report.agreement() >= FLOOR,
+        "per-turn agreement {:.3} ({}/{}) is below {FLOOR}",
+        report.agreement(),
+        report.agree,
+        report.turns
+    );
+    for (lang, (turns, _)) in &report.by_lang {
+        assert!(*turns >= 60, "{lang}: only {turns} turns");
+    }
+}
