@@ -412,7 +412,11 @@ fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, sinks: &Sinks) {
             metrics::counter!(t::SKIPPED, "reason" => "deadline").increment(1);
             let _ = job.reply.send(Err(BatchError::DeadlineExceeded));
         } else {
-            if !job.encoded_by.as_ref().is_some_and(|m| Arc::ptr_eq(m, &model)) {
+            if !job
+                .encoded_by
+                .as_ref()
+                .is_some_and(|m| Arc::ptr_eq(m, &model))
+            {
                 match model.encode(&job.text) {
                     Ok(e) => job.encoded = e,
                     Err(e) => {

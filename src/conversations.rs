@@ -93,7 +93,12 @@ pub fn load(path: &Path) -> Result<Vec<Conversation>, Error> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|source| Error::Parse { line: i + 1, source }))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|source| Error::Parse {
+                line: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -195,7 +200,10 @@ impl Report {
         agree: bool,
         reasons: &[crate::grpc::pb::Reason],
     ) {
-        let action_name = action.as_str_name().trim_start_matches("ACTION_").to_string();
+        let action_name = action
+            .as_str_name()
+            .trim_start_matches("ACTION_")
+            .to_string();
         self.turns += 1;
         self.agree += usize::from(agree);
         let lang = self.by_lang.entry(c.lang.clone()).or_default();
@@ -213,7 +221,10 @@ impl Report {
             expect,
             action: action_name,
             agree,
-            top_reason: reasons.first().map(|r| r.rule_id.clone()).unwrap_or_default(),
+            top_reason: reasons
+                .first()
+                .map(|r| r.rule_id.clone())
+                .unwrap_or_default(),
         });
     }
 }

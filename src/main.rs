@@ -185,9 +185,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()?
                 .block_on(async {
-                    let mut client = handoff::grpc::pb::handoff_client::HandoffClient::connect(addr.clone())
-                        .await
-                        .with_context(|| format!("connecting to {addr}"))?;
+                    let mut client =
+                        handoff::grpc::pb::handoff_client::HandoffClient::connect(addr.clone())
+                            .await
+                            .with_context(|| format!("connecting to {addr}"))?;
                     anyhow::Ok(handoff::conversations::run(&mut client, &conversations).await?)
                 })?;
             if json {
@@ -280,7 +281,10 @@ fn print_conversation_report(report: &handoff::conversations::Report) {
             r.top_reason
         );
     }
-    println!("\nexpected \\ got   {:>12} {:>12} {:>12}", "CONTINUE_BOT", "OFFER_HUMAN", "ESCALATE");
+    println!(
+        "\nexpected \\ got   {:>12} {:>12} {:>12}",
+        "CONTINUE_BOT", "OFFER_HUMAN", "ESCALATE"
+    );
     for (expect, row) in &report.confusion {
         let n = |a: &str| row.get(a).copied().unwrap_or(0);
         println!(
@@ -291,7 +295,10 @@ fn print_conversation_report(report: &handoff::conversations::Report) {
         );
     }
     for (lang, (turns, agree)) in &report.by_lang {
-        println!("{lang}: {agree}/{turns} turns agree ({:.3})", *agree as f64 / *turns as f64);
+        println!(
+            "{lang}: {agree}/{turns} turns agree ({:.3})",
+            *agree as f64 / *turns as f64
+        );
     }
     println!(
         "per-turn agreement: {}/{} = {:.3}",

@@ -13,8 +13,8 @@ use tonic_health::ServingStatus;
 use tracing::{error, info, warn};
 
 use crate::audit::AuditLog;
-use crate::cache::ResultCache;
 use crate::batcher::Batcher;
+use crate::cache::ResultCache;
 use crate::config::ServerConfig;
 use crate::grpc::pb::handoff_server::HandoffServer;
 use crate::grpc::pb::model_admin_server::ModelAdminServer;

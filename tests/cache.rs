@@ -43,9 +43,16 @@ async fn a_swap_never_serves_the_previous_models_results() {
     let hits = r#"handoff_cache_lookups_total{result="hit"}"#;
     let first = classify(&server, "转人工").await;
     assert_eq!(first.model.unwrap().version, "2.0.0");
-    assert!(first.timing.unwrap().batch_size >= 1, "the first call runs the model");
+    assert!(
+        first.timing.unwrap().batch_size >= 1,
+        "the first call runs the model"
+    );
     let again = classify(&server, "  转人工 ").await; // the same text once whitespace is normalised
-    assert_eq!(again.timing.unwrap().batch_size, 0, "answered from the cache");
+    assert_eq!(
+        again.timing.unwrap().batch_size,
+        0,
+        "answered from the cache"
+    );
     assert_eq!(again.result, first.result);
     assert_eq!(metric(&server.metrics(), hits), 1.0);
 
@@ -77,7 +84,10 @@ async fn the_cache_holds_at_most_its_capacity_and_reports_it() {
     }
     let metrics = server.metrics();
     assert_eq!(metric(&metrics, "handoff_cache_capacity"), 3.0);
-    assert!(metric(&metrics, "handoff_cache_entries") <= 3.0, "{metrics}");
+    assert!(
+        metric(&metrics, "handoff_cache_entries") <= 3.0,
+        "{metrics}"
+    );
     // "hi" was evicted by the three texts after it and the LRU bound: a miss, not a hit.
     assert_eq!(
         metric(&metrics, r#"handoff_cache_lookups_total{result="miss"}"#),
@@ -123,5 +133,8 @@ async fn promtool_finds_nothing_wrong_with_the_metrics() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && report.trim().is_empty(), "promtool: {report}");
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
 }

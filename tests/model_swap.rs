@@ -382,14 +382,20 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
     let root = repo.root.to_str().unwrap();
 
     // The built-in policy escalates `security_incident`, which 1.0.0 does not have.
-    let server = Server::start_with_model(&v2, &["--model-repository", root, "--watch-interval-ms", "0"]);
+    let server = Server::start_with_model(
+        &v2,
+        &["--model-repository", root, "--watch-interval-ms", "0"],
+    );
     let refused = admin(&server)
         .await
         .activate_model(activate("1.0.0"))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains("security_incident"), "{refused:?}");
+    assert!(
+        refused.message().contains("security_incident"),
+        "{refused:?}"
+    );
     assert_eq!(serving_version(&server).await, "2.0.0");
     drop(server);
 
@@ -399,7 +405,10 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
         "intent == 'security_incident' and intent_score >= 0.5",
         "threat and negativity >= 0.9",
     );
-    assert_ne!(shared, builtin, "the built-in high-risk rule changed: update this test");
+    assert_ne!(
+        shared, builtin,
+        "the built-in high-risk rule changed: update this test"
+    );
     let policy = repo.root.join("shared-intents.toml");
     std::fs::write(&policy, shared).unwrap();
     let server = Server::start_with_model(

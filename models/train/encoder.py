@@ -17,7 +17,9 @@ from e5_import import E5Weights
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    # A copy: torch.from_numpy would share memory with the imported weights, and fine-tuning one
+    # depth would then change the starting point of the next.
+    return torch.tensor(np.array(a, dtype=np.float32))
 
 
 class Layer(nn.Module):

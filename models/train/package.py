@@ -259,7 +259,8 @@ Cosine similarity of the `embedding` output:
 | frozen 12-layer e5 (1.0.0's embedding) | {tp['auc']:.3f} | {tp.get('auc_zh', float('nan')):.3f} | {tp.get('auc_en', float('nan')):.3f} |
 
 Threshold (best balanced accuracy): **{pp['threshold']}** (true-positive rate {pp['tpr']:.2f}, true-negative rate
-{pp['tnr']:.2f}); `config/policy.toml`'s `repeated_question` rule uses it.
+{pp['tnr']:.2f}). The policy's `repeated_question` threshold is read off this curve at a stricter point (few
+same-topic follow-ups above it; see the README's "The model").
 
 ### Intent confusion, zh
 {_confusion_md(i_zh['confusion'], D.INTENTS)}

@@ -188,7 +188,10 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         let unit = |rng: &mut rand::rngs::StdRng, base: &[f32], noise: f32| {
-            let v: Vec<f32> = base.iter().map(|b| b + noise * rng.gen_range(-1.0f32..1.0)).collect();
+            let v: Vec<f32> = base
+                .iter()
+                .map(|b| b + noise * rng.gen_range(-1.0f32..1.0))
+                .collect();
             let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
             v.into_iter().map(|x| x / n).collect::<Vec<f32>>()
         };

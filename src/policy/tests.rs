@@ -299,3 +299,24 @@ fn bad_policies_are_refused_with_the_reason() {
     let e = p.check_labels(&["request_human".into()]).unwrap_err();
     assert!(e.to_string().contains("security_incident"), "{e}");
 }
+
+#[test]
+fn three_negative_turns_in_a_row_offer_a_person() {
+    // Moderately negative (above negative_turn, below strong_negativity) and alternating
+    // embeddings so no turn reads as a repeat: only the streak can fire.
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let mut outcomes = Vec::new();
+    for (i, neg) in [0.65, 0.62, 0.66].into_iter().enumerate() {
+        let e = if i % 2 == 0 { &E1 } else { &E2 };
+        let t = turn("still waiting", "order_status", 0.9, neg, e);
+        let d = p.route(&store, "streak", &t);
+        outcomes.push((d.action, d.reasons[0].rule_id.clone()));
+    }
+    assert_eq!(outcomes[0].0, Action::ContinueBot);
+    assert_eq!(outcomes[1].0, Action::ContinueBot);
+    assert_eq!(
+        outcomes[2],
+        (Action::OfferHuman, "consecutive_negative".to_string())
+    );
+}

@@ -182,14 +182,6 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
             ],
         ),
         (
-            "consecutive negative turns",
-            vec![
-                step("whatever about it", Bot, "default"),
-                step("有点慢", Bot, "default"),
-                step("whatever about it", Offer, "consecutive_negative"),
-            ],
-        ),
-        (
             "WhatsApp reply window about to close",
             vec![Step {
                 channel: pb::Channel::Whatsapp,

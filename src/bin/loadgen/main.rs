@@ -317,13 +317,37 @@ struct EnginePhases {
     peak_repeats: Stats,
 }
 
-async fn engine_phases(name: &str, clients: &[HandoffClient<Channel>], args: &Args) -> EnginePhases {
+async fn engine_phases(
+    name: &str,
+    clients: &[HandoffClient<Channel>],
+    args: &Args,
+) -> EnginePhases {
     let single = closed_loop(clients, 1, args.seconds, Rpc::Classify, Mix::Unique).await;
     println!("{}", single.line(&format!("{name}: 1 in flight")));
-    let peak = closed_loop(clients, args.concurrency, args.seconds, Rpc::Classify, Mix::Unique).await;
-    println!("{}", peak.line(&format!("{name}: {} in flight", args.concurrency)));
-    let peak_repeats = closed_loop(clients, args.concurrency, args.seconds, Rpc::Classify, Mix::Repeats).await;
-    println!("{}", peak_repeats.line(&format!("{name}: {} in flight, repeats", args.concurrency)));
+    let peak = closed_loop(
+        clients,
+        args.concurrency,
+        args.seconds,
+        Rpc::Classify,
+        Mix::Unique,
+    )
+    .await;
+    println!(
+        "{}",
+        peak.line(&format!("{name}: {} in flight", args.concurrency))
+    );
+    let peak_repeats = closed_loop(
+        clients,
+        args.concurrency,
+        args.seconds,
+        Rpc::Classify,
+        Mix::Repeats,
+    )
+    .await;
+    println!(
+        "{}",
+        peak_repeats.line(&format!("{name}: {} in flight, repeats", args.concurrency))
+    );
     EnginePhases {
         name: name.to_string(),
         single,

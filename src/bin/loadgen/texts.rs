@@ -37,8 +37,26 @@ pub const MESSAGES: &[&str] = &[
 
 /// Short formulaic messages customers send again and again, word for word.
 pub const FREQUENT: &[&str] = &[
-    "转人工", "人工", "人工客服", "在吗", "你好", "谢谢", "好的", "?", "??", "hi", "hello", "thanks",
-    "thank you", "ok", "agent", "human", "yes", "no", "退款", "查物流",
+    "转人工",
+    "人工",
+    "人工客服",
+    "在吗",
+    "你好",
+    "谢谢",
+    "好的",
+    "?",
+    "??",
+    "hi",
+    "hello",
+    "thanks",
+    "thank you",
+    "ok",
+    "agent",
+    "human",
+    "yes",
+    "no",
+    "退款",
+    "查物流",
 ];
 
 /// Share of the repeat mix drawn word for word from `FREQUENT`: in chat logs a third or more of
