@@ -56,9 +56,8 @@ pub struct Inferred {
     pub truncated: bool,
     pub queue_time: Duration,
     pub inference_time: Duration,
+    /// 0 when the result cache answered: no queue, no inference.
     pub batch_size: usize,
-    /// Answered from the result cache: no queue, no inference.
-    pub cached: bool,
 }
 
 impl Inferred {
@@ -71,7 +70,6 @@ impl Inferred {
             queue_time: Duration::ZERO,
             inference_time: Duration::ZERO,
             batch_size: 0,
-            cached: true,
         }
     }
 }
@@ -178,10 +176,6 @@ impl Batcher {
             backlog,
             cache,
         })
-    }
-
-    pub fn cache(&self) -> Option<&Arc<ResultCache>> {
-        self.cache.as_ref()
     }
 
     /// The cached answer for `text` from the active model, if any.
@@ -502,7 +496,6 @@ fn run_group(
                     queue_time: started.duration_since(job.enqueued),
                     inference_time,
                     batch_size,
-                    cached: false,
                 };
                 let _ = job.reply.send(Ok(inferred));
             }

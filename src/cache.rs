@@ -61,14 +61,6 @@ impl ResultCache {
         metrics::gauge!(t::CACHE_ENTRIES).set(entries.len() as f64);
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<(u64, String), Cached>> {
         // A panic while holding the lock cannot leave the LRU half-updated in a way that matters
         // for a cache: keep serving.

@@ -31,15 +31,7 @@ async fn a_swap_never_serves_the_previous_models_results() {
     let repo = TempRepo::new("cache");
     let v1 = repo.add("2.0.0", |m| m);
     repo.add("2.0.1", |m| m);
-    let server = Server::start_with_model(
-        &v1,
-        &[
-            "--model-repository",
-            repo.root.to_str().unwrap(),
-            "--watch-interval-ms",
-            "0",
-        ],
-    );
+    let server = repo.start(&v1, &[]);
     let hits = r#"handoff_cache_lookups_total{result="hit"}"#;
     let first = classify(&server, "转人工").await;
     assert_eq!(first.model.unwrap().version, "2.0.0");

@@ -43,17 +43,7 @@ async fn swapping_back_and_forth_under_load_fails_no_request() {
     let repo = TempRepo::new("swap");
     let v1 = repo.add("1.0.0", |m| m);
     repo.add("1.0.1", |m| m);
-    let server = Server::start_with_model(
-        &v1,
-        &[
-            "--model-repository",
-            repo.root.to_str().unwrap(),
-            "--watch-interval-ms",
-            "0",
-            "--workers",
-            "2",
-        ],
-    );
+    let server = repo.start(&v1, &["--workers", "2"]);
     let client = common::client(&server).await;
     let stop = Arc::new(AtomicBool::new(false));
     // (request start, version that answered) for every response; errors are counted apart.
@@ -155,11 +145,7 @@ async fn broken_packages_are_refused_while_the_old_model_serves_and_rollback_res
         m.replacen("intent = \"request_human\"", "intent = \"order_status\"", 1)
     });
     repo.add("9.0.3", |m| m.replace("\"complaint\"", "\"grievance\""));
-    let repo_arg = repo.root.to_str().unwrap();
-    let server = Server::start_with_model(
-        &v1,
-        &["--model-repository", repo_arg, "--watch-interval-ms", "0"],
-    );
+    let server = repo.start(&v1, &[]);
     let mut admin = admin(&server).await;
 
     for (version, reason) in [
@@ -324,15 +310,13 @@ async fn the_config_can_name_the_model_by_version_or_latest() {
     repo.add("1.0.0", |m| m);
     repo.add("1.2.0", |m| m);
     repo.add("1.10.0", |m| m);
-    let root = repo.root.to_str().unwrap();
-    let args = ["--model-repository", root, "--watch-interval-ms", "0"];
-    let latest = Server::start_with_model(std::path::Path::new("handoff-zh-en@latest"), &args);
+    let latest = repo.start(std::path::Path::new("handoff-zh-en@latest"), &[]);
     assert_eq!(
         serving_version(&latest).await,
         "1.10.0",
         "latest compares versions numerically"
     );
-    let pinned = Server::start_with_model(std::path::Path::new("handoff-zh-en@1.2.0"), &args);
+    let pinned = repo.start(std::path::Path::new("handoff-zh-en@1.2.0"), &[]);
     assert_eq!(serving_version(&pinned).await, "1.2.0");
 }
 
@@ -379,13 +363,9 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
     let repo = TempRepo::new("v1v2");
     let v2 = repo.add_from(&common::model_dir(), "2.0.0", |m| m);
     repo.add_from(&common::model_dir_v1(), "1.0.0", |m| m);
-    let root = repo.root.to_str().unwrap();
 
     // The built-in policy escalates `security_incident`, which 1.0.0 does not have.
-    let server = Server::start_with_model(
-        &v2,
-        &["--model-repository", root, "--watch-interval-ms", "0"],
-    );
+    let server = repo.start(&v2, &[]);
     let refused = admin(&server)
         .await
         .activate_model(activate("1.0.0"))
@@ -411,17 +391,7 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
     );
     let policy = repo.root.join("shared-intents.toml");
     std::fs::write(&policy, shared).unwrap();
-    let server = Server::start_with_model(
-        &v2,
-        &[
-            "--model-repository",
-            root,
-            "--watch-interval-ms",
-            "0",
-            "--policy",
-            policy.to_str().unwrap(),
-        ],
-    );
+    let server = repo.start(&v2, &["--policy", policy.to_str().unwrap()]);
     let mut admin = admin(&server).await;
     admin.activate_model(activate("1.0.0")).await.unwrap();
     assert_eq!(serving_version(&server).await, "1.0.0");

@@ -86,6 +86,14 @@ def classification(pb, engine: Engine, intent: np.ndarray, sentiment: np.ndarray
     )
 
 
+def response(pb, engine: Engine, intent: np.ndarray, sentiment: np.ndarray, tokens: int, timing):
+    return pb.ClassifyResponse(
+        result=classification(pb, engine, intent, sentiment, tokens),
+        model=pb.ModelRef(name=engine.manifest["name"], version=engine.manifest["version"]),
+        timing=timing,
+    )
+
+
 def serve_sync(pb, pbg, engine: Engine, port: int) -> None:
     class Handoff(pbg.HandoffServicer):
         def Classify(self, request, context):
@@ -93,11 +101,7 @@ def serve_sync(pb, pbg, engine: Engine, port: int) -> None:
             ids = engine.encode(request.text)
             intent, sentiment = engine.run([ids])
             us = int((time.perf_counter() - t0) * 1e6)
-            return pb.ClassifyResponse(
-                result=classification(pb, engine, intent[0], sentiment[0], len(ids)),
-                model=pb.ModelRef(name=engine.manifest["name"], version=engine.manifest["version"]),
-                timing=pb.Timing(inference_us=us, total_us=us, batch_size=1),
-            )
+            return response(pb, engine, intent[0], sentiment[0], len(ids), pb.Timing(inference_us=us, total_us=us, batch_size=1))
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     pbg.add_HandoffServicer_to_server(Handoff(), server)
@@ -136,11 +140,7 @@ async def serve_batching(pb, pbg, engine: Engine, port: int, max_batch: int = 32
             await queue.put((engine.encode(request.text), fut))
             intent, sentiment, tokens = await fut
             us = int((time.perf_counter() - t0) * 1e6)
-            return pb.ClassifyResponse(
-                result=classification(pb, engine, intent, sentiment, tokens),
-                model=pb.ModelRef(name=engine.manifest["name"], version=engine.manifest["version"]),
-                timing=pb.Timing(total_us=us),
-            )
+            return response(pb, engine, intent, sentiment, tokens, pb.Timing(total_us=us))
 
     server = grpc.aio.server()
     pbg.add_HandoffServicer_to_server(Handoff(), server)

@@ -55,33 +55,32 @@ def _toml_list(xs) -> str:
     return "[" + ", ".join(_toml_str(x) for x in xs) + "]"
 
 
+def golden_rows() -> list[dict]:
+    return [{"text": t, "intent": i, "sentiment": s} for t, i, s in GOLDEN]
+
+
 def golden_failures(model: onnx.ModelProto, tok: Tokenizer, prefix: str, max_tokens: int) -> list[str]:
-    try:
-        check_golden(model, tok, prefix, max_tokens)
-        return []
-    except SystemExit as e:
-        return str(e).splitlines()[1:]
-
-
-def check_golden(model: onnx.ModelProto, tok: Tokenizer, prefix: str, max_tokens: int) -> list[dict]:
-    sess = F.session(model)
-    ids = F.encode(tok, [g[0] for g in GOLDEN], prefix, max_tokens)
-    out = F.run(sess, ids)
-    rows, bad = [], []
+    """One line per golden example the model gets wrong (empty when all pass)."""
+    out = F.run(F.session(model), F.encode(tok, [g[0] for g in GOLDEN], prefix, max_tokens))
+    bad = []
     for i, (text, intent, sentiment) in enumerate(GOLDEN):
         got_i = D.INTENTS[int(out["intent_probs"][i].argmax())]
         got_s = D.SENTIMENTS[int(out["sentiment_probs"][i].argmax())]
         if (intent and got_i != intent) or (sentiment and got_s != sentiment):
             bad.append(f"{text!r}: expected {intent or '-'}/{sentiment or '-'}, got {got_i}/{got_s}")
-        rows.append({"text": text, "intent": intent, "sentiment": sentiment})
+    return bad
+
+
+def check_golden(model: onnx.ModelProto, tok: Tokenizer, prefix: str, max_tokens: int) -> list[dict]:
+    bad = golden_failures(model, tok, prefix, max_tokens)
     if bad:
         raise SystemExit("golden examples failed:\n  " + "\n  ".join(bad))
-    return rows
+    return golden_rows()
 
 
 def write_package(out: str, version: str, model: onnx.ModelProto, tokenizer: Tokenizer, results: dict, chosen: int, info: dict, smoke: bool = False) -> None:
     os.makedirs(out, exist_ok=True)
-    golden = [{"text": t, "intent": i, "sentiment": s} for t, i, s in GOLDEN] if smoke else check_golden(model, tokenizer, info["text_prefix"], info["max_tokens"])
+    golden = golden_rows() if smoke else check_golden(model, tokenizer, info["text_prefix"], info["max_tokens"])
     onnx.save(model, os.path.join(out, "model.onnx"))
     tokenizer.save(os.path.join(out, "tokenizer.json"))
     r = results[chosen]

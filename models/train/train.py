@@ -257,14 +257,10 @@ def main() -> None:
     log(f"wrote {args.out}")
 
 
-def _accuracy(examples: list[D.Example], logits: np.ndarray, labels: tuple[str, ...]) -> dict[str, float]:
-    pred = logits.argmax(1)
-    out = {}
-    for lang in D.LANGS:
-        idx = [i for i, e in enumerate(examples) if e.lang == lang and e.source == "written"]
-        if idx:
-            out[lang] = round(float(np.mean([labels[pred[i]] == examples[i].label for i in idx])), 4)
-    return out
+def _accuracy(examples: list[D.Example], scores: np.ndarray, labels: tuple[str, ...]) -> dict[str, float]:
+    """Accuracy on the written examples per language (logits or probabilities: only argmax counts)."""
+    by_lang = EV.scores(examples, scores, labels)
+    return {lang: r["accuracy_written"] for lang, r in by_lang.items() if "accuracy_written" in r}
 
 
 def tokenizer_fidelity(m: dict, keep: list[int], enc: EN.Encoder, sets: dict, ids: dict, prefix: str) -> dict:

@@ -263,6 +263,14 @@ impl TempRepo {
         TempRepo { root }
     }
 
+    /// A server on `model` that swaps within this repository, with the watcher off.
+    pub fn start(&self, model: &std::path::Path, extra_args: &[&str]) -> Server {
+        let root = self.root.to_str().unwrap();
+        let mut args = vec!["--model-repository", root, "--watch-interval-ms", "0"];
+        args.extend_from_slice(extra_args);
+        Server::start_with_model(model, &args)
+    }
+
     /// Add `handoff-zh-en/<version>` whose manifest is the shipped one with its version set and `edit` applied.
     pub fn add(&self, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
         self.add_from(&model_dir(), version, edit)

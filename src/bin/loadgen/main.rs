@@ -322,38 +322,47 @@ async fn engine_phases(
     clients: &[HandoffClient<Channel>],
     args: &Args,
 ) -> EnginePhases {
-    let single = closed_loop(clients, 1, args.seconds, Rpc::Classify, Mix::Unique).await;
-    println!("{}", single.line(&format!("{name}: 1 in flight")));
-    let peak = closed_loop(
-        clients,
-        args.concurrency,
-        args.seconds,
-        Rpc::Classify,
-        Mix::Unique,
-    )
-    .await;
-    println!(
-        "{}",
-        peak.line(&format!("{name}: {} in flight", args.concurrency))
-    );
-    let peak_repeats = closed_loop(
-        clients,
-        args.concurrency,
-        args.seconds,
-        Rpc::Classify,
-        Mix::Repeats,
-    )
-    .await;
-    println!(
-        "{}",
-        peak_repeats.line(&format!("{name}: {} in flight, repeats", args.concurrency))
-    );
+    let (n, seconds) = (args.concurrency, args.seconds);
     EnginePhases {
         name: name.to_string(),
-        single,
-        peak,
-        peak_repeats,
+        single: classify_phase(
+            clients,
+            1,
+            seconds,
+            Mix::Unique,
+            &format!("{name}: 1 in flight"),
+        )
+        .await,
+        peak: classify_phase(
+            clients,
+            n,
+            seconds,
+            Mix::Unique,
+            &format!("{name}: {n} in flight"),
+        )
+        .await,
+        peak_repeats: classify_phase(
+            clients,
+            n,
+            seconds,
+            Mix::Repeats,
+            &format!("{name}: {n} in flight, repeats"),
+        )
+        .await,
     }
+}
+
+/// A closed-loop Classify phase, printed as it ends.
+async fn classify_phase(
+    clients: &[HandoffClient<Channel>],
+    concurrency: usize,
+    seconds: u64,
+    mix: Mix,
+    label: &str,
+) -> Stats {
+    let stats = closed_loop(clients, concurrency, seconds, Rpc::Classify, mix).await;
+    println!("{}", stats.line(label));
+    stats
 }
 
 #[tokio::main]
