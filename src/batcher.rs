@@ -120,10 +120,14 @@ impl Backlog {
         self.per_text_us.store(new, Relaxed);
     }
 
-    /// Expected time until a request queued now starts running.
-    fn wait(&self, workers: usize) -> Duration {
+    /// Expected time until a request queued now starts running; `seed` is the time per text
+    /// until a batch has run.
+    fn wait(&self, workers: usize, seed: Option<Duration>) -> Duration {
         use std::sync::atomic::Ordering::Relaxed;
-        let per_text = Duration::from_micros(self.per_text_us.load(Relaxed));
+        let per_text = match self.per_text_us.load(Relaxed) {
+            0 => seed.unwrap_or_default(),
+            us => Duration::from_micros(us),
+        };
         per_text * (self.pending.load(Relaxed) / workers.max(1)) as u32
     }
 }
@@ -243,9 +247,9 @@ impl Batcher {
         text: String,
         deadline: Option<Instant>,
     ) -> Result<oneshot::Receiver<Result<Inferred, BatchError>>, BatchError> {
-        if self.registry.current().is_none() {
+        let Some(model) = self.registry.current() else {
             return Err(BatchError::NoModel);
-        }
+        };
         if let Some(deadline) = deadline {
             // Refuse now what would wait past its deadline: the caller learns at once, and the
             // workers spend no time on answers nobody waits for any more. The estimate is a mean,
@@ -254,7 +258,7 @@ impl Batcher {
             if now >= deadline {
                 return Err(BatchError::DeadlineExceeded); // spent before it got here
             }
-            let wait = self.backlog.wait(self.worker_count);
+            let wait = self.backlog.wait(self.worker_count, model.warm_per_text());
             if now + wait * 2 > deadline {
                 metrics::counter!(t::SHED, "reason" => "deadline").increment(1);
                 return Err(BatchError::WouldMissDeadline {

@@ -119,7 +119,7 @@ impl Default for ServerConfig {
             queue_capacity: 1024,
             max_batch_size: 32,
             max_batch_tokens: 4096,
-            max_queue_delay_us: 1000,
+            max_queue_delay_us: 0,
             cache_capacity: 10_000,
             cache_max_text_bytes: 256,
             limits: Limits::default(),

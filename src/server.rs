@@ -18,7 +18,7 @@ use crate::cache::ResultCache;
 use crate::config::ServerConfig;
 use crate::grpc::pb::handoff_server::HandoffServer;
 use crate::grpc::pb::model_admin_server::ModelAdminServer;
-use crate::grpc::{pb, AdminService, HandoffService};
+use crate::grpc::{pb, AdminService, HandoffService, ObserveLayer};
 use crate::model::repository::{PackageRef, Repository};
 use crate::model::{Manifest, ModelRegistry};
 use crate::policy::{self, Policy, SharedPolicy};
@@ -119,6 +119,7 @@ pub async fn run(
     }
 
     let limits = config.limits.clone();
+    let default_deadline = limits.default_deadline();
     let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
     let state = config.state_store()?;
     let audit = match &config.audit_log {
@@ -138,7 +139,7 @@ pub async fn run(
     if auth.is_open() && !config.grpc_addr.ip().is_loopback() {
         warn!(addr = %config.grpc_addr, "no [auth] callers configured: anyone who reaches this port may call every method, admin included");
     }
-    let guard = GuardLayer::new(auth, config.max_in_flight);
+    let guard = GuardLayer::new(auth, audit.clone(), config.max_in_flight);
     let drain = Duration::from_millis(config.drain_ms);
     let draining_health = health.clone();
     let stop = async move {
@@ -154,6 +155,7 @@ pub async fn run(
         tokio::time::sleep(drain).await;
     };
     let router = tonic::transport::Server::builder()
+        .layer(ObserveLayer::new(default_deadline))
         .layer(guard)
         .add_service(health_service)
         .add_service(reflection)

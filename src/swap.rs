@@ -108,6 +108,8 @@ impl ModelManager {
             Err(why) => {
                 metrics::counter!(t::MODEL_LOADS, "result" => "refused").increment(1);
                 warn!(package = %label, reason = %why, "model package refused");
+                // The caller names packages, not the server's directories: the log keeps the path.
+                let why = why.replace(&pkg.dir.display().to_string(), &label);
                 Err(SwapError::Refused(label, why))
             }
         }
@@ -257,5 +259,10 @@ fn warm_up(model: &Model, batch_sizes: &[usize]) -> Result<(), ModelError> {
         let batch: Vec<_> = encoded.iter().cycle().take(size).collect();
         model.run(&batch)?;
     }
+    // Timed once set up: the queue's wait estimate until live batches refine it, so a cold
+    // server's first burst is admitted against its deadlines like any other.
+    let started = std::time::Instant::now();
+    model.run(&[&encoded[0]])?;
+    model.set_warm_per_text(started.elapsed());
     Ok(())
 }

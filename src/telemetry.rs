@@ -23,6 +23,7 @@ pub const MODEL_INFO: &str = "handoff_model_info";
 pub const MODEL_LOADS: &str = "handoff_model_loads_total";
 pub const POLICY_RELOADS: &str = "handoff_policy_reloads_total";
 pub const STATE_ERRORS: &str = "handoff_state_errors_total";
+pub const STATE_REPAIRS: &str = "handoff_state_repairs_total";
 pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
 pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
 pub const SHADOW_ERRORS: &str = "handoff_shadow_errors_total";
@@ -103,6 +104,10 @@ fn describe() {
     describe_counter!(
         STATE_ERRORS,
         "Route decisions made from the message alone: the state store failed"
+    );
+    describe_counter!(
+        STATE_REPAIRS,
+        "Stored conversation states that were unreadable (started afresh) or out of range (clamped)"
     );
     describe_counter!(
         POLICY_RELOADS,

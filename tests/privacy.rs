@@ -12,6 +12,9 @@ const PHONE_INTL: &str = "+44 20 7946 0958";
 const EMAIL: &str = "zhang.san@example.com";
 const ID_CN: &str = "11010519491231002X";
 const CARD: &str = "6222020200112233445";
+const FULL_WIDTH_EMAIL: &str = "ZHANG.SAN＠EXAMPLE.COM";
+const FULL_WIDTH_PHONE: &str = "１３８１２３４５６７８";
+const PHONE_US: &str = "+1 (415) 555-2671";
 
 #[tokio::test]
 async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
@@ -33,15 +36,22 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
         format!("call me at {PHONE_INTL} or mail {EMAIL}, I want a real person"),
         format!("身份证{ID_CN}，银行卡{CARD}被盗刷了"),
     ];
-    for (i, text) in texts.iter().enumerate() {
+    // Full-width forms and a North American number are the same personal data.
+    let ids = [
+        (format!("cust-{PHONE_CN}"), format!("{EMAIL}-0")),
+        (FULL_WIDTH_EMAIL.to_string(), FULL_WIDTH_PHONE.to_string()),
+        (PHONE_US.to_string(), format!("{EMAIL}-2")),
+    ];
+    let mut decision_ids = Vec::new();
+    for (text, (conversation_id, message_id)) in texts.iter().zip(ids) {
         let req = RouteRequest {
-            conversation_id: format!("cust-{PHONE_CN}"),
-            message_id: format!("{EMAIL}-{i}"),
+            conversation_id,
+            message_id,
             text: text.clone(),
             attributes: [("contact".to_string(), PHONE_INTL.to_string())].into(),
             ..Default::default()
         };
-        client.route(req).await.unwrap();
+        decision_ids.push(client.route(req).await.unwrap().into_inner().decision_id);
     }
     // An admin action is audited too (refused: no such version).
     let mut admin =
@@ -95,6 +105,10 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
             CARD,
             "7946 0958",
             "example.com",
+            FULL_WIDTH_EMAIL,
+            FULL_WIDTH_PHONE,
+            "555-2671",
+            "415",
         ] {
             assert!(!logged.contains(pii), "{name} holds {pii:?}:\n{logged}");
         }
@@ -116,6 +130,14 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
         .all(|r| r["caller"] == "anonymous"
             && r["decision_id"].is_string()
             && r["action"].is_string()));
+    // Server-made values are kept as served, so the trail joins the decisions (a decision id's
+    // digit groups once looked like a number to the redactor).
+    for id in &decision_ids {
+        assert!(
+            records.iter().any(|r| r["decision_id"] == id.as_str()),
+            "decision {id} not in the audit log as served:\n{audit_text}"
+        );
+    }
     let admin_record = records
         .iter()
         .find(|r| r["event"] == "admin")
@@ -127,5 +149,63 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
             .unwrap()
             .starts_with("NotFound"),
         "{admin_record}"
+    );
+}
+
+/// A policy version with a long digit run (a release date) is the operator's, not personal data:
+/// the audit log keeps it as the response named it.
+#[tokio::test]
+async fn audit_log_keeps_policy_versions_as_served() {
+    let dir = std::env::temp_dir().join(format!("handoff-audit-versions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
+    let policy = dir.join("policy.toml");
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/policy.toml"),
+    )
+    .unwrap();
+    let version_line = shipped
+        .lines()
+        .find(|l| l.starts_with("version = "))
+        .unwrap();
+    std::fs::write(
+        &policy,
+        shipped.replace(version_line, "version = \"release-20261125\""),
+    )
+    .unwrap();
+    let config = dir.join("handoff.toml");
+    std::fs::write(&config, format!("audit_log = \"{}\"\n", audit.display())).unwrap();
+    let server = common::Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    let mut client = common::client(&server).await;
+    let served = client
+        .route(RouteRequest {
+            conversation_id: "c-versions".into(),
+            text: "转人工".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(served.policy_version, "release-20261125");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let record: serde_json::Value = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit record");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["policy_version"], "release-20261125", "{record}");
+    assert_eq!(
+        record["decision_id"],
+        served.decision_id.as_str(),
+        "{record}"
     );
 }

@@ -192,3 +192,59 @@ async fn a_redis_outage_degrades_decisions_and_sharing_resumes_after() {
         "state is shared again"
     );
 }
+
+/// State another writer left unreadable or out of range is repaired, said in the decision and
+/// counted, never used as it is.
+#[tokio::test]
+async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
+    let redis = Redis::start(free_port());
+    let server = Server::start(&["--state", &redis.url()]);
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut set = |id: &str, raw: &str| {
+        redis::cmd("SET")
+            .arg(format!("handoff:conv:{id}"))
+            .arg(raw)
+            .query::<()>(&mut con)
+            .unwrap();
+    };
+    set("garbage", "not json at all");
+    set("negative", r#"{"turns": -3, "offers_made": 1}"#);
+    set(
+        "huge",
+        r#"{"turns": 2, "negativity_avg": 5.0, "consecutive_negative": 4000000000, "offers_made": 99}"#,
+    );
+    let state_reason = |r: &RouteResponse| {
+        r.reasons
+            .iter()
+            .find(|x| x.rule_id == "state_reset")
+            .map(|x| x.detail.clone())
+    };
+    for (id, want) in [
+        ("garbage", "unreadable"),
+        ("negative", "unreadable"),
+        ("huge", "out of range"),
+    ] {
+        let r = route(&server, id, "m1", "我的订单到哪了").await;
+        let detail = state_reason(&r).unwrap_or_else(|| panic!("{id}: no state_reset in {r:?}"));
+        assert!(detail.contains(want), "{id}: {detail}");
+        if want == "unreadable" {
+            // Started afresh: a calm question stays with the bot.
+            assert_eq!(r.action(), Action::ContinueBot, "{id}: {r:?}");
+        }
+        // The repaired state was written back: the next turn is clean.
+        let next = route(&server, id, "m2", "谢谢").await;
+        assert_eq!(state_reason(&next), None, "{id}: {next:?}");
+    }
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("handoff_state_repairs_total{repair=\"unreadable\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("handoff_state_repairs_total{repair=\"clamped\"} 1"),
+        "{metrics}"
+    );
+}

@@ -156,13 +156,16 @@ async fn api_keys_scopes_rate_limits_and_certificate_reload_over_tls() {
     for f in ["server.pem", "server.key"] {
         std::fs::copy(dir.join(f), live.join(f)).unwrap();
     }
+    let audit = live.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
     let config = write_config(
         "keys",
         &format!(
-            "[tls]\ncert = \"{l}/server.pem\"\nkey = \"{l}/server.key\"\nreload_poll_ms = 100\n\n\
+            "audit_log = \"{a}\"\n\n[tls]\ncert = \"{l}/server.pem\"\nkey = \"{l}/server.key\"\nreload_poll_ms = 100\n\n\
              [[auth.api_keys]]\nname = \"classifier\"\nsha256 = \"{c}\"\nscopes = [\"classify\"]\n\n\
              [[auth.api_keys]]\nname = \"router\"\nsha256 = \"{r}\"\nscopes = [\"route\"]\nrate_per_s = 1\nburst = 3\n\n\
              [[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{o}\"\nscopes = [\"admin\"]\n",
+            a = audit.display(),
             l = live.display(),
             c = hash("key-classify"),
             r = hash("key-route"),
@@ -209,6 +212,38 @@ async fn api_keys_scopes_rate_limits_and_certificate_reload_over_tls() {
             .unwrap_err();
         assert_eq!(denied.code(), Code::PermissionDenied, "{key}");
     }
+    // Refused admin calls never reach a handler: the guard audits them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refusals = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let refusals: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|r: &serde_json::Value| r["event"] == "admin")
+            .collect();
+        if refusals.len() >= 2 || Instant::now() > deadline {
+            break refusals;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    for (record, caller) in refusals.iter().zip(["classifier", "router"]) {
+        assert_eq!(record["caller"], caller);
+        assert_eq!(record["rpc"], "Rollback");
+        assert!(
+            record["result"]
+                .as_str()
+                .unwrap()
+                .starts_with("PermissionDenied"),
+            "{record}"
+        );
+    }
+    // The scheme of `authorization` is case-insensitive.
+    let mut lower = tonic::Request::new(ClassifyRequest { text: "hi".into() });
+    lower
+        .metadata_mut()
+        .insert("authorization", "bearer key-classify".parse().unwrap());
+    assert!(handoff.classify(lower).await.is_ok());
     assert!(admin
         .get_status(with_key(
             tonic::Request::new(GetStatusRequest {}),

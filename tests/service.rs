@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use handoff::grpc::pb::{self, ClassifyBatchRequest, ClassifyRequest, RouteRequest};
@@ -389,5 +390,86 @@ async fn health_and_reflection_list_the_services() {
         "grpc.reflection.v1.ServerReflection",
     ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+}
+
+/// Sends raw bytes as a request body, to see what the server does with a message that is not one.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let bytes = buf.chunk().to_vec();
+        buf.advance(bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+/// A body that is not a valid request (a string that is not UTF-8, plain garbage) is the caller's
+/// fault: INVALID_ARGUMENT naming the message, and counted with every other request.
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument_and_counted() {
+    let server = common::Server::start(&[]);
+    let channel = tonic::transport::Endpoint::new(server.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    for (rpc, message, body) in [
+        ("Classify", "ClassifyRequest", vec![0x0A, 0x02, 0xFF, 0xFE]), // text = invalid UTF-8
+        ("Classify", "ClassifyRequest", vec![0xFF; 7]),
+        ("Route", "RouteRequest", vec![0x0A, 0x01, 0xC3]),
+    ] {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let path =
+            http::uri::PathAndQuery::from_str(&format!("/handoff.v1.Handoff/{rpc}")).unwrap();
+        let err = grpc
+            .unary(tonic::Request::new(body), path, RawCodec)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{rpc}: {err:?}");
+        assert!(err.message().contains(message), "{rpc}: {}", err.message());
+    }
+    let metrics = server.metrics();
+    for (rpc, n) in [("Classify", 2), ("Route", 1)] {
+        let line = format!("handoff_requests_total{{rpc=\"{rpc}\",code=\"InvalidArgument\"}} {n}");
+        let alt = format!("handoff_requests_total{{code=\"InvalidArgument\",rpc=\"{rpc}\"}} {n}");
+        assert!(
+            metrics.contains(&line) || metrics.contains(&alt),
+            "{rpc}: {n} undecodable calls not counted:\n{metrics}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Audit log: one JSON line per decision and per admin action, with the caller's identity, written
 //! by its own thread so the hot path never waits on the disk. Records never carry the customer's
-//! text, and every string in them passes through `redact` (ids and attributes are the caller's to
-//! fill, and some fill them with phone numbers). A full queue drops the record and counts it.
+//! text. Fields the API caller fills (conversation and message ids: some fill them with phone
+//! numbers) pass through `redact`; values the server made (decision ids, versions, rule ids) are
+//! written as they are, so the trail joins the decisions served. A full queue drops the record and
+//! counts it.
 
 pub mod redact;
 
@@ -56,17 +58,19 @@ impl AuditLog {
         AuditLog::default()
     }
 
-    /// Queue one record (an object); adds the time and redacts it.
-    pub fn record(&self, event: &str, mut fields: Value) {
+    /// Queue one record: `fields` (server-made values, kept as they are) and `caller_supplied`
+    /// (redacted), both objects; adds the time.
+    pub fn record(&self, event: &str, mut fields: Value, mut caller_supplied: Value) {
         let Some(tx) = &self.tx else { return };
-        if let Value::Object(map) = &mut fields {
+        redact::redact_json(&mut caller_supplied);
+        if let (Value::Object(map), Value::Object(personal)) = (&mut fields, caller_supplied) {
+            map.extend(personal);
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
             map.insert("ts_ms".into(), (now.as_millis() as u64).into());
             map.insert("event".into(), event.into());
         }
-        redact::redact_json(&mut fields);
         if tx.try_send(fields).is_err() {
             metrics::counter!(t::AUDIT_DROPPED).increment(1); // writer behind (or gone)
         }

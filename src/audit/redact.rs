@@ -1,19 +1,21 @@
 //! Personal data out of audit records: e-mail addresses, phone numbers (Chinese mobiles and
 //! international numbers), Chinese resident ID numbers and card numbers become placeholders. Applied
-//! to every string of a record, so an id a caller filled with a phone number is caught too. It errs
-//! towards redacting: any run of 7 or more digits goes.
+//! to every string the API caller filled, so an id holding a phone number is caught too. It errs
+//! towards redacting: any run of 7 or more digits goes. Text is matched in its NFKC form, so
+//! full-width letters, digits and `＠` (common in Chinese input) are the same data as ASCII ones.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
 
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+").expect("pattern")
 });
-/// A run of digits, maybe grouped by spaces, dashes, dots or brackets, maybe with a leading + and a
-/// trailing X (resident IDs): classified by `kind`.
+/// A run of digits, grouped by up to two spaces, dashes, dots or brackets at a time (`+1 (415)
+/// 555-2671`), maybe with a leading + or bracket and a trailing X (resident IDs): classified by `kind`.
 static NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\+?[0-9](?:[ \-().]?[0-9])*[Xx]?").expect("pattern"));
+    LazyLock::new(|| Regex::new(r"\+?\(?[0-9](?:[ \-().]{0,2}[0-9])*[Xx]?").expect("pattern"));
 
 /// What a run of digits is, if it is personal data.
 fn kind(run: &str) -> Option<&'static str> {
@@ -39,7 +41,8 @@ fn kind(run: &str) -> Option<&'static str> {
 }
 
 pub fn redact(text: &str) -> String {
-    let text = EMAIL.replace_all(text, "[email]");
+    let text: String = text.nfkc().collect();
+    let text = EMAIL.replace_all(&text, "[email]");
     NUMBER
         .replace_all(&text, |c: &regex::Captures| {
             let run = &c[0];
@@ -83,6 +86,13 @@ mod tests {
             ("card 4111 1111 1111 1111 exp", "card [card] exp"),
             ("卡号6222020200112233445", "卡号[card]"),
             ("order A20231108 costs 35.50", "order A[number] costs 35.50"),
+            ("ZHANG.SAN＠EXAMPLE.COM", "[email]"),
+            ("手机１３８１２３４５６７８", "手机[phone]"),
+            ("call +1 (415) 555-2671 today", "call [phone] today"),
+            ("call (415) 555-2671 today", "call [number] today"),
+            ("+49 (0)30 1234 5678", "[phone]"),
+            ("+33 1 23 45 67 89", "[phone]"),
+            ("2 items, 3 left", "2 items, 3 left"),
         ] {
             assert_eq!(redact(text), want, "{text}");
         }

@@ -37,6 +37,7 @@ impl AdminService {
         self.audit.record(
             "admin",
             serde_json::json!({ "caller": caller, "rpc": rpc, "request": fields, "result": outcome }),
+            serde_json::json!({}),
         );
         result.map(Response::new)
     }

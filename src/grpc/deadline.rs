@@ -3,18 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-pub fn from_metadata(meta: &tonic::metadata::MetadataMap) -> Option<Instant> {
-    let raw = meta.get("grpc-timeout")?.to_str().ok()?;
-    Some(Instant::now() + parse(raw)?)
-}
+/// We answer DEADLINE_EXCEEDED this long before the caller's deadline: when tonic's timer fires
+/// first it answers CANCELLED "Timeout expired", which tells the caller the wrong thing.
+pub const ANSWER_EARLY: Duration = Duration::from_millis(2);
 
-/// The caller's deadline, else the server's default for callers that send none (so their wait in
-/// an overloaded queue stays bounded too).
-pub fn for_request(
-    meta: &tonic::metadata::MetadataMap,
-    default: Option<Duration>,
-) -> Option<Instant> {
-    from_metadata(meta).or_else(|| default.map(|d| Instant::now() + d))
+/// The caller's deadline from its `grpc-timeout` header, less `ANSWER_EARLY`.
+pub fn from_headers(headers: &http::HeaderMap, arrived: Instant) -> Option<Instant> {
+    let timeout = parse(headers.get("grpc-timeout")?.to_str().ok()?)?;
+    Some(arrived + timeout.saturating_sub(ANSWER_EARLY))
 }
 
 /// `grpc-timeout` is at most 8 digits and a unit: H, M, S, m (ms), u (µs), n (ns).

@@ -2,8 +2,10 @@
 //! errors to the proto. No inference or policy logic lives here.
 
 mod admin;
+pub mod codec;
 mod convert;
 mod deadline;
+mod observe;
 mod service;
 mod status;
 mod validate;
@@ -15,6 +17,7 @@ pub mod pb {
 }
 
 pub use admin::AdminService;
+pub use observe::ObserveLayer;
 pub use service::HandoffService;
 
 /// The caller the guard layer admitted ("anonymous" without auth configured).

@@ -1,17 +1,17 @@
 //! The `handoff.v1.Handoff` service.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
+use super::observe::Deadline;
 use super::pb::handoff_server::Handoff;
 use super::pb::{
     self, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse,
     RouteRequest, RouteResponse,
 };
-use super::{convert, deadline, status, validate};
+use super::{convert, status, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
@@ -45,23 +45,6 @@ impl HandoffService {
     }
 }
 
-/// Count and time every call by rpc and status code.
-async fn observed<T>(
-    rpc: &'static str,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    let started = Instant::now();
-    let result = call.await;
-    let code = match &result {
-        Ok(_) => "OK".to_string(),
-        Err(s) => format!("{:?}", s.code()),
-    };
-    metrics::counter!(t::REQUESTS, "rpc" => rpc, "code" => code.clone()).increment(1);
-    metrics::histogram!(t::REQUEST_DURATION, "rpc" => rpc, "code" => code)
-        .record(started.elapsed().as_secs_f64());
-    result
-}
-
 fn count_labels(inf: &Inferred) {
     let m = &inf.model;
     metrics::counter!(t::INTENTS, "intent" => m.intent_labels()[inf.prediction.top_intent()].clone()).increment(1);
@@ -75,10 +58,9 @@ impl Handoff for HandoffService {
         &self,
         request: Request<ClassifyRequest>,
     ) -> Result<Response<ClassifyResponse>, Status> {
-        observed("Classify", async {
+        let deadline = Deadline::of(&request);
+        {
             let started = Instant::now();
-            let deadline =
-                deadline::for_request(request.metadata(), self.limits.default_deadline());
             let req = request.into_inner();
             validate::text("text", &req.text, &self.limits)?;
             let inf = self
@@ -92,18 +74,16 @@ impl Handoff for HandoffService {
                 model: Some(convert::model_ref(&inf.model)),
                 timing: Some(convert::timing(started, [&inf])),
             }))
-        })
-        .await
+        }
     }
 
     async fn classify_batch(
         &self,
         request: Request<ClassifyBatchRequest>,
     ) -> Result<Response<ClassifyBatchResponse>, Status> {
-        observed("ClassifyBatch", async {
+        let deadline = Deadline::of(&request);
+        {
             let started = Instant::now();
-            let deadline =
-                deadline::for_request(request.metadata(), self.limits.default_deadline());
             let req = request.into_inner();
             validate::texts("texts", &req.texts, &self.limits)?;
             let results = self
@@ -124,18 +104,16 @@ impl Handoff for HandoffService {
                 model: model.map(|m| convert::model_ref(&m)),
                 timing: Some(convert::timing(started, &results)),
             }))
-        })
-        .await
+        }
     }
 
     async fn route(
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
-        observed("Route", async {
+        let deadline = Deadline::of(&request);
+        {
             let started = Instant::now();
-            let deadline =
-                deadline::for_request(request.metadata(), self.limits.default_deadline());
             let caller = super::caller_name(&request);
             let req = request.into_inner();
             validate::id("conversation_id", &req.conversation_id, true, &self.limits)?;
@@ -205,14 +183,12 @@ impl Handoff for HandoffService {
                 .iter()
                 .map(|r| serde_json::json!({ "rule_id": r.rule_id, "signal": r.signal, "value": r.value, "threshold": r.threshold }))
                 .collect();
-            // The customer's text and attribute values stay out; ids are redacted by the log.
+            // The customer's text and attribute values stay out; the caller's ids are redacted.
             self.audit.record(
                 "decision",
                 serde_json::json!({
                     "decision_id": decision_id,
                     "caller": caller,
-                    "conversation_id": req.conversation_id,
-                    "message_id": req.message_id,
                     "channel": turn.channel.as_str(),
                     "action": decision.action.as_str(),
                     "queue": decision.queue,
@@ -222,6 +198,10 @@ impl Handoff for HandoffService {
                     "reasons": reasons,
                     "policy_version": policy.version(),
                     "model_version": inf.model.version(),
+                }),
+                serde_json::json!({
+                    "conversation_id": req.conversation_id,
+                    "message_id": req.message_id,
                 }),
             );
             Ok(Response::new(RouteResponse {
@@ -236,7 +216,6 @@ impl Handoff for HandoffService {
                 timing: Some(convert::timing(started, [&inf])),
                 fallback: decision.fallback,
             }))
-        })
-        .await
+        }
     }
 }

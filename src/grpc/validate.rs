@@ -5,9 +5,9 @@ use tonic::Status;
 use crate::config::Limits;
 
 pub fn text(field: &str, value: &str, limits: &Limits) -> Result<(), Status> {
-    if value.trim().is_empty() {
+    if !value.chars().any(visible) {
         return Err(Status::invalid_argument(format!(
-            "{field} must not be empty or whitespace only"
+            "{field} must hold visible text (it is empty, or only whitespace, control or zero-width characters)"
         )));
     }
     if value.len() > limits.max_text_bytes {
@@ -43,7 +43,26 @@ pub fn id(field: &str, value: &str, required: bool, limits: &Limits) -> Result<(
     if required && value.is_empty() {
         return Err(Status::invalid_argument(format!("{field} is required")));
     }
+    // A blank id would join every caller that sends one into a single conversation.
+    if !value.is_empty() && !value.chars().any(visible) {
+        return Err(Status::invalid_argument(format!(
+            "{field} must hold visible characters, not only whitespace or zero-width ones"
+        )));
+    }
     plain(field, value, limits.max_id_bytes)
+}
+
+/// A character a person would see: not whitespace, not a control character, not one of the
+/// invisible format characters (zero-width spaces and joiners, direction marks, BOM, soft hyphen,
+/// variation selectors) that pad "empty" messages.
+fn visible(c: char) -> bool {
+    !(c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+            | '\u{FFA0}' | '\u{E0000}'..='\u{E007F}'))
 }
 
 /// At most `max_bytes`, no control characters: ids and attribute values.
@@ -110,4 +129,44 @@ pub fn sent_at(field: &str, unix_ms: u64, now_seconds: i64) -> Result<i64, Statu
         )));
     }
     Ok(seconds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_without_anything_visible_is_refused_naming_the_field() {
+        let limits = Limits::default();
+        for blank in [
+            "",
+            "   ",
+            "\0\0\0",
+            "\u{200B}\u{200B}",
+            "\u{FEFF}\u{1}\u{7}",
+            "\u{3000}\n",
+        ] {
+            let err = text("text", blank, &limits).unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{blank:?}");
+            assert!(err.message().starts_with("text "), "{}", err.message());
+        }
+        for fine in ["转人工", "??", "👍", " hi\u{200B}"] {
+            assert!(text("text", fine, &limits).is_ok(), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn a_blank_conversation_id_is_refused() {
+        let limits = Limits::default();
+        for blank in ["   ", "\u{200B}", "\t"] {
+            let err = id("conversation_id", blank, true, &limits).unwrap_err();
+            assert!(
+                err.message().starts_with("conversation_id "),
+                "{}",
+                err.message()
+            );
+        }
+        assert!(id("message_id", "", false, &limits).is_ok());
+        assert!(id("conversation_id", "c-1", true, &limits).is_ok());
+    }
 }

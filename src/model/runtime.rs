@@ -16,6 +16,9 @@ pub struct Model {
     plan: Arc<TypedRunnableModel>,
     negative_idx: usize,
     load_id: u64,
+    /// Microseconds one text took in warm-up (0: not warmed up): the queue's wait estimate before
+    /// any live batch has run.
+    warm_per_text_us: std::sync::atomic::AtomicU64,
 }
 
 /// Every load gets its own id: caches key on it, so two loads never share results, even of the
@@ -96,6 +99,7 @@ impl Model {
             plan,
             negative_idx,
             load_id: NEXT_LOAD_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            warm_per_text_us: Default::default(),
         };
         let failed: Vec<_> = model
             .check_golden()?
@@ -116,6 +120,23 @@ impl Model {
 
     pub fn load_id(&self) -> u64 {
         self.load_id
+    }
+
+    /// Time one text took in warm-up, if it was warmed up.
+    pub fn warm_per_text(&self) -> Option<std::time::Duration> {
+        match self
+            .warm_per_text_us
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => None,
+            us => Some(std::time::Duration::from_micros(us)),
+        }
+    }
+
+    pub fn set_warm_per_text(&self, took: std::time::Duration) {
+        let us = (took.as_micros() as u64).max(1);
+        self.warm_per_text_us
+            .store(us, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn name(&self) -> &str {

@@ -22,7 +22,7 @@ pub use config::{PolicyConfig, QueueHours, RuleAction};
 pub use file::SharedPolicy;
 pub use redis_store::RedisStore;
 use signals::KeywordHit;
-pub use state::{ConversationState, MemoryStore, RecentTurn, StateError, StateStore};
+pub use state::{ConversationState, MemoryStore, RecentTurn, Repair, StateError, StateStore};
 
 use catalog::Values;
 use config::{ChannelSettings, TierSettings};
@@ -337,7 +337,17 @@ impl Policy {
     ) -> Decision {
         let mut decision = None;
         let stored = store.update(conversation_id, &mut |state| {
-            let d = self.decide(turn, state);
+            let mut d = self.decide(turn, state);
+            if let Some(repair) = state.repair {
+                let detail = match repair {
+                    Repair::Unreadable => {
+                        "stored state was unreadable: the conversation started afresh"
+                    }
+                    Repair::Clamped => "stored state was out of range: its values were clamped",
+                };
+                d.reasons
+                    .push(reason("state_reset", "state", 0.0, 0.0, detail));
+            }
             if !state.has_message(turn.message_id) {
                 self.record(state, turn, &d);
             }

@@ -6,8 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::{Commands, Connection};
+use tracing::warn;
 
 use super::state::{ConversationState, StateError, StateStore};
+use crate::telemetry as t;
 
 pub struct RedisStore {
     client: redis::Client,
@@ -71,10 +73,16 @@ impl StateStore for RedisStore {
         let ttl = self.ttl.as_secs().max(1);
         let result: redis::RedisResult<()> = redis::transaction(&mut con, &[&key], |con, pipe| {
             let raw: Option<Vec<u8>> = con.get(&key)?;
-            // Unreadable state (an older format, say) starts the conversation afresh rather than failing it.
-            let mut state: ConversationState = raw
-                .and_then(|r| serde_json::from_slice(&r).ok())
+            // Unreadable or out-of-range state (another writer, an older format) is repaired
+            // rather than failing the conversation; the decision says so.
+            let mut state = raw
+                .as_deref()
+                .map(ConversationState::from_stored)
                 .unwrap_or_default();
+            if let Some(repair) = state.repair {
+                warn!(conversation_key = %key, repair = repair.as_str(), "stored conversation state repaired");
+                metrics::counter!(t::STATE_REPAIRS, "repair" => repair.as_str()).increment(1);
+            }
             f(&mut state);
             let bytes = serde_json::to_vec(&state).expect("state serialises");
             pipe.set_ex(&key, bytes, ttl).ignore().query(con)

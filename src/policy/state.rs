@@ -66,9 +66,81 @@ pub struct ConversationState {
     pub low_confidence_streak: u32,
     pub offers_made: u32,
     pub escalated: bool,
+    /// Set by a store that could not use what it had stored as it was; never stored itself.
+    #[serde(skip)]
+    pub repair: Option<Repair>,
 }
 
+/// What a store did to stored state it could not use as it was (another writer, a bad migration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// Not a state at all: the conversation starts afresh.
+    Unreadable,
+    /// Counters or averages out of range: clamped to what a real conversation can reach.
+    Clamped,
+}
+
+impl Repair {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Repair::Unreadable => "unreadable",
+            Repair::Clamped => "clamped",
+        }
+    }
+}
+
+/// More turns than any conversation has: a counter beyond it was not written by us.
+const MAX_TURNS: u32 = 100_000;
+
 impl ConversationState {
+    /// State read back from a store's bytes, checked: unreadable bytes give a fresh state and
+    /// out-of-range values are clamped, both marked in `repair` so the decision can say so.
+    pub fn from_stored(bytes: &[u8]) -> ConversationState {
+        match serde_json::from_slice::<ConversationState>(bytes) {
+            Ok(mut state) => {
+                if state.clamp() {
+                    state.repair = Some(Repair::Clamped);
+                }
+                state
+            }
+            Err(_) => ConversationState {
+                repair: Some(Repair::Unreadable),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Bring every value into the range the policy produces; true if anything changed.
+    fn clamp(&mut self) -> bool {
+        let before = self.clone();
+        let unit = |x: f32| {
+            if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        self.turns = self.turns.min(MAX_TURNS);
+        for counter in [
+            &mut self.consecutive_negative,
+            &mut self.low_confidence_streak,
+            &mut self.offers_made,
+        ] {
+            *counter = (*counter).min(self.turns);
+        }
+        self.negativity_avg = unit(self.negativity_avg);
+        while self.recent.len() > RECENT_TURNS {
+            self.recent.pop_front();
+        }
+        for t in &mut self.recent {
+            t.negativity = unit(t.negativity);
+            if !t.embedding.scale.is_finite() || t.embedding.scale < 0.0 {
+                t.embedding = CompactEmbedding::default();
+            }
+        }
+        *self != before
+    }
+
     /// Whether this message id was already counted (a re-sent message counts once).
     pub fn has_message(&self, message_id: &str) -> bool {
         !message_id.is_empty() && self.recent.iter().any(|t| t.message_id == message_id)
@@ -163,6 +235,34 @@ impl StateStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_state_is_checked_before_use() {
+        assert_eq!(
+            ConversationState::from_stored(b"{not json").repair,
+            Some(Repair::Unreadable)
+        );
+        assert_eq!(
+            ConversationState::from_stored(br#"{"turns": -1}"#).repair,
+            Some(Repair::Unreadable)
+        );
+        let s = ConversationState::from_stored(
+            br#"{"turns": 3, "negativity_avg": 5.0, "offers_made": 7, "consecutive_negative": 4000000000}"#,
+        );
+        assert_eq!(s.repair, Some(Repair::Clamped));
+        assert_eq!(
+            (s.negativity_avg, s.offers_made, s.consecutive_negative),
+            (1.0, 3, 3)
+        );
+        let good = ConversationState {
+            turns: 2,
+            negativity_avg: 0.4,
+            offers_made: 1,
+            ..Default::default()
+        };
+        let back = ConversationState::from_stored(&serde_json::to_vec(&good).unwrap());
+        assert_eq!(back, good, "a state we wrote reads back unrepaired");
+    }
 
     #[test]
     fn concurrent_updates_of_one_conversation_are_not_lost() {

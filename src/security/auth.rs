@@ -229,7 +229,7 @@ impl Authenticator {
         let key = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
         if let Some(key) = key {
             let digest: [u8; 32] = Sha256::digest(key.trim().as_bytes()).into();
@@ -245,6 +245,12 @@ impl Authenticator {
         }
         Err(AuthError::Missing)
     }
+}
+
+/// The token of `authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// The subject CN of a certificate rustls already verified against the client CA.
@@ -291,6 +297,26 @@ mod tests {
         assert!(caller.may(Scope::Route) && !caller.may(Scope::Admin));
         assert!(caller.admit().is_ok() && caller.admit().is_ok());
         assert!(caller.admit().is_err(), "burst of 2 spent");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let auth = Authenticator::new(&config()).unwrap();
+        for value in ["bearer s3cret", "BEARER s3cret", "Bearer s3cret"] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("authorization", value.parse().unwrap());
+            assert_eq!(
+                auth.identify(&headers, None).unwrap().name,
+                "bot",
+                "{value}"
+            );
+        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", "Basic s3cret".parse().unwrap());
+        assert_eq!(
+            auth.identify(&headers, None).unwrap_err(),
+            AuthError::Missing
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! may they call this method (scope), are they within their rate limit, and is there room for one
 //! more request in flight. Refusals are answered at once with a gRPC status and counted; admitted
 //! requests carry their `Caller` in the request extensions for the handlers and the audit log.
+//! Refused admin calls are audited here, since their handlers never run.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +16,7 @@ use tonic::transport::server::Connected;
 use tonic::Status;
 
 use super::auth::{Authenticator, Caller, Scope};
+use crate::audit::AuditLog;
 use crate::telemetry as t;
 
 /// What tonic records for a TLS connection; its name is only reachable through the stream type.
@@ -23,14 +25,16 @@ type TlsInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
 #[derive(Clone)]
 pub struct GuardLayer {
     auth: Arc<Authenticator>,
+    audit: AuditLog,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
 }
 
 impl GuardLayer {
-    pub fn new(auth: Arc<Authenticator>, max_in_flight: usize) -> Self {
+    pub fn new(auth: Arc<Authenticator>, audit: AuditLog, max_in_flight: usize) -> Self {
         GuardLayer {
             auth,
+            audit,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
         }
@@ -90,26 +94,55 @@ where
                     response
                 })
             }
-            Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
+            Err(status) => {
+                if scope == Scope::Admin {
+                    self.audit_refusal(&req, &status);
+                }
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
         }
     }
 }
 
+/// The client certificate rustls verified, under mutual TLS.
+fn peer_cert<B>(
+    req: &http::Request<B>,
+) -> Option<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    req.extensions()
+        .get::<TlsInfo>()
+        .and_then(|info| info.peer_certs())
+        .and_then(|certs| certs.first().cloned())
+}
+
 impl<S> Guard<S> {
+    /// An admin call refused before its handler: the same record an admin handler writes.
+    fn audit_refusal<B>(&self, req: &http::Request<B>, status: &Status) {
+        let caller = self
+            .layer
+            .auth
+            .identify(req.headers(), peer_cert(req).as_ref())
+            .map_or_else(|_| "unauthenticated".to_string(), |c| c.name.clone());
+        let rpc = req.uri().path().rsplit('/').next().unwrap_or_default();
+        self.layer.audit.record(
+            "admin",
+            serde_json::json!({
+                "caller": caller,
+                "rpc": rpc,
+                "result": format!("{:?}: {}", status.code(), status.message()),
+            }),
+            serde_json::json!({}),
+        );
+    }
+
     fn admit<B>(
         &self,
         req: &http::Request<B>,
         scope: Scope,
     ) -> Result<(Arc<Caller>, tokio::sync::OwnedSemaphorePermit), Status> {
-        let cert = req
-            .extensions()
-            .get::<TlsInfo>()
-            .and_then(|info| info.peer_certs())
-            .and_then(|certs| certs.first().cloned());
         let caller = self
             .layer
             .auth
-            .identify(req.headers(), cert.as_ref())
+            .identify(req.headers(), peer_cert(req).as_ref())
             .map_err(|e| {
                 metrics::counter!(t::AUTH_REFUSALS, "code" => "unauthenticated").increment(1);
                 Status::unauthenticated(e.to_string())

@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+mod growth;
 mod peer;
 mod soak;
 mod texts;
@@ -402,6 +403,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "\ndecision path alone (built-in rules, memory store, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
     );
+    let by_length = growth::texts_by_length(&model)?;
+    let conversation_bytes = growth::memory_per_conversation(&model, 100_000)?;
     drop(model);
 
     println!(
@@ -422,6 +425,40 @@ async fn main() -> anyhow::Result<()> {
             peers.push(engine_phases(peer.name, &peer_clients, &args).await);
         }
     }
+    println!("\nhandoff against message length (unique texts; tract alone: batch 1, one thread)");
+    println!(
+        "{:<8} {:>9} {:>9} {:>12} {:>14}",
+        "tokens", "p50 ms", "p99 ms", "peak req/s", "tract ms/msg"
+    );
+    let length_seconds = (args.seconds / 2).max(2);
+    for &(tokens, text, tract_ms) in &by_length {
+        let single = closed_loop(
+            &clients,
+            1,
+            length_seconds,
+            Rpc::Classify,
+            Mix::Padded(text),
+        )
+        .await;
+        let peak = closed_loop(
+            &clients,
+            args.concurrency,
+            length_seconds,
+            Rpc::Classify,
+            Mix::Padded(text),
+        )
+        .await;
+        println!(
+            "{tokens:<8} {:>9.2} {:>9.2} {:>12.1} {tract_ms:>14.2}",
+            single.ms(0.5),
+            single.ms(0.99),
+            peak.rate()
+        );
+    }
+    println!(
+        "memory per stored conversation (5 recent turns, in-process store, 100,000 conversations): {:.0} bytes",
+        conversation_bytes
+    );
     let (single, peak) = (&ours.single, &ours.peak);
     println!(
         "\n{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",

@@ -69,6 +69,8 @@ pub enum Mix {
     Unique,
     /// `REPEAT_SHARE` of texts from `FREQUENT`, the rest unique.
     Repeats,
+    /// This text with the counter appended: one message length.
+    Padded(&'static str),
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -81,5 +83,9 @@ pub fn next(mix: Mix, rng: &mut impl Rng) -> String {
     if mix == Mix::Repeats && rng.gen_bool(REPEAT_SHARE) {
         return FREQUENT[rng.gen_range(0..FREQUENT.len())].to_string();
     }
-    format!("{} {}", pick(rng), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let base = match mix {
+        Mix::Padded(text) => text,
+        _ => pick(rng),
+    };
+    format!("{base} {}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
