@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use tokio::sync::oneshot;
 
 use crate::cache::{normalise, Cached, ResultCache};
-use crate::model::{Encoded, Model, ModelRegistry, Prediction};
+use crate::model::{Backend, Encoded, Model, ModelRegistry, Prediction};
 use crate::shadow::InferenceTap;
 use crate::telemetry as t;
 
@@ -49,9 +49,9 @@ pub enum BatchError {
 }
 
 /// What a request gets back: its prediction and the model and batch that produced it.
-pub struct Inferred {
+pub struct Inferred<B = Model> {
     pub prediction: Prediction,
-    pub model: Arc<Model>,
+    pub model: Arc<B>,
     pub tokens: usize,
     pub truncated: bool,
     pub queue_time: Duration,
@@ -60,8 +60,8 @@ pub struct Inferred {
     pub batch_size: usize,
 }
 
-impl Inferred {
-    fn from_cache(hit: Cached) -> Self {
+impl<B> Inferred<B> {
+    fn from_cache(hit: Cached<B>) -> Self {
         Inferred {
             prediction: hit.prediction,
             model: hit.model,
@@ -74,15 +74,15 @@ impl Inferred {
     }
 }
 
-struct Job {
+struct Job<B> {
     text: String,
     /// Filled in by the worker that takes the job from the queue.
     encoded: Encoded,
     /// The model whose tokenizer made `encoded`: if a swap happened meanwhile, the worker re-encodes.
-    encoded_by: Option<Arc<Model>>,
+    encoded_by: Option<Arc<B>>,
     enqueued: Instant,
     deadline: Option<Instant>,
-    reply: oneshot::Sender<Result<Inferred, BatchError>>,
+    reply: oneshot::Sender<Result<Inferred<B>, BatchError>>,
 }
 
 /// The work ahead of a new request: texts queued or in a batch not yet answered, and the recent
@@ -132,25 +132,25 @@ impl Backlog {
     }
 }
 
-pub struct Batcher {
-    sender: Mutex<Option<Sender<Job>>>,
-    receiver: Receiver<Job>,
-    registry: Arc<ModelRegistry>,
+pub struct Batcher<B = Model> {
+    sender: Mutex<Option<Sender<Job<B>>>>,
+    receiver: Receiver<Job<B>>,
+    registry: Arc<ModelRegistry<B>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     capacity: usize,
     worker_count: usize,
     backlog: Arc<Backlog>,
-    cache: Option<Arc<ResultCache>>,
+    cache: Option<Arc<ResultCache<B>>>,
 }
 
-impl Batcher {
+impl<B: Backend> Batcher<B> {
     /// `tap` sees every live prediction after its batch ran (shadow evaluation uses it); `cache`
     /// answers repeated texts and learns every result the workers produce.
     pub fn start(
         config: BatcherConfig,
-        registry: Arc<ModelRegistry>,
-        tap: Option<Arc<dyn InferenceTap>>,
-        cache: Option<Arc<ResultCache>>,
+        registry: Arc<ModelRegistry<B>>,
+        tap: Option<Arc<dyn InferenceTap<B>>>,
+        cache: Option<Arc<ResultCache<B>>>,
     ) -> Arc<Self> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
         let backlog = Arc::new(Backlog::default());
@@ -183,13 +183,13 @@ impl Batcher {
     }
 
     /// The cached answer for `text` from the active model, if any.
-    fn cached(&self, text: &str) -> Option<Inferred> {
+    fn cached(&self, text: &str) -> Option<Inferred<B>> {
         let cache = self.cache.as_ref()?;
         let model = self.registry.current()?;
         cache.get(&model, text).map(Inferred::from_cache)
     }
 
-    pub fn registry(&self) -> &Arc<ModelRegistry> {
+    pub fn registry(&self) -> &Arc<ModelRegistry<B>> {
         &self.registry
     }
 
@@ -199,7 +199,7 @@ impl Batcher {
         &self,
         text: String,
         deadline: Option<Instant>,
-    ) -> Result<Inferred, BatchError> {
+    ) -> Result<Inferred<B>, BatchError> {
         let text = normalise(&text);
         if let Some(hit) = self.cached(&text) {
             return Ok(hit);
@@ -214,9 +214,9 @@ impl Batcher {
         &self,
         texts: Vec<String>,
         deadline: Option<Instant>,
-    ) -> Result<Vec<Inferred>, BatchError> {
+    ) -> Result<Vec<Inferred<B>>, BatchError> {
         let texts: Vec<String> = texts.iter().map(|t| normalise(t)).collect();
-        let hits: Vec<Option<Inferred>> = texts.iter().map(|t| self.cached(t)).collect();
+        let hits: Vec<Option<Inferred<B>>> = texts.iter().map(|t| self.cached(t)).collect();
         let misses = hits.iter().filter(|h| h.is_none()).count();
         if self.capacity - self.receiver.len() < misses {
             metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
@@ -246,7 +246,7 @@ impl Batcher {
         &self,
         text: String,
         deadline: Option<Instant>,
-    ) -> Result<oneshot::Receiver<Result<Inferred, BatchError>>, BatchError> {
+    ) -> Result<oneshot::Receiver<Result<Inferred<B>, BatchError>>, BatchError> {
         let Some(model) = self.registry.current() else {
             return Err(BatchError::NoModel);
         };
@@ -311,15 +311,19 @@ impl Batcher {
 }
 
 /// Where a worker's results go besides the callers.
-struct Sinks {
-    tap: Option<Arc<dyn InferenceTap>>,
-    cache: Option<Arc<ResultCache>>,
+struct Sinks<B> {
+    tap: Option<Arc<dyn InferenceTap<B>>>,
+    cache: Option<Arc<ResultCache<B>>>,
 }
 
 /// Tokenise a job taken from the queue with the active model. A text the tokenizer refuses is
 /// answered with the error at once (and leaves the backlog), so it never reaches a batch.
-fn tokenized(mut job: Job, registry: &ModelRegistry, backlog: &Backlog) -> Option<Job> {
-    let fail = |job: Job, e: BatchError| {
+fn tokenized<B: Backend>(
+    mut job: Job<B>,
+    registry: &ModelRegistry<B>,
+    backlog: &Backlog,
+) -> Option<Job<B>> {
+    let fail = |job: Job<B>, e: BatchError| {
         let _ = job.reply.send(Err(e));
         backlog.dropped(1);
         None
@@ -339,14 +343,14 @@ fn tokenized(mut job: Job, registry: &ModelRegistry, backlog: &Backlog) -> Optio
     }
 }
 
-fn worker_loop(
-    rx: Receiver<Job>,
-    registry: Arc<ModelRegistry>,
+fn worker_loop<B: Backend>(
+    rx: Receiver<Job<B>>,
+    registry: Arc<ModelRegistry<B>>,
     config: BatcherConfig,
-    sinks: Sinks,
+    sinks: Sinks<B>,
     backlog: &Backlog,
 ) {
-    let mut carry: Option<Job> = None;
+    let mut carry: Option<Job<B>> = None;
     loop {
         let first = match carry.take() {
             Some(job) => job,
@@ -394,7 +398,7 @@ fn worker_loop(
     }
 }
 
-fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, sinks: &Sinks) {
+fn run_batch<B: Backend>(jobs: Vec<Job<B>>, registry: &ModelRegistry<B>, sinks: &Sinks<B>) {
     let started = Instant::now();
     let Some(model) = registry.current() else {
         for job in jobs {
@@ -402,7 +406,7 @@ fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, sinks: &Sinks) {
         }
         return;
     };
-    let mut live: Vec<Job> = Vec::with_capacity(jobs.len());
+    let mut live: Vec<Job<B>> = Vec::with_capacity(jobs.len());
     for mut job in jobs {
         if job.reply.is_closed() {
             metrics::counter!(t::SKIPPED, "reason" => "cancelled").increment(1);
@@ -443,7 +447,7 @@ fn run_batch(jobs: Vec<Job>, registry: &ModelRegistry, sinks: &Sinks) {
 
 /// Split length-sorted jobs where padding would add more than a quarter to a group's real tokens:
 /// on CPU a batch gains little over single runs, so padded tokens are nearly pure waste.
-fn length_groups(jobs: &[Job]) -> Vec<std::ops::Range<usize>> {
+fn length_groups<B>(jobs: &[Job<B>]) -> Vec<std::ops::Range<usize>> {
     let mut groups = Vec::new();
     let mut start = 0;
     let mut real = 0;
@@ -461,12 +465,12 @@ fn length_groups(jobs: &[Job]) -> Vec<std::ops::Range<usize>> {
     groups
 }
 
-fn run_group(
-    group: Vec<Job>,
-    model: &Arc<Model>,
+fn run_group<B: Backend>(
+    group: Vec<Job<B>>,
+    model: &Arc<B>,
     batch_size: usize,
     started: Instant,
-    sinks: &Sinks,
+    sinks: &Sinks<B>,
 ) {
     let encoded: Vec<&Encoded> = group.iter().map(|j| &j.encoded).collect();
     let width = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
@@ -509,5 +513,242 @@ fn run_group(
                 let _ = job.reply.send(Err(BatchError::Inference(e.to_string())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::model::ModelError;
+
+    /// A backend whose texts are as many tokens as they have words, which records the row lengths
+    /// of every batch it runs and can hold its first batch until the test has queued the rest.
+    #[derive(Default)]
+    struct Fake {
+        runs: Mutex<Vec<Vec<usize>>>,
+        gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+        running: AtomicBool,
+        per_text: Duration,
+    }
+
+    impl Backend for Fake {
+        fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+            Ok(Encoded {
+                ids: vec![1; text.split(' ').count()],
+                truncated: false,
+            })
+        }
+        fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
+            self.running.store(true, Ordering::SeqCst);
+            let gate = self.gate.lock().unwrap().take();
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
+            std::thread::sleep(self.per_text * batch.len() as u32);
+            let lens: Vec<usize> = batch.iter().map(|e| e.ids.len()).collect();
+            self.runs.lock().unwrap().push(lens.clone());
+            Ok(lens
+                .iter()
+                .map(|&n| Prediction {
+                    intent_probs: vec![n as f32],
+                    sentiment_probs: vec![1.0],
+                    embedding: Vec::new(),
+                })
+                .collect())
+        }
+        fn load_id(&self) -> u64 {
+            1
+        }
+        fn warm_per_text(&self) -> Option<Duration> {
+            (!self.per_text.is_zero()).then_some(self.per_text)
+        }
+    }
+
+    fn config(max_batch_size: usize, max_batch_tokens: usize, delay_ms: u64) -> BatcherConfig {
+        BatcherConfig {
+            workers: 1,
+            queue_capacity: 256,
+            max_batch_size,
+            max_batch_tokens,
+            max_queue_delay: Duration::from_millis(delay_ms),
+        }
+    }
+
+    fn start(config: BatcherConfig, fake: Fake) -> (Arc<Batcher<Fake>>, Arc<Fake>) {
+        let fake = Arc::new(fake);
+        let registry = Arc::new(ModelRegistry::default());
+        registry.activate(fake.clone());
+        (Batcher::start(config, registry, None, None), fake)
+    }
+
+    /// A text of `n` words (tokens), unique by `tag`.
+    fn words(n: usize, tag: usize) -> String {
+        let mut w = vec!["w".to_string(); n];
+        w[n - 1] = format!("t{tag}");
+        w.join(" ")
+    }
+
+    /// Hold the worker in a one-text batch, queue `texts` behind it, then let it go: the batches
+    /// that follow are formed from a full queue. Returns each request's answer and the batches run
+    /// after the held one.
+    async fn queued_behind_a_held_batch(
+        batcher: &Arc<Batcher<Fake>>,
+        fake: &Fake,
+        texts: Vec<String>,
+        deadline: Option<Instant>,
+    ) -> (Vec<Result<Inferred<Fake>, BatchError>>, Vec<Vec<usize>>) {
+        let (release, gate) = std::sync::mpsc::channel();
+        *fake.gate.lock().unwrap() = Some(gate);
+        let held = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.infer("held".into(), None).await })
+        };
+        while !fake.running.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let n = texts.len();
+        let mut answers = Vec::new();
+        let mut pending = Vec::new();
+        for text in texts {
+            match batcher.enqueue(text, deadline) {
+                Ok(rx) => pending.push(Some(rx)),
+                Err(e) => {
+                    answers.push((pending.len(), Err(e)));
+                    pending.push(None);
+                }
+            }
+        }
+        let queued = pending.iter().filter(|p| p.is_some()).count();
+        while batcher.receiver.len() < queued {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        let mut out: Vec<Option<Result<Inferred<Fake>, BatchError>>> =
+            (0..n).map(|_| None).collect();
+        for (i, e) in answers {
+            out[i] = Some(e);
+        }
+        for (i, p) in pending.into_iter().enumerate() {
+            if let Some(rx) = p {
+                out[i] = Some(rx.await.unwrap());
+            }
+        }
+        let runs = fake.runs.lock().unwrap()[1..].to_vec();
+        (out.into_iter().map(Option::unwrap).collect(), runs)
+    }
+
+    fn rows(runs: &[Vec<usize>]) -> Vec<usize> {
+        runs.iter().map(Vec::len).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_closes_at_max_batch_size() {
+        let (batcher, fake) = start(config(4, 4096, 0), Fake::default());
+        let texts = (0..10).map(|i| words(3, i)).collect();
+        let (answers, runs) = queued_behind_a_held_batch(&batcher, &fake, texts, None).await;
+        assert!(answers.iter().all(Result::is_ok));
+        assert_eq!(rows(&runs), [4, 4, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_closes_before_its_padded_tokens_pass_the_budget() {
+        let (batcher, fake) = start(config(32, 20, 0), Fake::default());
+        let texts = (0..5).map(|i| words(8, i)).collect();
+        let (answers, runs) = queued_behind_a_held_batch(&batcher, &fake, texts, None).await;
+        assert!(answers.iter().all(Result::is_ok));
+        // 3 texts of 8 tokens would be 24 padded tokens: over 20.
+        assert_eq!(rows(&runs), [2, 2, 1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_waits_up_to_the_queue_delay_for_company() {
+        let (batcher, fake) = start(config(32, 4096, 300), Fake::default());
+        let first = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.infer(words(2, 1), None).await })
+        };
+        let second = batcher.infer(words(3, 2), None).await.unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(second.batch_size, 2, "both texts in one batch");
+        assert_eq!(rows(&fake.runs.lock().unwrap()), [2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_texts_are_not_padded_to_a_long_one() {
+        let (batcher, fake) = start(config(32, 4096, 0), Fake::default());
+        let texts = vec![words(2, 0), words(10, 1), words(2, 2), words(2, 3)];
+        let (answers, runs) = queued_behind_a_held_batch(&batcher, &fake, texts, None).await;
+        // Each answer is its own text's (the fake predicts its length), in request order.
+        let lens: Vec<f32> = answers
+            .iter()
+            .map(|a| a.as_ref().unwrap().prediction.intent_probs[0])
+            .collect();
+        assert_eq!(lens, [2.0, 10.0, 2.0, 2.0]);
+        // One batch of four, run as two length groups, the long one first.
+        assert_eq!(runs, [vec![10], vec![2, 2, 2]]);
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().batch_size == 4));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_that_cannot_make_their_deadline_are_refused_up_front() {
+        // 10 ms a text (from warm-up, before any batch ran); a request is admitted only if the
+        // queue ahead of it takes at most half of the 200 ms it has.
+        let fake = Fake {
+            per_text: Duration::from_millis(10),
+            ..Default::default()
+        };
+        let (batcher, fake) = start(config(1, 4096, 0), fake);
+        let texts = (0..30).map(|i| words(2, i)).collect();
+        let deadline = Some(Instant::now() + Duration::from_millis(200));
+        let (answers, _) = queued_behind_a_held_batch(&batcher, &fake, texts, deadline).await;
+        let refused: Vec<bool> = answers
+            .iter()
+            .map(|a| matches!(a, Err(BatchError::WouldMissDeadline { .. })))
+            .collect();
+        let first_refused = refused.iter().position(|&r| r).expect("some refused");
+        assert!(first_refused > 0, "the first requests fit");
+        assert!(
+            refused[first_refused..].iter().all(|&r| r),
+            "once the queue is too long, every later request is refused: {refused:?}"
+        );
+        assert!(
+            first_refused <= 11,
+            "admitted {first_refused} x 10 ms for 200 ms"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_whose_deadline_passes_in_the_queue_is_not_run() {
+        let (batcher, fake) = start(config(32, 4096, 0), Fake::default());
+        let (release, gate) = std::sync::mpsc::channel();
+        *fake.gate.lock().unwrap() = Some(gate);
+        let held = {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.infer("held".into(), None).await })
+        };
+        while !fake.running.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let rx = batcher
+            .enqueue(
+                words(2, 1),
+                Some(Instant::now() + Duration::from_millis(20)),
+            )
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert!(matches!(
+            rx.await.unwrap(),
+            Err(BatchError::DeadlineExceeded)
+        ));
+        assert_eq!(
+            rows(&fake.runs.lock().unwrap()),
+            [1],
+            "only the held batch ran"
+        );
     }
 }

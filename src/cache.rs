@@ -11,24 +11,35 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::model::{Model, Prediction};
+use crate::model::{Backend, Model, Prediction};
 use crate::telemetry as t;
 
 /// What a hit returns: the prediction and how the text was read.
-#[derive(Clone)]
-pub struct Cached {
+pub struct Cached<B = Model> {
     pub prediction: Prediction,
-    pub model: Arc<Model>,
+    pub model: Arc<B>,
     pub tokens: usize,
     pub truncated: bool,
 }
 
-pub struct ResultCache {
-    entries: Mutex<LruCache<(u64, String), Cached>>,
+// Not derived: a derive would require `B: Clone`, and only the `Arc` is cloned.
+impl<B> Clone for Cached<B> {
+    fn clone(&self) -> Self {
+        Cached {
+            prediction: self.prediction.clone(),
+            model: self.model.clone(),
+            tokens: self.tokens,
+            truncated: self.truncated,
+        }
+    }
+}
+
+pub struct ResultCache<B = Model> {
+    entries: Mutex<LruCache<(u64, String), Cached<B>>>,
     max_text_bytes: usize,
 }
 
-impl ResultCache {
+impl<B: Backend> ResultCache<B> {
     /// `capacity` entries (0 disables the cache). Texts longer than `max_text_bytes` are not cached:
     /// long messages rarely repeat, and they would dominate the cache's memory.
     pub fn new(capacity: usize, max_text_bytes: usize) -> Option<Arc<Self>> {
@@ -39,7 +50,7 @@ impl ResultCache {
         }))
     }
 
-    pub fn get(&self, model: &Model, text: &str) -> Option<Cached> {
+    pub fn get(&self, model: &B, text: &str) -> Option<Cached<B>> {
         if text.len() > self.max_text_bytes {
             return None;
         }
@@ -52,7 +63,7 @@ impl ResultCache {
         hit
     }
 
-    pub fn put(&self, text: &str, value: Cached) {
+    pub fn put(&self, text: &str, value: Cached<B>) {
         if text.len() > self.max_text_bytes {
             return;
         }
@@ -61,7 +72,7 @@ impl ResultCache {
         metrics::gauge!(t::CACHE_ENTRIES).set(entries.len() as f64);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<(u64, String), Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<(u64, String), Cached<B>>> {
         // A panic while holding the lock cannot leave the LRU half-updated in a way that matters
         // for a cache: keep serving.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())

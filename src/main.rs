@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use handoff::config::ServerConfig;
 use handoff::model::Model;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +50,18 @@ enum Command {
         /// Exit non-zero when agreement is below this share.
         #[arg(long, default_value_t = 0.0)]
         min_agreement: f64,
+    },
+    /// Ask a running server's gRPC health service; exit 0 when SERVING (container health checks).
+    Health {
+        /// host:port or http://host:port (plain text: the probe runs beside the server).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// "handoff.v1.Handoff" (readiness: a model is loaded, not draining) or "" (liveness).
+        #[arg(long, default_value = "handoff.v1.Handoff")]
+        service: String,
+        /// Give up after this long.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// Validate a model package and print the verdict and its golden examples.
     CheckModel { dir: PathBuf },
@@ -150,6 +164,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             runtime.block_on(handoff::server::run(config, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Health {
+            addr,
+            service,
+            timeout_ms,
+        } => {
+            let status = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(health(&addr, &service, Duration::from_millis(timeout_ms)))?;
+            println!("{}", status.as_str_name());
+            Ok(if status == ServingStatus::Serving {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Classify { model, text } => {
             let model =
@@ -321,4 +351,28 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// One `grpc.health.v1.Health/Check` call.
+async fn health(addr: &str, service: &str, timeout: Duration) -> anyhow::Result<ServingStatus> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let channel = tonic::transport::Endpoint::from_shared(uri)?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_string(),
+        })
+        .await
+        .with_context(|| format!("health check of {service:?} at {addr}"))?;
+    Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
 }

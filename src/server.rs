@@ -28,11 +28,20 @@ use crate::shadow::{InferenceTap, Shadow};
 use crate::swap::ModelManager;
 use crate::telemetry as t;
 
-const SERVICE_NAME: &str = "handoff.v1.Handoff";
+/// The readiness service name, from the generated server so it cannot drift from the proto.
+const SERVICE_NAME: &str = <HandoffServer<HandoffService> as tonic::server::NamedService>::NAME;
 
-async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
+/// Readiness: `handoff.v1.Handoff` is SERVING while a model is loaded and the server is not
+/// draining. Liveness (`""`) is SERVING whenever the process answers at all, so a slow model load
+/// or a drain never gets the process restarted.
+async fn set_ready(reporter: &HealthReporter, status: ServingStatus) {
     reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
+async fn reporter_alive(reporter: &HealthReporter) {
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
 }
 
 /// Serve until `shutdown` resolves, then drain: every call already accepted is answered.
@@ -67,7 +76,8 @@ pub async fn run(
     ));
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    set_health(&health, ServingStatus::NotServing).await;
+    reporter_alive(&health).await;
+    set_ready(&health, ServingStatus::NotServing).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -95,7 +105,7 @@ pub async fn run(
             match startup {
                 Ok(pkg) => match manager.activate_package(pkg).await {
                     Ok(_) => {
-                        set_health(&health, ServingStatus::Serving).await;
+                        set_ready(&health, ServingStatus::Serving).await;
                         if let Some(interval) = watch {
                             manager.watch(interval, auto_activate).await;
                         }
@@ -151,7 +161,7 @@ pub async fn run(
             drain_ms = drain.as_millis() as u64,
             "shutting down: NOT_SERVING, draining"
         );
-        set_health(&draining_health, ServingStatus::NotServing).await;
+        set_ready(&draining_health, ServingStatus::NotServing).await;
         tokio::time::sleep(drain).await;
     };
     let router = tonic::transport::Server::builder()

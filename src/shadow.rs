@@ -14,8 +14,8 @@ use crate::policy::{ConversationState, Policy, SharedPolicy, Turn};
 use crate::telemetry as t;
 
 /// Something that wants to see every live prediction (the batcher calls it after replying).
-pub trait InferenceTap: Send + Sync {
-    fn observe(&self, text: &str, prediction: &Prediction, model: &Arc<Model>);
+pub trait InferenceTap<B = Model>: Send + Sync {
+    fn observe(&self, text: &str, prediction: &Prediction, model: &Arc<B>);
 }
 
 struct Sample {
@@ -150,18 +150,8 @@ fn compare(
     let live_sentiment = &live_model.sentiment_labels()[live.top_sentiment()];
     let cand_sentiment = &cand_model.sentiment_labels()[cand.top_sentiment()];
     // The first turn of a conversation: shadow compares the models, not conversation histories.
-    let action = |model: &Model, p: &Prediction, intent: &str| {
-        let turn = Turn {
-            message_id: "",
-            text,
-            intent,
-            intent_score: p.intent_probs[p.top_intent()],
-            intent_margin: p.intent_margin(),
-            request_human: model.intent_prob(p, "request_human"),
-            negativity: model.negativity(p),
-            embedding: &p.embedding,
-            ..Default::default()
-        };
+    let action = |model: &Model, p: &Prediction| {
+        let turn = Turn::from_prediction(model, p, text);
         policy.decide(&turn, &ConversationState::default()).action
     };
     let agree = [
@@ -169,7 +159,7 @@ fn compare(
         ("sentiment", live_sentiment == cand_sentiment),
         (
             "action",
-            action(live_model, live, live_intent) == action(cand_model, cand, cand_intent),
+            action(live_model, live) == action(cand_model, cand),
         ),
     ];
     for (head, same) in agree {

@@ -55,7 +55,34 @@ pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
         .set_buckets_for_metric(Matcher::Full(BATCH_TOKENS.into()), TOKEN_BUCKETS)?
         .install()?;
     describe();
+    zero_failure_counters();
     Ok(())
+}
+
+/// Failure counters exist from the start at 0, so `increase()` in an alert sees the first failure
+/// and a dashboard panel shows 0 rather than "no data".
+fn zero_failure_counters() {
+    for reason in ["queue_full", "deadline", "concurrency", "rate_limit"] {
+        metrics::counter!(SHED, "reason" => reason).increment(0);
+    }
+    for reason in ["cancelled", "deadline"] {
+        metrics::counter!(SKIPPED, "reason" => reason).increment(0);
+    }
+    for code in ["unauthenticated", "permission_denied"] {
+        metrics::counter!(AUTH_REFUSALS, "code" => code).increment(0);
+    }
+    for reason in ["refused", "timeout"] {
+        metrics::counter!(TLS_HANDSHAKE_FAILURES, "reason" => reason).increment(0);
+    }
+    for repair in ["unreadable", "clamped"] {
+        metrics::counter!(STATE_REPAIRS, "repair" => repair).increment(0);
+    }
+    metrics::counter!(POLICY_RELOADS, "result" => "error").increment(0);
+    metrics::counter!(TLS_RELOADS, "result" => "error").increment(0);
+    metrics::counter!(MODEL_LOADS, "result" => "refused").increment(0);
+    for counter in [STATE_ERRORS, SHADOW_DROPPED, SHADOW_ERRORS, AUDIT_DROPPED] {
+        metrics::counter!(counter).increment(0);
+    }
 }
 
 fn describe() {

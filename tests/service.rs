@@ -473,3 +473,38 @@ async fn undecodable_requests_are_invalid_argument_and_counted() {
         );
     }
 }
+
+/// `handoff health`, the probe the container image runs: exit 0 and SERVING for a ready server,
+/// non-zero when nothing answers.
+#[tokio::test]
+async fn the_health_subcommand_probes_readiness_and_liveness() {
+    let server = common::shared();
+    let addr = server.endpoint();
+    let probe = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .arg("health")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for service in ["handoff.v1.Handoff", ""] {
+        let out = probe(vec![
+            "--addr".into(),
+            addr.clone(),
+            "--service".into(),
+            service.into(),
+        ]);
+        assert!(out.status.success(), "{service:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "SERVING");
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = probe(vec![
+        "--addr".into(),
+        format!("127.0.0.1:{port}"),
+        "--timeout-ms".into(),
+        "500".into(),
+    ]);
+    assert!(!out.status.success(), "nothing listens on {port}: {out:?}");
+}

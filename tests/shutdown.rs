@@ -1,4 +1,5 @@
-//! SIGTERM: health flips to NOT_SERVING, every accepted call is answered, the process exits cleanly.
+//! SIGTERM: readiness flips to NOT_SERVING while liveness stays SERVING, every accepted call is
+//! answered, the process exits cleanly.
 
 mod common;
 
@@ -11,10 +12,13 @@ use tonic_health::pb::health_check_response::ServingStatus;
 async fn sigterm_drains_and_answers_everything_already_accepted() {
     let mut server = common::Server::start(&["--drain-ms", "1500", "--workers", "1"]);
     let endpoint = server.endpoint();
-    assert_eq!(
-        common::health_status(&endpoint, "").await,
-        Some(ServingStatus::Serving)
-    );
+    for service in ["", "handoff.v1.Handoff"] {
+        assert_eq!(
+            common::health_status(&endpoint, service).await,
+            Some(ServingStatus::Serving),
+            "{service:?}"
+        );
+    }
 
     let client = common::client(&server).await;
     let calls: Vec<_> = (0..60)
@@ -33,7 +37,15 @@ async fn sigterm_drains_and_answers_everything_already_accepted() {
 
     let mut saw_not_serving = false;
     for _ in 0..20 {
-        if common::health_status(&endpoint, "").await == Some(ServingStatus::NotServing) {
+        if common::health_status(&endpoint, "handoff.v1.Handoff").await
+            == Some(ServingStatus::NotServing)
+        {
+            // Draining is not dying: liveness must not get the process restarted meanwhile.
+            assert_eq!(
+                common::health_status(&endpoint, "").await,
+                Some(ServingStatus::Serving),
+                "liveness while draining"
+            );
             saw_not_serving = true;
             break;
         }
@@ -41,7 +53,7 @@ async fn sigterm_drains_and_answers_everything_already_accepted() {
     }
     assert!(
         saw_not_serving,
-        "health did not flip to NOT_SERVING while draining"
+        "readiness did not flip to NOT_SERVING while draining"
     );
 
     for call in calls {

@@ -94,3 +94,24 @@ pub fn reason(r: policy::Reason) -> pb::Reason {
         detail: r.detail,
     }
 }
+
+pub fn route_response(
+    decision_id: String,
+    decision: policy::Decision,
+    inf: &Inferred,
+    policy_version: &str,
+    started: Instant,
+) -> pb::RouteResponse {
+    pb::RouteResponse {
+        decision_id,
+        action: action(decision.action) as i32,
+        queue: decision.queue,
+        priority: decision.priority,
+        reasons: decision.reasons.into_iter().map(reason).collect(),
+        classification: Some(classification(inf)),
+        model: Some(model_ref(&inf.model)),
+        policy_version: policy_version.to_string(),
+        timing: Some(timing(started, [inf])),
+        fallback: decision.fallback,
+    }
+}

@@ -6,6 +6,7 @@ pub mod codec;
 mod convert;
 mod deadline;
 mod observe;
+mod record;
 mod service;
 mod status;
 mod validate;

@@ -8,9 +8,10 @@ use tonic::{Request, Response, Status};
 use super::observe::Deadline;
 use super::pb::handoff_server::Handoff;
 use super::pb::{
-    self, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse,
-    RouteRequest, RouteResponse,
+    ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse, RouteRequest,
+    RouteResponse,
 };
+use super::record::DecisionRecord;
 use super::{convert, status, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
@@ -111,111 +112,48 @@ impl Handoff for HandoffService {
         &self,
         request: Request<RouteRequest>,
     ) -> Result<Response<RouteResponse>, Status> {
-        let deadline = Deadline::of(&request);
-        {
-            let started = Instant::now();
-            let caller = super::caller_name(&request);
-            let req = request.into_inner();
-            validate::id("conversation_id", &req.conversation_id, true, &self.limits)?;
-            validate::id("message_id", &req.message_id, false, &self.limits)?;
-            validate::text("text", &req.text, &self.limits)?;
-            let channel: pb::Channel = validate::enum_value("channel", req.channel)?;
-            let tier: pb::CustomerTier = validate::enum_value("tier", req.tier)?;
-            validate::attributes("attributes", &req.attributes, &self.limits)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let sent = validate::sent_at("sent_at_unix_ms", req.sent_at_unix_ms, now)?;
-
-            let inf = self
-                .batcher
-                .infer(req.text.clone(), deadline)
-                .await
-                .map_err(status::from_batch)?;
-            count_labels(&inf);
-            let classification = convert::classification(&inf);
-            let turn = Turn {
-                message_id: &req.message_id,
-                text: &req.text,
-                intent: &classification.intent,
-                intent_score: classification.intent_score,
-                intent_margin: inf.prediction.intent_margin(),
-                request_human: inf.model.intent_prob(&inf.prediction, "request_human"),
-                negativity: classification.negativity,
-                embedding: &inf.prediction.embedding,
-                channel: convert::channel(channel),
-                tier: convert::tier(tier),
-                attributes: Some(&req.attributes),
-                bot_fallbacks: req.bot_fallbacks,
-                bot_failed: req.bot_failed,
-                accepted_offer: req.accepted_offer,
-                unix_seconds: now,
-                sent_unix_seconds: sent,
-            };
-            // The state store may wait on the network (Redis): keep this worker thread off the async
-            // scheduler meanwhile.
-            let policy = self.policy.get(); // one policy for the whole decision, even across a reload
-            let decision = tokio::task::block_in_place(|| {
-                policy.route(self.state.as_ref(), &req.conversation_id, &turn)
-            });
-            if decision.degraded {
-                metrics::counter!(t::STATE_ERRORS).increment(1);
-            }
-            if decision.reasons.iter().any(|r| r.rule_id == "reply_window") {
-                metrics::counter!(t::REPLY_WINDOW, "channel" => turn.channel.as_str()).increment(1);
-            }
-            let top_reason = decision
-                .reasons
-                .first()
-                .map(|r| r.rule_id.clone())
-                .unwrap_or_default();
-            metrics::counter!(
-                t::DECISIONS,
-                "action" => decision.action.as_str(),
-                "queue" => decision.queue.clone(),
-                "reason" => top_reason,
-                "channel" => turn.channel.as_str()
-            )
-            .increment(1);
-            let decision_id = uuid::Uuid::new_v4().to_string();
-            let reasons: Vec<_> = decision
-                .reasons
-                .iter()
-                .map(|r| serde_json::json!({ "rule_id": r.rule_id, "signal": r.signal, "value": r.value, "threshold": r.threshold }))
-                .collect();
-            // The customer's text and attribute values stay out; the caller's ids are redacted.
-            self.audit.record(
-                "decision",
-                serde_json::json!({
-                    "decision_id": decision_id,
-                    "caller": caller,
-                    "channel": turn.channel.as_str(),
-                    "action": decision.action.as_str(),
-                    "queue": decision.queue,
-                    "priority": decision.priority,
-                    "fallback": decision.fallback,
-                    "degraded": decision.degraded,
-                    "reasons": reasons,
-                    "policy_version": policy.version(),
-                    "model_version": inf.model.version(),
-                }),
-                serde_json::json!({
-                    "conversation_id": req.conversation_id,
-                    "message_id": req.message_id,
-                }),
-            );
-            Ok(Response::new(RouteResponse {
-                decision_id,
-                action: convert::action(decision.action) as i32,
-                queue: decision.queue,
-                priority: decision.priority,
-                reasons: decision.reasons.into_iter().map(convert::reason).collect(),
-                classification: Some(classification),
-                model: Some(convert::model_ref(&inf.model)),
-                policy_version: policy.version().to_string(),
-                timing: Some(convert::timing(started, [&inf])),
-                fallback: decision.fallback,
-            }))
+        let (started, deadline) = (Instant::now(), Deadline::of(&request));
+        let caller = super::caller_name(&request);
+        let req = request.into_inner();
+        let input = validate::route(&req, &self.limits)?;
+        let inf = self
+            .batcher
+            .infer(req.text.clone(), deadline)
+            .await
+            .map_err(status::from_batch)?;
+        count_labels(&inf);
+        let turn = Turn {
+            message_id: &req.message_id,
+            channel: input.channel,
+            tier: input.tier,
+            attributes: Some(&req.attributes),
+            bot_fallbacks: req.bot_fallbacks,
+            bot_failed: req.bot_failed,
+            accepted_offer: req.accepted_offer,
+            unix_seconds: input.now,
+            sent_unix_seconds: input.sent,
+            ..Turn::from_prediction(&inf.model, &inf.prediction, &req.text)
+        };
+        let policy = self.policy.get(); // one policy for the whole decision, even across a reload
+                                        // The state store may wait on the network (Redis): keep this worker thread off the async
+                                        // scheduler meanwhile.
+        let decision = tokio::task::block_in_place(|| {
+            policy.route(self.state.as_ref(), &req.conversation_id, &turn)
+        });
+        let decision_id = uuid::Uuid::new_v4().to_string();
+        DecisionRecord {
+            decision_id: &decision_id,
+            caller: &caller,
+            conversation_id: &req.conversation_id,
+            message_id: &req.message_id,
+            channel: turn.channel,
+            decision: &decision,
+            policy_version: policy.version(),
+            model_version: inf.model.version(),
         }
+        .record(&self.audit);
+        let response =
+            convert::route_response(decision_id, decision, &inf, policy.version(), started);
+        Ok(Response::new(response))
     }
 }

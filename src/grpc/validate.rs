@@ -2,7 +2,9 @@
 
 use tonic::Status;
 
+use super::{convert, pb};
 use crate::config::Limits;
+use crate::policy;
 
 pub fn text(field: &str, value: &str, limits: &Limits) -> Result<(), Status> {
     if !value.chars().any(visible) {
@@ -112,6 +114,34 @@ pub fn attributes(
         plain(&format!("{field}[{k}]"), v, limits.max_attribute_bytes)?;
     }
     Ok(())
+}
+
+/// What a valid `RouteRequest` means beyond its own fields.
+pub struct RouteInput {
+    pub channel: policy::Channel,
+    pub tier: policy::Tier,
+    /// Now, seconds since the Unix epoch.
+    pub now: i64,
+    /// When the customer sent the message (now if the caller did not say).
+    pub sent: i64,
+}
+
+pub fn route(req: &pb::RouteRequest, limits: &Limits) -> Result<RouteInput, Status> {
+    id("conversation_id", &req.conversation_id, true, limits)?;
+    id("message_id", &req.message_id, false, limits)?;
+    text("text", &req.text, limits)?;
+    let channel: pb::Channel = enum_value("channel", req.channel)?;
+    let tier: pb::CustomerTier = enum_value("tier", req.tier)?;
+    attributes("attributes", &req.attributes, limits)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Ok(RouteInput {
+        channel: convert::channel(channel),
+        tier: convert::tier(tier),
+        now,
+        sent: sent_at("sent_at_unix_ms", req.sent_at_unix_ms, now)?,
+    })
 }
 
 /// When the customer sent the message (ms since the epoch; 0 = now), in seconds. Refuses the future

@@ -1,6 +1,7 @@
 //! Model packages (`models/<name>/<version>/`): manifest, tokenizer and tract plan, loaded,
 //! validated and run as batches. Knows nothing about gRPC or policy.
 
+mod backend;
 mod manifest;
 mod registry;
 pub mod repository;
@@ -8,6 +9,7 @@ mod runtime;
 
 use std::path::PathBuf;
 
+pub use backend::Backend;
 pub use manifest::{Golden, Manifest};
 pub use registry::ModelRegistry;
 pub use runtime::{Encoded, GoldenResult, Model, Prediction};

@@ -5,13 +5,20 @@ use std::sync::{Arc, RwLock};
 
 use super::Model;
 
-#[derive(Default)]
-pub struct ModelRegistry {
-    active: RwLock<Option<Arc<Model>>>,
+pub struct ModelRegistry<B = Model> {
+    active: RwLock<Option<Arc<B>>>,
 }
 
-impl ModelRegistry {
-    pub fn current(&self) -> Option<Arc<Model>> {
+impl<B> Default for ModelRegistry<B> {
+    fn default() -> Self {
+        ModelRegistry {
+            active: RwLock::new(None),
+        }
+    }
+}
+
+impl<B> ModelRegistry<B> {
+    pub fn current(&self) -> Option<Arc<B>> {
         self.active
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -19,7 +26,7 @@ impl ModelRegistry {
     }
 
     /// Make `model` the one new batches use; returns the one it replaces.
-    pub fn activate(&self, model: Arc<Model>) -> Option<Arc<Model>> {
+    pub fn activate(&self, model: Arc<B>) -> Option<Arc<B>> {
         self.active
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -53,7 +53,13 @@ impl Repository {
             return None;
         }
         if version == "latest" {
-            return self.list().into_iter().rfind(|p| p.name == name);
+            // A release candidate is not "latest" while a release exists.
+            let versions: Vec<_> = self.list().into_iter().filter(|p| p.name == name).collect();
+            let newest_release = versions.iter().rposition(|p| !is_prerelease(&p.version));
+            return match newest_release {
+                Some(i) => versions.into_iter().nth(i),
+                None => versions.into_iter().last(),
+            };
         }
         if version.is_empty() || version.contains(['/', '\\']) || version.starts_with('.') {
             return None;
@@ -79,8 +85,22 @@ fn subdirs(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Dotted versions compare part by part, numerically where both parts are numbers: 1.10.0 > 1.9.2.
+/// Semantic-version order where both parse (1.10.0 > 1.9.2, and a pre-release ranks below its
+/// release: 1.1.0-rc1 < 1.1.0); otherwise dotted parts compare one by one, numerically where both
+/// are numbers.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(x), Ok(y)) => x.cmp_precedence(&y),
+        _ => compare_dotted(a, b),
+    }
+}
+
+/// `1.1.0-rc1`: a semantic version with a pre-release part.
+pub fn is_prerelease(version: &str) -> bool {
+    semver::Version::parse(version).is_ok_and(|v| !v.pre.is_empty())
+}
+
+fn compare_dotted(a: &str, b: &str) -> Ordering {
     let mut pa = a.split(['.', '-']);
     let mut pb = b.split(['.', '-']);
     loop {
@@ -110,6 +130,30 @@ mod tests {
         assert_eq!(compare_versions("1.10.0", "1.9.2"), Ordering::Greater);
         assert_eq!(compare_versions("1.0.0", "1.0.0"), Ordering::Equal);
         assert_eq!(compare_versions("1.0", "1.0.1"), Ordering::Less);
+        assert_eq!(compare_versions("1.1.0-rc1", "1.1.0"), Ordering::Less);
+        assert_eq!(compare_versions("1.1.0-rc1", "1.0.9"), Ordering::Greater);
+        assert_eq!(
+            compare_versions("1.1.0-rc.2", "1.1.0-rc.10"),
+            Ordering::Less
+        );
+        assert_eq!(compare_versions("release-2", "release-10"), Ordering::Less);
+    }
+
+    #[test]
+    fn latest_is_the_newest_release_not_a_release_candidate() {
+        let root = std::env::temp_dir().join(format!("handoff-latest-{}", std::process::id()));
+        for v in ["1.0.0", "1.1.0-rc1", "1.0.10"] {
+            let dir = root.join("m").join(v);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("manifest.toml"), "").unwrap();
+        }
+        let repo = Repository::new(&root);
+        let latest = |repo: &Repository| repo.resolve("m", "latest").map(|p| p.version);
+        assert_eq!(latest(&repo), Some("1.0.10".into()));
+        std::fs::create_dir_all(root.join("m").join("1.1.0")).unwrap();
+        std::fs::write(root.join("m/1.1.0/manifest.toml"), "").unwrap();
+        assert_eq!(latest(&repo), Some("1.1.0".into()));
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub(super) fn apply_reply_window(
         return;
     }
     d.priority += c.window_priority_boost;
+    d.reply_window_raised = true;
     let channel = turn.channel.as_str();
     let detail = if left_minutes <= 0.0 {
         format!("the {channel} reply window closes before a person can answer")

@@ -127,6 +127,29 @@ pub struct Turn<'a> {
     pub sent_unix_seconds: i64,
 }
 
+impl<'a> Turn<'a> {
+    /// The model's side of a turn: intent, scores, negativity and embedding of `prediction`. The
+    /// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
+    /// to fill with struct-update syntax.
+    pub fn from_prediction(
+        model: &'a crate::model::Model,
+        prediction: &'a crate::model::Prediction,
+        text: &'a str,
+    ) -> Turn<'a> {
+        let top = prediction.top_intent();
+        Turn {
+            text,
+            intent: &model.intent_labels()[top],
+            intent_score: prediction.intent_probs[top],
+            intent_margin: prediction.intent_margin(),
+            request_human: model.intent_prob(prediction, "request_human"),
+            negativity: model.negativity(prediction),
+            embedding: &prediction.embedding,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reason {
     pub rule_id: String,
@@ -146,6 +169,8 @@ pub struct Decision {
     pub degraded: bool,
     /// Set when the target queue is closed: what happens instead ("callback", "ticket", or a queue).
     pub fallback: String,
+    /// Priority was raised because the channel's reply window closes soon.
+    pub reply_window_raised: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -473,6 +498,7 @@ impl Policy {
             reasons,
             degraded: false,
             fallback: String::new(),
+            reply_window_raised: false,
         }
     }
 
@@ -533,6 +559,7 @@ fn continue_bot(reasons: Vec<Reason>) -> Decision {
         reasons,
         degraded: false,
         fallback: String::new(),
+        reply_window_raised: false,
     }
 }
 

@@ -18,6 +18,17 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+/// Sum of the series in Prometheus text `metrics` whose line starts with `series` (a name, maybe
+/// with the start of its labels): failure counters exist at 0 from the start, so tests read values.
+#[allow(dead_code)] // not every test binary reads counters
+pub fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.0.0")
 }
@@ -145,7 +156,8 @@ impl Server {
                     .enable_all()
                     .build()
                     .unwrap();
-                rt.block_on(health_status(&endpoint, "")) == Some(ServingStatus::Serving)
+                rt.block_on(health_status(&endpoint, "handoff.v1.Handoff"))
+                    == Some(ServingStatus::Serving)
             })
             .join()
             .unwrap()

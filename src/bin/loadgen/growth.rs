@@ -69,19 +69,12 @@ pub fn memory_per_conversation(model: &Model, n: usize) -> anyhow::Result<f64> {
     for c in 0..n {
         let conversation = format!("conversation-{c}");
         for turn in 0..handoff::policy::state::RECENT_TURNS {
-            let p = &preds[(c + turn) % preds.len()];
+            let k = (c + turn) % preds.len();
             let message_id = format!("m{turn}");
-            let intent = &model.intent_labels()[p.top_intent()];
             let t = Turn {
                 message_id: &message_id,
-                text: texts[(c + turn) % texts.len()],
-                intent,
-                intent_score: p.intent_probs[p.top_intent()],
-                request_human: model.intent_prob(p, "request_human"),
-                negativity: model.negativity(p),
-                embedding: &p.embedding,
                 channel: Channel::Web,
-                ..Default::default()
+                ..Turn::from_prediction(model, &preds[k], texts[k])
             };
             policy.route(&store, &conversation, &t);
         }

@@ -162,20 +162,11 @@ fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)>
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
         let i = rng.gen_range(0..MESSAGES.len());
-        let p = &preds[i];
-        let intent = &model.intent_labels()[p.top_intent()];
         let message_id = format!("m{}", hist.len());
         let turn = Turn {
             message_id: &message_id,
-            text: MESSAGES[i],
-            intent,
-            intent_score: p.intent_probs[p.top_intent()],
-            intent_margin: p.intent_margin(),
-            request_human: model.intent_prob(p, "request_human"),
-            negativity: model.negativity(p),
-            embedding: &p.embedding,
             channel: Ch::Web,
-            ..Default::default()
+            ..Turn::from_prediction(model, &preds[i], MESSAGES[i])
         };
         // Spread over 2 000 conversations: each soon holds its full window of recent turns.
         let conversation = format!("c{}", rng.gen_range(0..2_000));
