@@ -85,7 +85,8 @@ drain_s = server.get("drain_ms", 0) / 1000
 # After the drain: accepted calls are answered and the batcher empties its queue (~6 s at peak).
 if not 0 < drain_s <= grace - 10:
     fail.append(f"drain_ms {drain_s:.0f} s must be > 0 and leave >= 10 s of the {grace} s grace period")
-service = re.search(r'const SERVICE_NAME: &str = "([^"]+)"', open("src/server.rs").read()).group(1)
+proto = open("proto/handoff/v1/handoff.proto", encoding="utf-8").read()
+service = re.search(r"^package ([\w.]+);", proto, re.M).group(1) + ".Handoff"   # readiness = the Handoff service
 c = next(c for c in dep["containers"] if c["name"] == "handoff")
 for probe in ("startupProbe", "readinessProbe"):
     if c[probe]["grpc"].get("service") != service:

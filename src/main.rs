@@ -18,8 +18,17 @@ use tonic_health::pb::health_check_response::ServingStatus;
     about = "Decides when a customer-service bot hands over to a human agent"
 )]
 struct Cli {
+    /// Log lines as text or as one JSON object each (for log pipelines that index fields).
+    #[arg(long, global = true, value_enum, env = "HANDOFF_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -145,8 +154,9 @@ impl ServeArgs {
 }
 
 fn main() -> ExitCode {
-    handoff::telemetry::init_tracing();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    handoff::telemetry::init_tracing(cli.log_format == LogFormat::Json);
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

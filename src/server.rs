@@ -51,6 +51,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
+    crate::grpc::zero_decision_counters();
     let policy = match &config.policy_file {
         Some(path) => SharedPolicy::new(policy::file::load(path, None)?),
         None => SharedPolicy::new(match config.policy.clone() {

@@ -178,11 +178,17 @@ fn describe() {
 }
 
 /// Logs go to stderr; `RUST_LOG` filters them (default `info`). Customer text is never logged.
-pub fn init_tracing() {
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); `json`: one JSON object per line, for
+/// log pipelines that index fields.
+pub fn init_tracing(json: bool) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -508,3 +508,35 @@ async fn the_health_subcommand_probes_readiness_and_liveness() {
     ]);
     assert!(!out.status.success(), "nothing listens on {port}: {out:?}");
 }
+
+/// `--log-format json`: every log line is one JSON object with a level and a message, and the
+/// decision event carries its fields (never the customer's text).
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let server = common::Server::start_with_log(
+        &common::model_dir(),
+        &["--log-format", "json"],
+        "info,handoff=debug",
+    );
+    let mut client = common::client(&server).await;
+    let text = "我的快递三天没动了，帮我查查";
+    let served = client
+        .route(route("json-logs", text))
+        .await
+        .unwrap()
+        .into_inner();
+    let log = server.log_text();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert!(records
+        .iter()
+        .all(|r| r["level"].is_string() && r["message"].is_string()));
+    let decision = records
+        .iter()
+        .find(|r| r["decision_id"] == served.decision_id.as_str())
+        .unwrap_or_else(|| panic!("no decision event in\n{log}"));
+    assert_eq!(decision["policy_version"], served.policy_version.as_str());
+    assert!(!log.contains(text));
+}

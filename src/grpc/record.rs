@@ -7,6 +7,13 @@ use crate::audit::AuditLog;
 use crate::policy::{Channel, Decision};
 use crate::telemetry as t;
 
+/// Per-channel counters exist from the start at 0, so a dashboard shows 0 rather than "no data".
+pub fn zero_counters() {
+    for channel in Channel::ALL {
+        metrics::counter!(t::REPLY_WINDOW, "channel" => channel.as_str()).increment(0);
+    }
+}
+
 pub struct DecisionRecord<'a> {
     pub decision_id: &'a str,
     pub caller: &'a str,

@@ -69,6 +69,17 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 8] = [
+        Channel::Unspecified,
+        Channel::Web,
+        Channel::App,
+        Channel::WeChat,
+        Channel::WhatsApp,
+        Channel::Sms,
+        Channel::Email,
+        Channel::Voice,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Unspecified => "unspecified",
