@@ -245,6 +245,7 @@ async fn every_dashboard_panel_and_alert_rule_reads_real_series() {
     }
     let alerts = expressions("deploy/prometheus/alerts.yml");
     assert!(alerts.len() > 10, "{alerts:?}");
+    let keys = regex::Regex::new(r"([a-z_]+)\s*(=~|!=|!~|=)").unwrap();
     // An alert may watch for a label value that only a fault produces (a shadow disagreement):
     // then the metric and each label it matches on must exist, so a typo cannot hide.
     for expr in &alerts {
@@ -253,7 +254,6 @@ async fn every_dashboard_panel_and_alert_rule_reads_real_series() {
                 continue;
             }
             let name = selector.split('{').next().unwrap();
-            let keys = regex::Regex::new(r"([a-z_]+)\s*(=~|!=|!~|=)").unwrap();
             let missing: Vec<String> = keys
                 .captures_iter(selector.strip_prefix(name).unwrap_or(""))
                 .map(|c| c[1].to_string())
