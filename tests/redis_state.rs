@@ -248,3 +248,50 @@ async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
         "{metrics}"
     );
 }
+
+/// Turns of one conversation arriving at once on two replicas: every turn a replica recorded is in
+/// the stored state (compare-and-set, retried on conflict), and a turn that could not be recorded
+/// says so (`state_unavailable`) instead of being lost silently.
+#[tokio::test]
+async fn concurrent_turns_on_two_replicas_lose_no_update() {
+    let redis = Redis::start(free_port());
+    let a = Server::start(&["--state", &redis.url()]);
+    let b = Server::start(&["--state", &redis.url()]);
+    let (ca, cb) = (common::client(&a).await, common::client(&b).await);
+    let calls: Vec<_> = (0..24)
+        .map(|i| {
+            let mut client = if i % 2 == 0 { ca.clone() } else { cb.clone() };
+            tokio::spawn(async move {
+                client
+                    .route(RouteRequest {
+                        conversation_id: "busy".into(),
+                        message_id: format!("m{i}"),
+                        text: format!("第{i}次问：我的订单到哪了"),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        })
+        .collect();
+    let mut recorded = 0;
+    for call in calls {
+        let r = call.await.unwrap();
+        if r.reasons.iter().all(|x| x.rule_id != "state_unavailable") {
+            recorded += 1;
+        }
+    }
+    let raw: String = redis::cmd("GET")
+        .arg("handoff:conv:busy")
+        .query(
+            &mut redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(state["turns"], recorded, "{state}");
+    assert!(recorded >= 12, "most turns recorded: {recorded} of 24");
+}

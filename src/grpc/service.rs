@@ -134,12 +134,11 @@ impl Handoff for HandoffService {
             sent_unix_seconds: input.sent,
             ..Turn::from_prediction(&inf.model, &inf.prediction, &req.text)
         };
-        let policy = self.policy.get(); // one policy for the whole decision, even across a reload
-                                        // The state store may wait on the network (Redis): keep this worker thread off the async
-                                        // scheduler meanwhile.
-        let decision = tokio::task::block_in_place(|| {
-            policy.route(self.state.as_ref(), &req.conversation_id, &turn)
-        });
+        // One policy for the whole decision, even across a reload.
+        let policy = self.policy.get();
+        let decision = policy
+            .route(self.state.as_ref(), &req.conversation_id, &turn)
+            .await;
         let decision_id = uuid::Uuid::new_v4().to_string();
         DecisionRecord {
             decision_id: &decision_id,

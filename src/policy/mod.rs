@@ -354,42 +354,64 @@ impl Policy {
 
     /// Decide this turn with the conversation's state and record it there, atomically. When the store
     /// fails, the decision is made from this message alone and says so.
-    pub fn route(&self, store: &dyn StateStore, conversation_id: &str, turn: &Turn) -> Decision {
-        let mut d = self.route_in_state(store, conversation_id, turn);
-        if d.action != Action::ContinueBot {
-            let opens = hours::apply(&self.config.queues, &mut d, turn.unix_seconds);
-            if let Some(c) = self.channels.get(turn.channel.as_str()) {
-                hours::apply_reply_window(c, turn, opens, &mut d);
-            }
+    pub async fn route(
+        &self,
+        store: &dyn StateStore,
+        conversation_id: &str,
+        turn: &Turn<'_>,
+    ) -> Decision {
+        let mut decision = None;
+        let stored = store
+            .update(conversation_id, &mut |state| {
+                decision = Some(self.decide_in_state(turn, state));
+            })
+            .await;
+        self.finish(turn, stored, decision)
+    }
+
+    /// `route` with the in-process store, without a future (tests, benchmarks).
+    pub fn route_in_memory(
+        &self,
+        store: &MemoryStore,
+        conversation_id: &str,
+        turn: &Turn<'_>,
+    ) -> Decision {
+        let mut decision = None;
+        let stored = store.update_now(conversation_id, &mut |state| {
+            decision = Some(self.decide_in_state(turn, state));
+        });
+        self.finish(turn, stored, decision)
+    }
+
+    /// The decision inside the store's update: read the state, say if the store had to repair it,
+    /// and record this turn (once per message id).
+    fn decide_in_state(&self, turn: &Turn, state: &mut ConversationState) -> Decision {
+        let mut d = self.decide(turn, state);
+        if let Some(repair) = state.repair {
+            let detail = match repair {
+                Repair::Unreadable => {
+                    "stored state was unreadable: the conversation started afresh"
+                }
+                Repair::Clamped => "stored state was out of range: its values were clamped",
+            };
+            d.reasons
+                .push(reason("state_reset", "state", 0.0, 0.0, detail));
+        }
+        if !state.has_message(turn.message_id) {
+            self.record(state, turn, &d);
         }
         d
     }
 
-    fn route_in_state(
+    /// Opening hours and reply windows on a decision, or a decision from the message alone when
+    /// the store failed.
+    fn finish(
         &self,
-        store: &dyn StateStore,
-        conversation_id: &str,
         turn: &Turn,
+        stored: Result<(), StateError>,
+        decision: Option<Decision>,
     ) -> Decision {
-        let mut decision = None;
-        let stored = store.update(conversation_id, &mut |state| {
-            let mut d = self.decide(turn, state);
-            if let Some(repair) = state.repair {
-                let detail = match repair {
-                    Repair::Unreadable => {
-                        "stored state was unreadable: the conversation started afresh"
-                    }
-                    Repair::Clamped => "stored state was out of range: its values were clamped",
-                };
-                d.reasons
-                    .push(reason("state_reset", "state", 0.0, 0.0, detail));
-            }
-            if !state.has_message(turn.message_id) {
-                self.record(state, turn, &d);
-            }
-            decision = Some(d);
-        });
-        match (stored, decision) {
+        let mut d = match (stored, decision) {
             (Ok(()), Some(d)) => d,
             (result, _) => {
                 let mut d = self.decide(turn, &ConversationState::default());
@@ -399,7 +421,14 @@ impl Policy {
                     .push(reason("state_unavailable", "state", 0.0, 0.0, &detail));
                 d
             }
+        };
+        if d.action != Action::ContinueBot {
+            let opens = hours::apply(&self.config.queues, &mut d, turn.unix_seconds);
+            if let Some(c) = self.channels.get(turn.channel.as_str()) {
+                hours::apply_reply_window(c, turn, opens, &mut d);
+            }
         }
+        d
     }
 
     /// Every signal's value for this turn.

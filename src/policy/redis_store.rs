@@ -1,78 +1,82 @@
-//! Conversation state in Redis, shared by a fleet of replicas. Each update is an optimistic
-//! transaction (WATCH the key, read, decide, MULTI/SET/EXEC; retried when another replica wrote the
-//! same conversation meanwhile), so concurrent turns never lose an update. Keys expire after the TTL.
+//! Conversation state in Redis, shared by a fleet of replicas, over the async client: an update never
+//! blocks a thread. Each update reads the state, decides, and writes it back with a compare-and-set
+//! script (written only if the stored value is still the one read), retried a few times when another
+//! replica wrote the same conversation meanwhile, so concurrent turns never lose an update. One
+//! deadline covers the whole update. Keys expire after the TTL.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::{Commands, Connection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
 use tracing::warn;
 
-use super::state::{ConversationState, StateError, StateStore};
+use super::state::{ConversationState, StateError, StateFuture, StateStore, Update};
 use crate::telemetry as t;
 
 pub struct RedisStore {
     client: redis::Client,
-    /// Idle connections; a call takes one (or opens one) and gives it back when it succeeded.
-    pool: Mutex<Vec<Connection>>,
+    /// Opened on first use, so a server that starts while Redis is down still serves (degraded)
+    /// and connects when Redis returns; once open it reconnects by itself.
+    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
     ttl: Duration,
     timeout: Duration,
 }
 
 const KEY_PREFIX: &str = "handoff:conv:";
-const MAX_IDLE: usize = 32;
+/// Writes lost to another replica before this update gives up (and the turn is decided alone).
+const MAX_ATTEMPTS: usize = 5;
+
+/// KEYS[1] = key; ARGV = [1 if a value was read, the value read, the new value, TTL seconds].
+const COMPARE_AND_SET: &str = r#"
+local current = redis.call('GET', KEYS[1])
+local unchanged
+if ARGV[1] == '1' then unchanged = (current == ARGV[2]) else unchanged = (current == false) end
+if not unchanged then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+return 1
+"#;
 
 fn unavailable(e: impl std::fmt::Display) -> StateError {
     StateError::Unavailable(e.to_string())
 }
 
 impl RedisStore {
-    /// `url` is `redis://host:port[/db]`. Connections are opened on first use, so a server that
-    /// starts while Redis is down still serves (degraded) and recovers when Redis returns.
+    /// `url` is `redis://host:port[/db]`; `timeout` bounds each whole update.
     pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, StateError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         Ok(RedisStore {
             client,
-            pool: Mutex::default(),
+            connection: tokio::sync::Mutex::new(None),
             ttl,
             timeout,
         })
     }
 
-    fn connection(&self) -> Result<Connection, StateError> {
-        if let Some(c) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(c);
+    async fn connection(&self) -> Result<ConnectionManager, StateError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
         }
-        let con = self
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1);
+        let c = self
             .client
-            .get_connection_with_timeout(self.timeout)
+            .get_connection_manager_with_config(config)
+            .await
             .map_err(unavailable)?;
-        con.set_read_timeout(Some(self.timeout))
-            .map_err(unavailable)?;
-        con.set_write_timeout(Some(self.timeout))
-            .map_err(unavailable)?;
-        Ok(con)
+        *slot = Some(c.clone());
+        Ok(c)
     }
 
-    fn give_back(&self, con: Connection) {
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < MAX_IDLE {
-            pool.push(con);
-        }
-    }
-}
-
-impl StateStore for RedisStore {
-    fn update(
-        &self,
-        id: &str,
-        f: &mut dyn FnMut(&mut ConversationState),
-    ) -> Result<(), StateError> {
+    async fn update_checked(&self, id: &str, f: &mut Update<'_>) -> Result<(), StateError> {
         let key = format!("{KEY_PREFIX}{id}");
-        let mut con = self.connection()?;
+        let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
-        let result: redis::RedisResult<()> = redis::transaction(&mut con, &[&key], |con, pipe| {
-            let raw: Option<Vec<u8>> = con.get(&key)?;
+        let script = redis::Script::new(COMPARE_AND_SET);
+        for _ in 0..MAX_ATTEMPTS {
+            let raw: Option<Vec<u8>> = con.get(&key).await.map_err(unavailable)?;
             // Unreadable or out-of-range state (another writer, an older format) is repaired
             // rather than failing the conversation; the decision says so.
             let mut state = raw
@@ -85,14 +89,42 @@ impl StateStore for RedisStore {
             }
             f(&mut state);
             let bytes = serde_json::to_vec(&state).expect("state serialises");
-            pipe.set_ex(&key, bytes, ttl).ignore().query(con)
-        });
-        match result {
-            Ok(()) => {
-                self.give_back(con);
-                Ok(())
+            let written: i32 = script
+                .key(&key)
+                .arg(if raw.is_some() { "1" } else { "0" })
+                .arg(raw.unwrap_or_default())
+                .arg(bytes)
+                .arg(ttl)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            if written == 1 {
+                return Ok(());
             }
-            Err(e) => Err(unavailable(e)), // the connection may be broken: drop it
         }
+        Err(StateError::Unavailable(format!(
+            "conversation written by another replica {MAX_ATTEMPTS} times in a row"
+        )))
+    }
+}
+
+impl StateStore for RedisStore {
+    fn update<'a>(&'a self, id: &'a str, f: &'a mut Update<'_>) -> StateFuture<'a> {
+        Box::pin(async move {
+            let result = tokio::time::timeout(self.timeout, self.update_checked(id, f))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StateError::Unavailable(format!(
+                        "no answer within {} ms",
+                        self.timeout.as_millis()
+                    )))
+                });
+            if result.is_err() {
+                // The next update connects afresh instead of waiting out the client's own
+                // reconnect backoff: a Redis that is back serves the very next turn.
+                self.connection.lock().await.take();
+            }
+            result
+        })
     }
 }

@@ -4,7 +4,9 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -153,14 +155,16 @@ pub enum StateError {
     Unavailable(String),
 }
 
+/// What a store runs on a conversation's state: the decision and its record, CPU only.
+pub type Update<'a> = dyn FnMut(&mut ConversationState) + Send + 'a;
+
+pub type StateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StateError>> + Send + 'a>>;
+
 pub trait StateStore: Send + Sync {
     /// Run `f` on the conversation's state (a fresh one if unknown or expired) and store the result,
-    /// atomically with respect to other updates of the same conversation.
-    fn update(
-        &self,
-        conversation_id: &str,
-        f: &mut dyn FnMut(&mut ConversationState),
-    ) -> Result<(), StateError>;
+    /// atomically with respect to other updates of the same conversation. A store that waits on the
+    /// network does so asynchronously, never blocking the calling thread.
+    fn update<'a>(&'a self, conversation_id: &'a str, f: &'a mut Update<'_>) -> StateFuture<'a>;
 }
 
 /// The default store: in-process, sharded, with a TTL and a bound on the number of conversations
@@ -201,7 +205,14 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn update(
+    fn update<'a>(&'a self, id: &'a str, f: &'a mut Update<'_>) -> StateFuture<'a> {
+        Box::pin(std::future::ready(self.update_now(id, f)))
+    }
+}
+
+impl MemoryStore {
+    /// `StateStore::update` without a future: the in-process store never waits.
+    pub fn update_now(
         &self,
         id: &str,
         f: &mut dyn FnMut(&mut ConversationState),
@@ -272,14 +283,14 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     for _ in 0..500 {
-                        store.update("c", &mut |s| s.turns += 1).unwrap();
+                        store.update_now("c", &mut |s| s.turns += 1).unwrap();
                     }
                 })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         let mut turns = 0;
-        store.update("c", &mut |s| turns = s.turns).unwrap();
+        store.update_now("c", &mut |s| turns = s.turns).unwrap();
         assert_eq!(turns, 4000);
     }
 
@@ -315,14 +326,14 @@ mod tests {
         let store = MemoryStore::new(Duration::from_millis(50), 32);
         for i in 0..1000 {
             store
-                .update(&format!("c{i}"), &mut |s| s.turns = 1)
+                .update_now(&format!("c{i}"), &mut |s| s.turns = 1)
                 .unwrap();
         }
         assert!(store.len() <= 32, "{} conversations kept", store.len());
-        store.update("x", &mut |s| s.turns = 7).unwrap();
+        store.update_now("x", &mut |s| s.turns = 7).unwrap();
         std::thread::sleep(Duration::from_millis(60));
         let mut turns = 99;
-        store.update("x", &mut |s| turns = s.turns).unwrap();
+        store.update_now("x", &mut |s| turns = s.turns).unwrap();
         assert_eq!(turns, 0, "expired state starts fresh");
     }
 }

@@ -87,7 +87,7 @@ fn the_offer_ladder_escalates_after_max_offers_and_voice_sooner() {
     let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
     let angry = turn("气死了", "complaint", 0.5, 0.95, &E1);
     let actions: Vec<_> = (0..3)
-        .map(|_| p.route(&store, "c", &angry).action)
+        .map(|_| p.route_in_memory(&store, "c", &angry).action)
         .collect();
     assert_eq!(
         actions,
@@ -96,7 +96,7 @@ fn the_offer_ladder_escalates_after_max_offers_and_voice_sooner() {
     let mut voice = angry.clone();
     voice.channel = Channel::Voice;
     let actions: Vec<_> = (0..2)
-        .map(|_| p.route(&store, "v", &voice).action)
+        .map(|_| p.route_in_memory(&store, "v", &voice).action)
         .collect();
     assert_eq!(actions, [Action::OfferHuman, Action::Escalate]);
 }
@@ -107,9 +107,12 @@ fn repeats_count_once_per_message_id() {
     let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
     let mut first = turn("where is my order", "order_status", 0.9, 0.1, &E1);
     first.message_id = "m1";
-    assert_eq!(p.route(&store, "c", &first).action, Action::ContinueBot);
     assert_eq!(
-        p.route(&store, "c", &first).action,
+        p.route_in_memory(&store, "c", &first).action,
+        Action::ContinueBot
+    );
+    assert_eq!(
+        p.route_in_memory(&store, "c", &first).action,
         Action::ContinueBot,
         "same message re-sent"
     );
@@ -121,10 +124,13 @@ fn repeats_count_once_per_message_id() {
         &E2,
     );
     other.message_id = "m2";
-    assert_eq!(p.route(&store, "c", &other).action, Action::ContinueBot);
+    assert_eq!(
+        p.route_in_memory(&store, "c", &other).action,
+        Action::ContinueBot
+    );
     let mut again = turn("my order, where is it??", "order_status", 0.9, 0.1, &E1);
     again.message_id = "m3";
-    let d = p.route(&store, "c", &again);
+    let d = p.route_in_memory(&store, "c", &again);
     assert_eq!(
         (d.action, d.reasons[0].rule_id.as_str()),
         (Action::OfferHuman, "repeated_question")
@@ -156,14 +162,14 @@ fn closed_queues_name_their_fallback() {
     let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
     let mut t = turn("转人工", "request_human", 0.9, 0.1, &E1);
     t.unix_seconds = tuesday + 14 * 3600;
-    let d = p.route(&store, "late", &t);
+    let d = p.route_in_memory(&store, "late", &t);
     assert_eq!(
         (d.action, d.fallback.as_str()),
         (Action::Escalate, "callback")
     );
     assert_eq!(d.reasons.last().unwrap().rule_id, "after_hours");
     t.unix_seconds = tuesday + 2 * 3600;
-    assert_eq!(p.route(&store, "day", &t).fallback, "");
+    assert_eq!(p.route_in_memory(&store, "day", &t).fallback, "");
 }
 
 #[test]
@@ -179,12 +185,12 @@ fn reply_windows_raise_priority_when_a_person_would_answer_late() {
     // Sent now, queue open: 24 h left, nothing to raise.
     t.unix_seconds = tuesday + 10 * 3600;
     t.sent_unix_seconds = t.unix_seconds;
-    let d = p.route(&store, "w1", &t);
+    let d = p.route_in_memory(&store, "w1", &t);
     assert_eq!(d.priority, 5);
     assert!(d.reasons.iter().all(|r| r.rule_id != "reply_window"));
     // Sent 23 h ago: 60 min left < 120 min warning.
     t.sent_unix_seconds = t.unix_seconds - 23 * 3600;
-    let d = p.route(&store, "w2", &t);
+    let d = p.route_in_memory(&store, "w2", &t);
     assert_eq!(d.priority, 7);
     let r = d
         .reasons
@@ -196,9 +202,9 @@ fn reply_windows_raise_priority_when_a_person_would_answer_late() {
     // sent at 08:00 the day before and asked at 20:00: the window closes before anyone answers.
     t.unix_seconds = tuesday + 20 * 3600;
     t.sent_unix_seconds = t.unix_seconds;
-    assert_eq!(p.route(&store, "w3", &t).priority, 5);
+    assert_eq!(p.route_in_memory(&store, "w3", &t).priority, 5);
     t.sent_unix_seconds = tuesday + 8 * 3600;
-    let d = p.route(&store, "w4", &t);
+    let d = p.route_in_memory(&store, "w4", &t);
     assert_eq!((d.priority, d.fallback.as_str()), (7, "ticket"));
     let r = d
         .reasons
@@ -212,7 +218,7 @@ fn reply_windows_raise_priority_when_a_person_would_answer_late() {
     );
     // WeChat's window is 48 h.
     t.channel = Channel::WeChat;
-    assert_eq!(p.route(&store, "w5", &t).priority, 5);
+    assert_eq!(p.route_in_memory(&store, "w5", &t).priority, 5);
 }
 
 #[test]
@@ -220,9 +226,12 @@ fn low_confidence_turn_after_turn_offers_a_person() {
     let p = Policy::builtin();
     let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
     let mut unsure = turn("嗯那个", "other", 0.3, 0.2, &E1);
-    assert_eq!(p.route(&store, "u", &unsure).action, Action::ContinueBot);
+    assert_eq!(
+        p.route_in_memory(&store, "u", &unsure).action,
+        Action::ContinueBot
+    );
     unsure.embedding = &E2;
-    let d = p.route(&store, "u", &unsure);
+    let d = p.route_in_memory(&store, "u", &unsure);
     assert_eq!(
         (d.action, d.reasons[0].rule_id.as_str(), d.reasons[0].value),
         (Action::OfferHuman, "low_confidence", 2.0)
@@ -310,7 +319,7 @@ fn three_negative_turns_in_a_row_offer_a_person() {
     for (i, neg) in [0.65, 0.62, 0.66].into_iter().enumerate() {
         let e = if i % 2 == 0 { &E1 } else { &E2 };
         let t = turn("still waiting", "order_status", 0.9, neg, e);
-        let d = p.route(&store, "streak", &t);
+        let d = p.route_in_memory(&store, "streak", &t);
         outcomes.push((d.action, d.reasons[0].rule_id.clone()));
     }
     assert_eq!(outcomes[0].0, Action::ContinueBot);

@@ -76,7 +76,7 @@ pub fn memory_per_conversation(model: &Model, n: usize) -> anyhow::Result<f64> {
                 channel: Channel::Web,
                 ..Turn::from_prediction(model, &preds[k], texts[k])
             };
-            policy.route(&store, &conversation, &t);
+            policy.route_in_memory(&store, &conversation, &t);
         }
     }
     let grown = resident_bytes().saturating_sub(before);

@@ -171,7 +171,7 @@ fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)>
         // Spread over 2 000 conversations: each soon holds its full window of recent turns.
         let conversation = format!("c{}", rng.gen_range(0..2_000));
         let started = Instant::now();
-        std::hint::black_box(policy.route(&store, &conversation, &turn));
+        std::hint::black_box(policy.route_in_memory(&store, &conversation, &turn));
         hist.record(started.elapsed().as_nanos().max(1) as u64)?;
     }
     let us = |q| hist.value_at_quantile(q) as f64 / 1000.0;
