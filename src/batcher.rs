@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use tokio::sync::oneshot;
 
 use crate::cache::{normalise, Cached, ResultCache};
-use crate::model::{Backend, Encoded, Model, ModelRegistry, Prediction};
+use crate::model::{Backend, Encoded, Model, ModelError, ModelRegistry, Prediction};
 use crate::shadow::InferenceTap;
 use crate::telemetry as t;
 
@@ -44,8 +44,9 @@ pub enum BatchError {
     DeadlineExceeded,
     #[error("the inference queue holds about {wait_ms} ms of work, past this request's deadline; retry with backoff")]
     WouldMissDeadline { wait_ms: u64 },
-    #[error("inference failed: {0}")]
-    Inference(String),
+    /// One error answers every request of the failed batch, hence the `Arc`.
+    #[error(transparent)]
+    Inference(Arc<ModelError>),
 }
 
 /// What a request gets back: its prediction and the model and batch that produced it.
@@ -339,7 +340,7 @@ fn tokenized<B: Backend>(
             job.encoded_by = Some(model);
             Some(job)
         }
-        Err(e) => fail(job, BatchError::Inference(e.to_string())),
+        Err(e) => fail(job, BatchError::Inference(Arc::new(e))),
     }
 }
 
@@ -422,7 +423,7 @@ fn run_batch<B: Backend>(jobs: Vec<Job<B>>, registry: &ModelRegistry<B>, sinks: 
                 match model.encode(&job.text) {
                     Ok(e) => job.encoded = e,
                     Err(e) => {
-                        let _ = job.reply.send(Err(BatchError::Inference(e.to_string())));
+                        let _ = job.reply.send(Err(BatchError::Inference(Arc::new(e))));
                         continue;
                     }
                 }
@@ -478,7 +479,7 @@ fn run_group<B: Backend>(
     let t0 = Instant::now();
     // A panic inside tract must not kill the worker and strand the queue: answer with an error.
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&encoded)))
-        .unwrap_or_else(|_| Err(crate::model::ModelError::Inference("model panicked".into())));
+        .unwrap_or_else(|_| Err(ModelError::Panicked));
     let inference_time = t0.elapsed();
     metrics::histogram!(t::INFERENCE_TIME).record(inference_time.as_secs_f64());
     match result {
@@ -509,8 +510,9 @@ fn run_group<B: Backend>(
             }
         }
         Err(e) => {
+            let e = Arc::new(e);
             for job in group {
-                let _ = job.reply.send(Err(BatchError::Inference(e.to_string())));
+                let _ = job.reply.send(Err(BatchError::Inference(e.clone())));
             }
         }
     }
@@ -521,7 +523,6 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::model::ModelError;
 
     /// A backend whose texts are as many tokens as they have words, which records the row lengths
     /// of every batch it runs and can hold its first batch until the test has queued the rest.

@@ -142,17 +142,24 @@ impl Default for ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {0}: {1}")]
-    Read(PathBuf, std::io::Error),
+    Read(PathBuf, #[source] std::io::Error),
     #[error("invalid config {0}: {1}")]
-    Parse(PathBuf, String),
+    Parse(PathBuf, #[source] toml::de::Error),
+    /// A value out of range, or two that contradict each other: which and why.
     #[error("invalid config: {0}")]
     Invalid(String),
+    #[error("invalid config: state = {url:?}: {source}")]
+    State {
+        url: String,
+        #[source]
+        source: crate::policy::StateError,
+    },
 }
 
 impl ServerConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e.to_string()))
+        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -186,8 +193,12 @@ impl ServerConfig {
             )))
         } else if self.state.starts_with("redis://") {
             let timeout = Duration::from_millis(self.state_timeout_ms);
-            let store = RedisStore::new(&self.state, ttl, timeout)
-                .map_err(|e| ConfigError::Invalid(format!("state = {:?}: {e}", self.state)))?;
+            let store = RedisStore::new(&self.state, ttl, timeout).map_err(|source| {
+                ConfigError::State {
+                    url: self.state.clone(),
+                    source,
+                }
+            })?;
             Ok(std::sync::Arc::new(store))
         } else {
             Err(ConfigError::Invalid(format!(

@@ -2,12 +2,11 @@
 //! graceful shutdown. Health reports NOT_SERVING until the model is loaded and again while draining.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tracing::{error, info, warn};
@@ -44,157 +43,197 @@ async fn reporter_alive(reporter: &HealthReporter) {
         .await;
 }
 
-/// Serve until `shutdown` resolves, then drain: every call already accepted is answered.
+/// Serve until `shutdown` resolves, then drain: every call already accepted is answered. A startup
+/// model that fails to load stops the server with its reason: serving nothing forever helps no one.
 pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    config.validate()?;
-    t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
-    crate::grpc::zero_decision_counters();
-    let policy = match &config.policy_file {
-        Some(path) => SharedPolicy::new(policy::file::load(path, None)?),
-        None => SharedPolicy::new(match config.policy.clone() {
-            Some(inline) => Policy::new(inline)?,
-            None => Policy::builtin(),
-        }),
-    };
-    let registry = Arc::new(ModelRegistry::default());
-    let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());
-    let cache = ResultCache::new(config.cache_capacity, config.cache_max_text_bytes);
-    let batcher = Batcher::start(
-        config.batcher(),
-        registry.clone(),
-        Some(shadow.clone() as Arc<dyn InferenceTap>),
-        cache,
-    );
-    let manager = Arc::new(ModelManager::new(
-        Repository::new(&config.model_repository),
-        registry.clone(),
-        policy.clone(),
-        shadow,
-        config.max_batch_size,
-    ));
+    let app = App::build(&config).await?;
+    app.serve(&config, shutdown).await
+}
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    reporter_alive(&health).await;
-    set_ready(&health, ServingStatus::NotServing).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+/// Everything the server runs, built and checked before anything listens on the gRPC port.
+struct App {
+    router: tonic::transport::server::Router<
+        tower::layer::util::Stack<
+            GuardLayer,
+            tower::layer::util::Stack<ObserveLayer, tower::layer::util::Identity>,
+        >,
+    >,
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingTls>>,
+    health: HealthReporter,
+    manager: Arc<ModelManager>,
+    batcher: Arc<Batcher>,
+}
 
-    // TLS files are checked before anything listens: a bad certificate stops the start with its reason.
-    let tls = config.tls.clone().map(ReloadingTls::new).transpose()?;
-    let listener = TcpListener::bind(config.grpc_addr)
-        .await
-        .with_context(|| format!("binding {}", config.grpc_addr))?;
-    info!(grpc = %listener.local_addr()?, tls = tls.is_some(), metrics = %config.metrics_addr, workers = config.worker_count(), "listening");
-
-    // The model loads off the async threads while the server already answers health checks.
-    // A package that fails to load stops the server with its reason: serving nothing forever helps no one.
-    let load_error: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
-    let load_failed = Arc::new(Notify::new());
-    {
-        let startup = startup_package(&config.model_dir, manager.repository());
-        let (manager, health) = (manager.clone(), health.clone());
-        let (load_error, load_failed) = (load_error.clone(), load_failed.clone());
-        let watch =
-            (config.watch_interval_ms > 0).then(|| Duration::from_millis(config.watch_interval_ms));
-        let auto_activate = config.auto_activate;
-        tokio::spawn(async move {
-            match startup {
-                Ok(pkg) => match manager.activate_package(pkg).await {
-                    Ok(_) => {
-                        set_ready(&health, ServingStatus::Serving).await;
-                        if let Some(interval) = watch {
-                            manager.watch(interval, auto_activate).await;
-                        }
-                    }
-                    Err(e) => {
-                        *load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.into());
-                        load_failed.notify_one();
-                    }
-                },
-                Err(e) => {
-                    *load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                    load_failed.notify_one();
-                }
-            }
-        });
-    }
-
-    if let Some(path) = config.policy_file.clone() {
-        let poll = Duration::from_millis(config.policy_poll_ms.max(50));
-        tokio::spawn(reload_policy(path, poll, policy.clone(), registry.clone()));
-    }
-
-    let limits = config.limits.clone();
-    let default_deadline = limits.default_deadline();
-    let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
-    let state = config.state_store()?;
-    let audit = match &config.audit_log {
-        Some(path) => AuditLog::open(path)
-            .with_context(|| format!("opening the audit log {}", path.display()))?,
-        None => AuditLog::disabled(),
-    };
-    let service = HandoffServer::new(HandoffService::new(
-        batcher.clone(),
-        policy,
-        state,
-        limits,
-        audit.clone(),
-    ))
-    .max_decoding_message_size(max_message);
-    let auth = Arc::new(Authenticator::new(&config.auth)?);
-    if auth.is_open() && !config.grpc_addr.ip().is_loopback() {
-        warn!(addr = %config.grpc_addr, "no [auth] callers configured: anyone who reaches this port may call every method, admin included");
-    }
-    let guard = GuardLayer::new(auth, audit.clone(), config.max_in_flight);
-    let drain = Duration::from_millis(config.drain_ms);
-    let draining_health = health.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = load_failed.notified() => {}
-        }
-        info!(
-            drain_ms = drain.as_millis() as u64,
-            "shutting down: NOT_SERVING, draining"
+impl App {
+    async fn build(config: &ServerConfig) -> anyhow::Result<App> {
+        config.validate()?;
+        t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
+        crate::grpc::zero_decision_counters();
+        let policy = match &config.policy_file {
+            Some(path) => SharedPolicy::new(policy::file::load(path, None)?),
+            None => SharedPolicy::new(match config.policy.clone() {
+                Some(inline) => Policy::new(inline)?,
+                None => Policy::builtin(),
+            }),
+        };
+        let registry = Arc::new(ModelRegistry::default());
+        let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());
+        let cache = ResultCache::new(config.cache_capacity, config.cache_max_text_bytes);
+        let batcher = Batcher::start(
+            config.batcher(),
+            registry.clone(),
+            Some(shadow.clone() as Arc<dyn InferenceTap>),
+            cache,
         );
-        set_ready(&draining_health, ServingStatus::NotServing).await;
-        tokio::time::sleep(drain).await;
-    };
-    let router = tonic::transport::Server::builder()
-        .layer(ObserveLayer::new(default_deadline))
-        .layer(guard)
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(service)
-        .add_service(ModelAdminServer::new(AdminService::new(manager, audit)));
-    match tls {
-        Some(tls) => {
-            tokio::spawn(tls.clone().watch());
-            let incoming = crate::security::tls::incoming(listener, tls);
-            router.serve_with_incoming_shutdown(incoming, stop).await?;
+        let manager = Arc::new(ModelManager::new(
+            Repository::new(&config.model_repository),
+            registry.clone(),
+            policy.clone(),
+            shadow,
+            config.max_batch_size,
+        ));
+        if let Some(path) = config.policy_file.clone() {
+            let poll = Duration::from_millis(config.policy_poll_ms.max(50));
+            tokio::spawn(reload_policy(path, poll, policy.clone(), registry.clone()));
         }
-        None => {
-            // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms on Linux).
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            router.serve_with_incoming_shutdown(incoming, stop).await?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        reporter_alive(&health).await;
+        set_ready(&health, ServingStatus::NotServing).await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let limits = config.limits.clone();
+        let default_deadline = limits.default_deadline();
+        let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
+        let audit = match &config.audit_log {
+            Some(path) => AuditLog::open(path)
+                .with_context(|| format!("opening the audit log {}", path.display()))?,
+            None => AuditLog::disabled(),
+        };
+        let service = HandoffServer::new(HandoffService::new(
+            batcher.clone(),
+            policy,
+            config.state_store()?,
+            limits,
+            audit.clone(),
+        ))
+        .max_decoding_message_size(max_message);
+        let auth = Arc::new(Authenticator::new(&config.auth)?);
+        if auth.is_open() && !config.grpc_addr.ip().is_loopback() {
+            warn!(addr = %config.grpc_addr, "no [auth] callers configured: anyone who reaches this port may call every method, admin included");
         }
+        let guard = GuardLayer::new(auth, audit.clone(), config.max_in_flight);
+        let router = tonic::transport::Server::builder()
+            .layer(ObserveLayer::new(default_deadline))
+            .layer(guard)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(service)
+            .add_service(ModelAdminServer::new(AdminService::new(
+                manager.clone(),
+                audit,
+            )));
+
+        // TLS files are checked before anything listens: a bad certificate stops the start with its reason.
+        let tls = config.tls.clone().map(ReloadingTls::new).transpose()?;
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding {}", config.grpc_addr))?;
+        info!(grpc = %listener.local_addr()?, tls = tls.is_some(), metrics = %config.metrics_addr, workers = config.worker_count(), "listening");
+        Ok(App {
+            router,
+            listener,
+            tls,
+            health,
+            manager,
+            batcher,
+        })
     }
 
-    // Listeners are closed and in-flight calls answered; let the workers finish what is queued.
-    let b = batcher.clone();
-    tokio::task::spawn_blocking(move || b.shutdown()).await?;
-    if let Some(e) = load_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        error!("model failed to load: {e:#}");
-        return Err(e);
+    /// Answer health checks at once, load the startup model off the async threads, serve until
+    /// `shutdown` (or a failed startup load), drain, and let the workers finish what is queued.
+    async fn serve(
+        self,
+        config: &ServerConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            router,
+            listener,
+            tls,
+            health,
+            manager,
+            batcher,
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = Duration::from_millis(config.drain_ms);
+        let draining_health = health.clone();
+        let stop = async move {
+            let _ = stop_rx.await;
+            info!(
+                drain_ms = drain.as_millis() as u64,
+                "shutting down: NOT_SERVING, draining"
+            );
+            set_ready(&draining_health, ServingStatus::NotServing).await;
+            tokio::time::sleep(drain).await;
+        };
+        let serving = match tls {
+            Some(tls) => {
+                tokio::spawn(tls.clone().watch());
+                let incoming = crate::security::tls::incoming(listener, tls);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+            }
+            None => {
+                // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms on Linux).
+                let incoming =
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+            }
+        };
+
+        let startup = {
+            let (manager, health) = (manager.clone(), health.clone());
+            let package = startup_package(&config.model_dir, manager.repository());
+            tokio::spawn(async move {
+                manager.activate_package(package?).await?;
+                set_ready(&health, ServingStatus::Serving).await;
+                anyhow::Ok(())
+            })
+        };
+        tokio::pin!(shutdown);
+        let failed = tokio::select! {
+            _ = &mut shutdown => None,
+            loaded = startup => match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(()) => {
+                    if config.watch_interval_ms > 0 {
+                        let interval = Duration::from_millis(config.watch_interval_ms);
+                        tokio::spawn(manager.watch(interval, config.auto_activate));
+                    }
+                    shutdown.await;
+                    None
+                }
+                Err(e) => Some(e),
+            },
+        };
+        let _ = stop_tx.send(());
+        serving.await??;
+
+        // Listeners are closed and in-flight calls answered; let the workers finish what is queued.
+        tokio::task::spawn_blocking(move || batcher.shutdown()).await?;
+        if let Some(e) = failed {
+            error!("model failed to load: {e:#}");
+            return Err(e);
+        }
+        info!("stopped");
+        Ok(())
     }
-    info!("stopped");
-    Ok(())
 }
 
 /// The startup package: `model_dir` is either a package directory or `NAME@VERSION` (`NAME@latest`

@@ -21,12 +21,34 @@ use crate::telemetry as t;
 pub enum SwapError {
     #[error("no package {0}/{1} in the model repository")]
     NotFound(String, String),
-    #[error("package {0} refused: {1}")]
-    Refused(String, String),
+    /// The reason names files relative to the package: callers name packages, not the server's
+    /// directories (the log keeps the full path).
+    #[error("package {package} refused: {}", .reason.to_string().replace(&.dir.display().to_string(), .package))]
+    Refused {
+        package: String,
+        dir: std::path::PathBuf,
+        #[source]
+        reason: LoadError,
+    },
     #[error("nothing to roll back to")]
     NoPrevious,
     #[error("shadow share {0} is outside [0, 1]")]
     Share(f32),
+}
+
+/// Why a package was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("warm-up failed: {0}")]
+    WarmUp(#[source] ModelError),
+    #[error("manifest says {manifest}, directory says {directory}")]
+    Misplaced { manifest: String, directory: String },
+    #[error("the loading thread failed: {0}")]
+    Crashed(#[source] tokio::task::JoinError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -86,31 +108,33 @@ impl ModelManager {
             self.policy.get(),
             self.warmup_batch_sizes.clone(),
         );
+        let label = format!("{}/{}", pkg.name, pkg.version);
         let loaded = tokio::task::spawn_blocking(move || load_checked(&dir, &policy, &sizes))
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
-        let label = format!("{}/{}", pkg.name, pkg.version);
+            .map_err(LoadError::Crashed)
+            .and_then(|r| r)
+            .and_then(|model| {
+                if model.name() == pkg.name && model.version() == pkg.version {
+                    return Ok(model);
+                }
+                Err(LoadError::Misplaced {
+                    manifest: format!("{}/{}", model.name(), model.version()),
+                    directory: label.clone(),
+                })
+            });
         match loaded {
-            Ok(model) if model.name() != pkg.name || model.version() != pkg.version => {
-                metrics::counter!(t::MODEL_LOADS, "result" => "refused").increment(1);
-                let why = format!(
-                    "manifest says {}/{}, directory says {label}",
-                    model.name(),
-                    model.version()
-                );
-                Err(SwapError::Refused(label, why))
-            }
             Ok(model) => {
                 metrics::counter!(t::MODEL_LOADS, "result" => "ok").increment(1);
                 Ok(Arc::new(model))
             }
-            Err(why) => {
+            Err(reason) => {
                 metrics::counter!(t::MODEL_LOADS, "result" => "refused").increment(1);
-                warn!(package = %label, reason = %why, "model package refused");
-                // The caller names packages, not the server's directories: the log keeps the path.
-                let why = why.replace(&pkg.dir.display().to_string(), &label);
-                Err(SwapError::Refused(label, why))
+                warn!(package = %label, reason = %reason, "model package refused");
+                Err(SwapError::Refused {
+                    package: label,
+                    dir: pkg.dir.clone(),
+                    reason,
+                })
             }
         }
     }
@@ -229,12 +253,10 @@ fn load_checked(
     dir: &std::path::Path,
     policy: &Policy,
     warmup_batch_sizes: &[usize],
-) -> Result<Model, String> {
-    let model = Model::load(dir).map_err(|e| e.to_string())?;
-    policy
-        .check_labels(model.intent_labels())
-        .map_err(|e| e.to_string())?;
-    warm_up(&model, warmup_batch_sizes).map_err(|e| format!("warm-up failed: {e}"))?;
+) -> Result<Model, LoadError> {
+    let model = Model::load(dir)?;
+    policy.check_labels(model.intent_labels())?;
+    warm_up(&model, warmup_batch_sizes).map_err(LoadError::WarmUp)?;
     Ok(model)
 }
 

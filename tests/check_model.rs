@@ -61,7 +61,7 @@ fn broken_packages_are_refused_with_the_reason() {
             "golden",
             "intent = \"request_human\"",
             "intent = \"order_status\"",
-            "golden example failed",
+            "golden examples failed",
         ),
         (
             "onnx",

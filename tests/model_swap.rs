@@ -151,7 +151,7 @@ async fn broken_packages_are_refused_while_the_old_model_serves_and_rollback_res
     for (version, reason) in [
         ("9.0.0", "invalid ONNX graph"),
         ("9.0.1", "intent output has shape"),
-        ("9.0.2", "golden example failed"),
+        ("9.0.2", "golden examples failed"),
         ("9.0.3", "\"complaint\""),
     ] {
         let err = admin.activate_model(activate(version)).await.unwrap_err();

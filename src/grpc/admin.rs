@@ -10,7 +10,7 @@ use super::pb::{
     ModelStatus, RollbackRequest, SetShadowRequest,
 };
 use crate::audit::AuditLog;
-use crate::swap::{self, ModelManager, SwapError};
+use crate::swap::{self, ModelManager};
 
 pub struct AdminService {
     manager: Arc<ModelManager>,
@@ -56,16 +56,6 @@ fn to_proto(s: swap::Status) -> ModelStatus {
     }
 }
 
-fn to_status(e: SwapError) -> Status {
-    match e {
-        SwapError::NotFound(..) => Status::not_found(e.to_string()),
-        SwapError::Refused(..) | SwapError::NoPrevious => {
-            Status::failed_precondition(e.to_string())
-        }
-        SwapError::Share(_) => Status::invalid_argument(e.to_string()),
-    }
-}
-
 #[tonic::async_trait]
 impl ModelAdmin for AdminService {
     async fn list_models(
@@ -100,7 +90,7 @@ impl ModelAdmin for AdminService {
         let req = request.into_inner();
         let result = self.manager.activate(&req.name, &req.version).await;
         let fields = serde_json::json!({ "name": req.name, "version": req.version });
-        let result = result.map(to_proto).map_err(to_status);
+        let result = result.map(to_proto).map_err(Status::from);
         self.audited(caller, "ActivateModel", fields, result)
     }
 
@@ -114,7 +104,7 @@ impl ModelAdmin for AdminService {
             .rollback()
             .await
             .map(to_proto)
-            .map_err(to_status);
+            .map_err(Status::from);
         self.audited(caller, "Rollback", serde_json::json!({}), result)
     }
 
@@ -136,7 +126,7 @@ impl ModelAdmin for AdminService {
             .set_shadow(&req.name, &req.version, req.share)
             .await
             .map(to_proto)
-            .map_err(to_status);
+            .map_err(Status::from);
         let fields =
             serde_json::json!({ "name": req.name, "version": req.version, "share": req.share });
         self.audited(caller, "SetShadow", fields, result)

@@ -12,7 +12,7 @@ use super::pb::{
     RouteResponse,
 };
 use super::record::DecisionRecord;
-use super::{convert, status, validate};
+use super::{convert, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
@@ -64,11 +64,7 @@ impl Handoff for HandoffService {
             let started = Instant::now();
             let req = request.into_inner();
             validate::text("text", &req.text, &self.limits)?;
-            let inf = self
-                .batcher
-                .infer(req.text, deadline)
-                .await
-                .map_err(status::from_batch)?;
+            let inf = self.batcher.infer(req.text, deadline).await?;
             count_labels(&inf);
             Ok(Response::new(ClassifyResponse {
                 result: Some(convert::classification(&inf)),
@@ -87,11 +83,7 @@ impl Handoff for HandoffService {
             let started = Instant::now();
             let req = request.into_inner();
             validate::texts("texts", &req.texts, &self.limits)?;
-            let results = self
-                .batcher
-                .infer_many(req.texts, deadline)
-                .await
-                .map_err(status::from_batch)?;
+            let results = self.batcher.infer_many(req.texts, deadline).await?;
             results.iter().for_each(count_labels);
             // A swap between two texts' batches could mix versions: name the highest one used
             // (by version order, as the repository compares them: 1.10.0 > 1.9.0).
@@ -116,11 +108,7 @@ impl Handoff for HandoffService {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
         let input = validate::route(&req, &self.limits)?;
-        let inf = self
-            .batcher
-            .infer(req.text.clone(), deadline)
-            .await
-            .map_err(status::from_batch)?;
+        let inf = self.batcher.infer(req.text.clone(), deadline).await?;
         count_labels(&inf);
         let turn = Turn {
             message_id: &req.message_id,

@@ -74,8 +74,11 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join("manifest.toml");
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io(path.clone(), e))?;
-        let manifest: Manifest = toml::from_str(&text)
-            .map_err(|e| ModelError::Manifest(format!("{}: {e}", path.display())))?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|source| ModelError::ManifestSyntax {
+                path: path.clone(),
+                source,
+            })?;
         manifest.validate()?;
         Ok(manifest)
     }

@@ -82,8 +82,11 @@ impl Model {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let manifest = Manifest::load(dir)?;
         let tok_path = dir.join(&manifest.files.tokenizer);
-        let tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| ModelError::Tokenizer(tok_path.clone(), e.to_string()))?;
+        let tokenizer =
+            Tokenizer::from_file(&tok_path).map_err(|source| ModelError::Tokenizer {
+                path: tok_path.clone(),
+                source,
+            })?;
         let onnx_path = dir.join(&manifest.files.model);
         let plan = load_plan(&onnx_path, &manifest)?;
         let negative_idx = manifest
@@ -107,13 +110,12 @@ impl Model {
             .filter(|g| !g.passed)
             .collect();
         if let Some(g) = failed.first() {
-            return Err(ModelError::Golden(format!(
-                "{} of the golden examples failed, first {:?}: expected {}, got {}",
-                failed.len(),
-                g.text,
-                g.expected,
-                g.got
-            )));
+            return Err(ModelError::Golden {
+                failed: failed.len(),
+                text: g.text.clone(),
+                expected: g.expected.clone(),
+                got: g.got.clone(),
+            });
         }
         Ok(model)
     }
@@ -168,7 +170,7 @@ impl Model {
         let enc = self
             .tokenizer
             .encode(input, true)
-            .map_err(|e| ModelError::Inference(format!("tokenizer: {e}")))?;
+            .map_err(ModelError::Tokenize)?;
         let mut ids: Vec<i64> = enc.get_ids().iter().map(|&i| i as i64).collect();
         let max = self.manifest.max_tokens;
         let truncated = ids.len() > max;
@@ -198,7 +200,7 @@ impl Model {
         let outputs = self
             .plan
             .run(tvec!(Tensor::from(ids).into(), Tensor::from(mask).into()))
-            .map_err(|e| ModelError::Inference(format!("{e:#}")))?;
+            .map_err(|e| ModelError::Run(e.into()))?;
         let heads = [
             (self.manifest.labels.intent.len(), "intent"),
             (self.manifest.labels.sentiment.len(), "sentiment"),
@@ -208,7 +210,10 @@ impl Model {
         for (out, (width, what)) in outputs.iter().zip(heads) {
             let view = out
                 .to_plain_array_view::<f32>()
-                .map_err(|e| ModelError::Inference(format!("{what}: {e}")))?;
+                .map_err(|e| ModelError::Output {
+                    head: what,
+                    source: e.into(),
+                })?;
             if view.shape() != [rows, width] {
                 return Err(ModelError::Mismatch(format!(
                     "{what} output has shape {:?}, expected [{rows}, {width}]",
@@ -264,11 +269,14 @@ impl Model {
 }
 
 fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, ModelError> {
-    let err = |e: anyhow::Error| ModelError::Onnx(path.to_path_buf(), format!("{e:#}"));
+    let err = |e: anyhow::Error| ModelError::Onnx {
+        path: path.to_path_buf(),
+        source: e.into(),
+    };
     if !path.is_file() {
-        return Err(ModelError::Onnx(
+        return Err(ModelError::Io(
             path.to_path_buf(),
-            "file not found".into(),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         ));
     }
     let mut model = tract_onnx::onnx().model_for_path(path).map_err(err)?;

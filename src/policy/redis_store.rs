@@ -36,14 +36,10 @@ redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 return 1
 "#;
 
-fn unavailable(e: impl std::fmt::Display) -> StateError {
-    StateError::Unavailable(e.to_string())
-}
-
 impl RedisStore {
     /// `url` is `redis://host:port[/db]`; `timeout` bounds each whole update.
     pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, StateError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        let client = redis::Client::open(url)?;
         Ok(RedisStore {
             client,
             connection: tokio::sync::Mutex::new(None),
@@ -64,8 +60,7 @@ impl RedisStore {
         let c = self
             .client
             .get_connection_manager_with_config(config)
-            .await
-            .map_err(unavailable)?;
+            .await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -76,7 +71,7 @@ impl RedisStore {
         let ttl = self.ttl.as_secs().max(1);
         let script = redis::Script::new(COMPARE_AND_SET);
         for _ in 0..MAX_ATTEMPTS {
-            let raw: Option<Vec<u8>> = con.get(&key).await.map_err(unavailable)?;
+            let raw: Option<Vec<u8>> = con.get(&key).await?;
             // Unreadable or out-of-range state (another writer, an older format) is repaired
             // rather than failing the conversation; the decision says so.
             let mut state = raw
@@ -96,15 +91,12 @@ impl RedisStore {
                 .arg(bytes)
                 .arg(ttl)
                 .invoke_async(&mut con)
-                .await
-                .map_err(unavailable)?;
+                .await?;
             if written == 1 {
                 return Ok(());
             }
         }
-        Err(StateError::Unavailable(format!(
-            "conversation written by another replica {MAX_ATTEMPTS} times in a row"
-        )))
+        Err(StateError::Contended(MAX_ATTEMPTS))
     }
 }
 
@@ -113,12 +105,7 @@ impl StateStore for RedisStore {
         Box::pin(async move {
             let result = tokio::time::timeout(self.timeout, self.update_checked(id, f))
                 .await
-                .unwrap_or_else(|_| {
-                    Err(StateError::Unavailable(format!(
-                        "no answer within {} ms",
-                        self.timeout.as_millis()
-                    )))
-                });
+                .unwrap_or(Err(StateError::Timeout(self.timeout)));
             if result.is_err() {
                 // The next update connects afresh instead of waiting out the client's own
                 // reconnect backoff: a Redis that is back serves the very next turn.

@@ -152,7 +152,11 @@ impl ConversationState {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("conversation state store unavailable: {0}")]
-    Unavailable(String),
+    Redis(#[from] redis::RedisError),
+    #[error("conversation state store unavailable: no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("conversation state store unavailable: written by another replica {0} times in a row")]
+    Contended(usize),
 }
 
 /// What a store runs on a conversation's state: the decision and its record, CPU only.

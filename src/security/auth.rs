@@ -116,7 +116,9 @@ pub enum AuthError {
     #[error("client certificate subject {0:?} is not a known caller")]
     UnknownClient(String),
     #[error("client certificate could not be read: {0}")]
-    BadCertificate(String),
+    BadCertificate(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    #[error("client certificate has no subject CN")]
+    NoCommonName,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -255,14 +257,14 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 /// The subject CN of a certificate rustls already verified against the client CA.
 fn common_name(cert: &CertificateDer<'_>) -> Result<String, AuthError> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|e| AuthError::BadCertificate(e.to_string()))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(AuthError::BadCertificate)?;
     let cn = parsed
         .subject()
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
-        .ok_or_else(|| AuthError::BadCertificate("no subject CN".into()))?;
+        .ok_or(AuthError::NoCommonName)?;
     Ok(cn.to_string())
 }
 

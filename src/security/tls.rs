@@ -46,18 +46,22 @@ fn five_seconds() -> u64 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {message}")]
-    File { path: String, message: String },
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("TLS configuration refused: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("client CA: {0}")]
-    ClientCa(String),
+    ClientCa(#[source] rustls::server::VerifierBuilderError),
 }
 
-fn file_error(path: &Path, e: impl std::fmt::Display) -> TlsError {
+fn file_error(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -91,9 +95,7 @@ pub fn server_config(c: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
             } else {
                 verifier.allow_unauthenticated()
             };
-            let verifier = verifier
-                .build()
-                .map_err(|e| TlsError::ClientCa(e.to_string()))?;
+            let verifier = verifier.build().map_err(TlsError::ClientCa)?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
