@@ -27,8 +27,8 @@ use crate::shadow::{InferenceTap, Shadow};
 use crate::swap::ModelManager;
 use crate::telemetry as t;
 
-/// The readiness service name, from the generated server so it cannot drift from the proto.
-const SERVICE_NAME: &str = <HandoffServer<HandoffService> as tonic::server::NamedService>::NAME;
+/// The readiness service name.
+const SERVICE_NAME: &str = crate::grpc::HANDOFF_SERVICE;
 
 /// Readiness: `handoff.v1.Handoff` is SERVING while a model is loaded and the server is not
 /// draining. Liveness (`""`) is SERVING whenever the process answers at all, so a slow model load

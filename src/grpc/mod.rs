@@ -18,6 +18,12 @@ pub mod pb {
 }
 
 pub use admin::AdminService;
+
+/// Our services' full names, from the generated servers so they cannot drift from the proto.
+pub const HANDOFF_SERVICE: &str =
+    <pb::handoff_server::HandoffServer<HandoffService> as tonic::server::NamedService>::NAME;
+pub const ADMIN_SERVICE: &str =
+    <pb::model_admin_server::ModelAdminServer<AdminService> as tonic::server::NamedService>::NAME;
 pub use observe::ObserveLayer;
 pub use record::zero_counters as zero_decision_counters;
 pub use service::HandoffService;

@@ -59,8 +59,8 @@ pub struct Observe<S> {
 fn rpc_of(path: &str) -> Option<(&'static str, bool)> {
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
     let handoff = match service {
-        "handoff.v1.Handoff" => true,
-        "handoff.v1.ModelAdmin" => false,
+        super::HANDOFF_SERVICE => true,
+        super::ADMIN_SERVICE => false,
         _ => return None,
     };
     // Labels are a closed set: the methods of our proto, never a caller-chosen string.

@@ -31,16 +31,20 @@ impl Scope {
 
     /// The scope a gRPC method needs; `None` for the open ones (health checks, reflection).
     pub fn for_path(path: &str) -> Option<Scope> {
-        match path {
-            "/handoff.v1.Handoff/Classify" | "/handoff.v1.Handoff/ClassifyBatch" => {
-                Some(Scope::Classify)
-            }
-            "/handoff.v1.Handoff/Route" => Some(Scope::Route),
-            p if p.starts_with("/handoff.v1.ModelAdmin/") => Some(Scope::Admin),
-            // Anything else under our services is refused by tonic as UNIMPLEMENTED, after auth.
-            p if p.starts_with("/handoff.v1.") => Some(Scope::Admin),
-            _ => None,
+        use crate::grpc::{ADMIN_SERVICE, HANDOFF_SERVICE};
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        if service == HANDOFF_SERVICE {
+            return Some(match method {
+                "Classify" | "ClassifyBatch" => Scope::Classify,
+                "Route" => Scope::Route,
+                // Anything else is refused by tonic as UNIMPLEMENTED, after auth.
+                _ => Scope::Admin,
+            });
         }
+        // Every ModelAdmin RPC, and anything else under our package, needs admin.
+        let package = HANDOFF_SERVICE.rsplit_once('.').map_or("", |(p, _)| p);
+        (service == ADMIN_SERVICE || service.starts_with(&format!("{package}.")))
+            .then_some(Scope::Admin)
     }
 }
 
