@@ -41,6 +41,7 @@ fi
 
 # ---------------------------------------------------------------- tests
 echo "== cargo test"
+export HANDOFF_PYTHON="$venv/bin/python3"   # the Python client example's test runs with it
 cargo test --locked
 echo "== model pipeline tests"
 "$venv/bin/python3" -m pytest -q models/train

@@ -6,9 +6,9 @@ mod common;
 
 use std::path::PathBuf;
 
-/// Below what 2.0.0 with the built-in policy measures (0.839): a regression fails the suite. The
-/// product target is 0.90, not reached yet (README, "The model").
-const FLOOR: f64 = 0.82;
+/// The product target, which 2.1.0 with the built-in policy meets (0.901; 2.0.0 measured 0.839):
+/// a regression fails the suite.
+const FLOOR: f64 = 0.90;
 
 #[tokio::test]
 async fn labelled_conversations_agree_with_the_supervisor_per_turn() {

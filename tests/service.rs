@@ -540,3 +540,42 @@ async fn json_logs_are_one_object_per_line() {
     assert_eq!(decision["policy_version"], served.policy_version.as_str());
     assert!(!log.contains(text));
 }
+
+/// The Python client example (`examples/python/client.py`) against a real server: classify, two
+/// routed turns, and the error an empty text gets. `HANDOFF_PYTHON` names the interpreter with
+/// grpcio (scripts/test.sh sets it to its virtual environment).
+#[tokio::test]
+async fn the_python_client_example_runs() {
+    let server = common::shared();
+    let python = std::env::var("HANDOFF_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = tokio::task::spawn_blocking({
+        let addr = format!("127.0.0.1:{}", server.grpc_port);
+        move || {
+            std::process::Command::new(&python)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/examples/python/client.py"
+                ))
+                .args(["--addr", &addr])
+                .output()
+                .expect("python3")
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n(the example needs grpcio and grpcio-tools: run scripts/test.sh, or set HANDOFF_PYTHON)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("classify: intent="), "{stdout}");
+    assert!(
+        stdout.contains("route turn 1: action=ACTION_ESCALATE"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("empty text: INVALID_ARGUMENT: text must hold visible text"),
+        "{stdout}"
+    );
+}

@@ -79,4 +79,13 @@ def paraphrase(pairs: list[D.Pair], emb_a: np.ndarray, emb_b: np.ndarray) -> dic
     out["threshold"] = round(t, 3)
     out["tpr"] = round(float(((sim >= t) & (y == 1)).sum() / max(1, (y == 1).sum())), 4)
     out["tnr"] = round(float(((sim < t) & (y == 0)).sum() / max(1, (y == 0).sum())), 4)
+    out.update(strict_threshold(sim, y))
     return out
+
+
+def strict_threshold(sim: np.ndarray, y: np.ndarray, specificity: float = 0.95) -> dict:
+    """The similarity that `specificity` of same-topic follow-ups stay at or below: the policy's
+    `repeated_question` threshold (a customer adding detail must rarely be told they repeat)."""
+    neg = np.sort(sim[y == 0])
+    t = float(neg[int(np.ceil(specificity * len(neg))) - 1])
+    return {"threshold_95": round(t, 3), "tpr_95": round(float((sim[y == 1] > t).mean()), 4)}

