@@ -145,9 +145,12 @@ pub enum ConfigError {
     Read(PathBuf, #[source] std::io::Error),
     #[error("invalid config {0}: {1}")]
     Parse(PathBuf, #[source] toml::de::Error),
-    /// A value out of range, or two that contradict each other: which and why.
-    #[error("invalid config: {0}")]
-    Invalid(String),
+    #[error("invalid config: {0} must be at least 1")]
+    Zero(&'static str),
+    #[error("invalid config: limits.max_batch_texts ({texts}) cannot exceed queue_capacity ({capacity})")]
+    BatchOverQueue { texts: usize, capacity: usize },
+    #[error("invalid config: state = {0:?}: expected \"memory\" or \"redis://…\"")]
+    StateKind(String),
     #[error("invalid config: state = {url:?}: {source}")]
     State {
         url: String,
@@ -173,13 +176,13 @@ impl ServerConfig {
             ("max_in_flight", self.max_in_flight),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            return Err(ConfigError::Zero(name));
         }
         if self.limits.max_batch_texts > self.queue_capacity {
-            return Err(ConfigError::Invalid(format!(
-                "limits.max_batch_texts ({}) cannot exceed queue_capacity ({})",
-                self.limits.max_batch_texts, self.queue_capacity
-            )));
+            return Err(ConfigError::BatchOverQueue {
+                texts: self.limits.max_batch_texts,
+                capacity: self.queue_capacity,
+            });
         }
         Ok(())
     }
@@ -201,10 +204,7 @@ impl ServerConfig {
             })?;
             Ok(std::sync::Arc::new(store))
         } else {
-            Err(ConfigError::Invalid(format!(
-                "state = {:?}: expected \"memory\" or \"redis://…\"",
-                self.state
-            )))
+            Err(ConfigError::StateKind(self.state.clone()))
         }
     }
 

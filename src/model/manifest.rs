@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::ModelError;
+use super::{ManifestProblem, ModelError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +68,7 @@ pub struct Golden {
 }
 
 /// Longest sequence the position embeddings of any supported encoder cover.
-const MAX_SUPPORTED_TOKENS: usize = 512;
+pub(super) const MAX_SUPPORTED_TOKENS: usize = 512;
 
 impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
@@ -83,46 +83,42 @@ impl Manifest {
         Ok(manifest)
     }
 
-    fn validate(&self) -> Result<(), ModelError> {
-        let bad = |msg: String| Err(ModelError::Manifest(msg));
+    fn validate(&self) -> Result<(), ManifestProblem> {
         if self.name.trim().is_empty() || self.version.trim().is_empty() {
-            return bad("name and version must not be empty".into());
+            return Err(ManifestProblem::Unnamed);
         }
         if self.max_tokens < 4 || self.max_tokens > MAX_SUPPORTED_TOKENS {
-            return bad(format!(
-                "max_tokens = {} is outside 4..={MAX_SUPPORTED_TOKENS}",
-                self.max_tokens
-            ));
+            return Err(ManifestProblem::MaxTokens(self.max_tokens));
         }
         for (head, labels) in [
             ("intent", &self.labels.intent),
             ("sentiment", &self.labels.sentiment),
         ] {
             if labels.len() < 2 {
-                return bad(format!(
-                    "labels.{head} needs at least 2 labels, has {}",
-                    labels.len()
-                ));
+                return Err(ManifestProblem::TooFewLabels {
+                    head,
+                    count: labels.len(),
+                });
             }
             let unique: HashSet<_> = labels.iter().collect();
             if unique.len() != labels.len() {
-                return bad(format!("labels.{head} has duplicate labels"));
+                return Err(ManifestProblem::DuplicateLabels(head));
             }
         }
         if !self.labels.sentiment.iter().any(|l| l == "negative") {
-            return bad(
-                "labels.sentiment must include \"negative\" (negativity derives from it)".into(),
-            );
+            return Err(ManifestProblem::NoNegative);
         }
         for g in &self.golden {
-            if let Some(i) = &g.intent {
-                if !self.labels.intent.contains(i) {
-                    return bad(format!("golden example expects unknown intent {i:?}"));
-                }
-            }
-            if let Some(s) = &g.sentiment {
-                if !self.labels.sentiment.contains(s) {
-                    return bad(format!("golden example expects unknown sentiment {s:?}"));
+            let expects = [
+                ("intent", &g.intent, &self.labels.intent),
+                ("sentiment", &g.sentiment, &self.labels.sentiment),
+            ];
+            for (head, label, labels) in expects {
+                if let Some(label) = label.as_ref().filter(|l| !labels.contains(l)) {
+                    return Err(ManifestProblem::UnknownGoldenLabel {
+                        head,
+                        label: label.clone(),
+                    });
                 }
             }
         }

@@ -14,6 +14,41 @@ pub use manifest::{Golden, Manifest};
 pub use registry::ModelRegistry;
 pub use runtime::{Encoded, GoldenResult, Model, Prediction};
 
+/// A manifest that parses but describes no usable package.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestProblem {
+    #[error("name and version must not be empty")]
+    Unnamed,
+    #[error("max_tokens = {0} is outside 4..={max}", max = manifest::MAX_SUPPORTED_TOKENS)]
+    MaxTokens(usize),
+    #[error("labels.{head} needs at least 2 labels, has {count}")]
+    TooFewLabels { head: &'static str, count: usize },
+    #[error("labels.{0} has duplicate labels")]
+    DuplicateLabels(&'static str),
+    #[error("labels.sentiment must include \"negative\" (negativity derives from it)")]
+    NoNegative,
+    #[error("golden example expects unknown {head} {label:?}")]
+    UnknownGoldenLabel { head: &'static str, label: String },
+}
+
+/// The graph's inputs, outputs or shapes are not the ones the manifest names.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphMismatch {
+    #[error("graph has no {what} {missing:?} (it has {have:?})")]
+    MissingName {
+        what: &'static str,
+        missing: String,
+        have: Vec<String>,
+    },
+    #[error("{head} output has shape {got:?}, expected [{rows}, {width}]")]
+    OutputShape {
+        head: &'static str,
+        got: Vec<usize>,
+        rows: usize,
+        width: usize,
+    },
+}
+
 /// An error from a library below us (tokenizers, tract), kept as the source of ours.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -27,9 +62,8 @@ pub enum ModelError {
         #[source]
         source: toml::de::Error,
     },
-    /// A manifest that parses but describes no usable package: what is wrong with it.
     #[error("invalid manifest: {0}")]
-    Manifest(String),
+    Manifest(#[from] ManifestProblem),
     #[error("invalid tokenizer {path}: {source}")]
     Tokenizer {
         path: PathBuf,
@@ -42,9 +76,8 @@ pub enum ModelError {
         #[source]
         source: BoxError,
     },
-    /// The graph's inputs, outputs or shapes are not the ones the manifest names.
     #[error("graph does not match the manifest: {0}")]
-    Mismatch(String),
+    Mismatch(#[from] GraphMismatch),
     #[error(
         "{failed} of the golden examples failed, first {text:?}: expected {expected}, got {got}"
     )]

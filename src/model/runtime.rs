@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
 
-use super::{Manifest, ModelError};
+use super::{GraphMismatch, Manifest, ModelError};
 
 pub struct Model {
     pub manifest: Manifest,
@@ -215,10 +215,13 @@ impl Model {
                     source: e.into(),
                 })?;
             if view.shape() != [rows, width] {
-                return Err(ModelError::Mismatch(format!(
-                    "{what} output has shape {:?}, expected [{rows}, {width}]",
-                    view.shape()
-                )));
+                return Err(GraphMismatch::OutputShape {
+                    head: what,
+                    got: view.shape().to_vec(),
+                    rows,
+                    width,
+                }
+                .into());
             }
             views.push(
                 view.into_dimensionality::<tract_ndarray::Ix2>()
@@ -301,9 +304,12 @@ fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, Model
         (&outputs[..], names(&model, true), "output"),
     ] {
         if let Some(missing) = want.iter().find(|w| !have.iter().any(|h| h == *w)) {
-            return Err(ModelError::Mismatch(format!(
-                "graph has no {what} {missing:?} (it has {have:?})"
-            )));
+            return Err(GraphMismatch::MissingName {
+                what,
+                missing: missing.to_string(),
+                have,
+            }
+            .into());
         }
     }
     model.set_input_names(inputs).map_err(err)?;

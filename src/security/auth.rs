@@ -126,8 +126,18 @@ pub enum AuthError {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("[auth] {0}")]
-pub struct AuthConfigError(String);
+pub enum AuthConfigError {
+    #[error("[auth] {0}: burst must be at least 1")]
+    Burst(String),
+    #[error("[auth] {caller}: rate_per_s = {rate} must be a positive number")]
+    Rate { caller: String, rate: f64 },
+    #[error("[auth] {0}: sha256 must be 64 hex digits (handoff hash-key prints it)")]
+    Hash(String),
+    #[error("[auth] {0}: no scopes")]
+    NoScopes(String),
+    #[error("[auth] caller {0:?} twice")]
+    Duplicate(String),
+}
 
 pub struct Authenticator {
     keys: HashMap<[u8; 32], Arc<Caller>>,
@@ -141,22 +151,19 @@ fn bucket(name: &str, rate: &RateConfig) -> Result<Option<TokenBucket>, AuthConf
         Some(r) if r > 0.0 && r.is_finite() => {
             let burst = rate.burst.unwrap_or(r.max(1.0));
             if !(burst >= 1.0 && burst.is_finite()) {
-                return Err(AuthConfigError(format!("{name}: burst must be at least 1")));
+                return Err(AuthConfigError::Burst(name.to_string()));
             }
             Ok(Some(TokenBucket::new(r, burst)))
         }
-        Some(r) => Err(AuthConfigError(format!(
-            "{name}: rate_per_s = {r} must be a positive number"
-        ))),
+        Some(rate) => Err(AuthConfigError::Rate {
+            caller: name.to_string(),
+            rate,
+        }),
     }
 }
 
 fn parse_sha256(name: &str, hex: &str) -> Result<[u8; 32], AuthConfigError> {
-    let bad = || {
-        AuthConfigError(format!(
-            "{name}: sha256 must be 64 hex digits (handoff hash-key prints it)"
-        ))
-    };
+    let bad = || AuthConfigError::Hash(name.to_string());
     if hex.len() != 64 {
         return Err(bad());
     }
@@ -181,10 +188,10 @@ impl Authenticator {
         // Keys and client certificates are callers alike: one name space, the same checks.
         let mut caller = |name: &str, via, scopes: &[Scope], rate| {
             if scopes.is_empty() {
-                return Err(AuthConfigError(format!("{name}: no scopes")));
+                return Err(AuthConfigError::NoScopes(name.to_string()));
             }
             if !names.insert(name.to_string()) {
-                return Err(AuthConfigError(format!("caller {name:?} twice")));
+                return Err(AuthConfigError::Duplicate(name.to_string()));
             }
             Ok(Arc::new(Caller {
                 name: name.to_string(),
