@@ -4,8 +4,8 @@
 # Installs what is missing first: Debian packages (as root; otherwise it names them and stops) and
 # a Python virtual environment for the model tests (HANDOFF_TEST_VENV, default
 # ~/.cache/handoff-test-venv; a Debian system Python refuses pip installs outside one). Then: the
-# Rust tests (real gRPC, real tract, real Redis and Prometheus tools), the model-pipeline tests and
-# the deploy-kit checks.
+# Rust tests (real gRPC, real tract, real Redis and Prometheus tools), the model-pipeline tests, the
+# proto checks (buf) and the deploy-kit checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -16,6 +16,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)   # the Redis sta
 command -v openssl >/dev/null || need_apt+=(openssl)             # scripts/dev-certs.sh for the TLS tests
 command -v promtool >/dev/null || need_apt+=(prometheus)         # promtool: metrics lint, alert rule tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+command -v npm >/dev/null || need_apt+=(npm)                     # buf (proto lint and breaking check) comes from npm
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "== installing ${need_apt[*]}"
@@ -45,6 +46,8 @@ export HANDOFF_PYTHON="$venv/bin/python3"   # the Python client example's test r
 cargo test --locked
 echo "== model pipeline tests"
 "$venv/bin/python3" -m pytest -q models/train
+echo "== proto (buf lint, buf breaking)"
+bash scripts/check-proto.sh
 echo "== deploy kit"
 bash deploy/check.sh
 echo "all tests passed"

@@ -288,7 +288,7 @@ impl<B: Backend> Batcher<B> {
         match sender.try_send(job) {
             Ok(()) => {
                 self.backlog.added();
-                metrics::gauge!(t::QUEUE_DEPTH).set(self.receiver.len() as f64);
+                metrics::gauge!(t::INFERENCE_QUEUE_DEPTH).set(self.receiver.len() as f64);
                 Ok(rx)
             }
             Err(TrySendError::Full(_)) => {
@@ -392,7 +392,7 @@ fn worker_loop<B: Backend>(
             longest = longest.max(len);
             jobs.push(next);
         }
-        metrics::gauge!(t::QUEUE_DEPTH).set(rx.len() as f64);
+        metrics::gauge!(t::INFERENCE_QUEUE_DEPTH).set(rx.len() as f64);
         let (started, texts) = (Instant::now(), jobs.len());
         run_batch(jobs, &registry, &sinks);
         backlog.done(started.elapsed(), texts);
@@ -428,7 +428,7 @@ fn run_batch<B: Backend>(jobs: Vec<Job<B>>, registry: &ModelRegistry<B>, sinks: 
                     }
                 }
             }
-            metrics::histogram!(t::QUEUE_TIME)
+            metrics::histogram!(t::INFERENCE_QUEUE_WAIT)
                 .record(started.duration_since(job.enqueued).as_secs_f64());
             live.push(job);
         }

@@ -8,8 +8,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 pub const REQUESTS: &str = "handoff_requests_total";
 pub const REQUEST_DURATION: &str = "handoff_request_duration_seconds";
-pub const QUEUE_DEPTH: &str = "handoff_queue_depth";
-pub const QUEUE_TIME: &str = "handoff_queue_time_seconds";
+pub const INFERENCE_QUEUE_DEPTH: &str = "handoff_inference_queue_depth";
+pub const INFERENCE_QUEUE_WAIT: &str = "handoff_inference_queue_wait_seconds";
 pub const TOKENIZE_TIME: &str = "handoff_tokenize_duration_seconds";
 pub const INFERENCE_TIME: &str = "handoff_inference_duration_seconds";
 pub const BATCH_SIZE: &str = "handoff_batch_size";
@@ -92,9 +92,12 @@ fn describe() {
         Unit::Seconds,
         "gRPC request duration by rpc and status code"
     );
-    describe_gauge!(QUEUE_DEPTH, "Requests waiting in the batcher queue");
+    describe_gauge!(
+        INFERENCE_QUEUE_DEPTH,
+        "Requests waiting in the batcher queue"
+    );
     describe_histogram!(
-        QUEUE_TIME,
+        INFERENCE_QUEUE_WAIT,
         Unit::Seconds,
         "Time a request waited in the queue before its batch ran"
     );
