@@ -198,25 +198,41 @@ impl App {
             }
         };
 
-        let startup = {
-            let (manager, health) = (manager.clone(), health.clone());
+        let mut startup = {
+            let manager = manager.clone();
             let package = startup_package(&config.model_dir, manager.repository());
             tokio::spawn(async move {
                 manager.activate_package(package?).await?;
-                set_ready(&health, ServingStatus::Serving).await;
                 anyhow::Ok(())
             })
         };
         tokio::pin!(shutdown);
+        let mut serving = serving;
         let failed = tokio::select! {
-            _ = &mut shutdown => None,
-            loaded = startup => match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
+            _ = &mut shutdown => {
+                startup.abort(); // still loading: not ready, never made ready while draining
+                None
+            }
+            ended = &mut serving => {
+                // The server stopped on its own (a listener error): nothing to drain.
+                startup.abort();
+                ended??;
+                return Err(anyhow::anyhow!("the gRPC server stopped unexpectedly"));
+            }
+            loaded = &mut startup => match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(()) => {
+                    set_ready(&health, ServingStatus::Serving).await;
                     if config.watch_interval_ms > 0 {
                         let interval = Duration::from_millis(config.watch_interval_ms);
                         tokio::spawn(manager.watch(interval, config.auto_activate));
                     }
-                    shutdown.await;
+                    tokio::select! {
+                        _ = &mut shutdown => {}
+                        ended = &mut serving => {
+                            ended??;
+                            return Err(anyhow::anyhow!("the gRPC server stopped unexpectedly"));
+                        }
+                    }
                     None
                 }
                 Err(e) => Some(e),

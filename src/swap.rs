@@ -23,7 +23,7 @@ pub enum SwapError {
     NotFound(String, String),
     /// The reason names files relative to the package: callers name packages, not the server's
     /// directories (the log keeps the full path).
-    #[error("package {package} refused: {}", .reason.to_string().replace(&.dir.display().to_string(), .package))]
+    #[error("package {package} refused: {}", .reason.to_string().replace(&format!("{}/", .dir.display()), &format!("{}/", .package)))]
     Refused {
         package: String,
         dir: std::path::PathBuf,

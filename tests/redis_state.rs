@@ -292,6 +292,12 @@ async fn concurrent_turns_on_two_replicas_lose_no_update() {
         )
         .unwrap();
     let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    assert_eq!(state["turns"], recorded, "{state}");
-    assert!(recorded >= 12, "most turns recorded: {recorded} of 24");
+    let turns = state["turns"].as_u64().unwrap();
+    // Every turn a reply called recorded is stored (a write that landed just as its deadline
+    // passed is stored but reported unavailable: hence >=, never fewer).
+    assert!(
+        turns >= recorded && turns <= 24,
+        "{turns} stored, {recorded} reported: {state}"
+    );
+    assert!(turns >= 12, "most turns recorded: {turns} of 24");
 }

@@ -70,7 +70,12 @@ impl RedisStore {
         let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
         let script = redis::Script::new(COMPARE_AND_SET);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // Contenders that read the same version would collide again at once: spread them.
+                let jitter = rand::random::<u64>() % (2 << attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
             let raw: Option<Vec<u8>> = con.get(&key).await?;
             // Unreadable or out-of-range state (another writer, an older format) is repaired
             // rather than failing the conversation; the decision says so.
@@ -78,11 +83,10 @@ impl RedisStore {
                 .as_deref()
                 .map(ConversationState::from_stored)
                 .unwrap_or_default();
-            if let Some(repair) = state.repair {
-                warn!(conversation_key = %key, repair = repair.as_str(), "stored conversation state repaired");
-                metrics::counter!(t::STATE_REPAIRS, "repair" => repair.as_str()).increment(1);
-            }
+            let repair = state.repair;
             f(&mut state);
+            // A NaN would be written as null and make the whole state unreadable next time.
+            state.clamp();
             let bytes = serde_json::to_vec(&state).expect("state serialises");
             let written: i32 = script
                 .key(&key)
@@ -93,6 +97,14 @@ impl RedisStore {
                 .invoke_async(&mut con)
                 .await?;
             if written == 1 {
+                if let Some(repair) = repair {
+                    // No conversation id: callers put phone numbers in them.
+                    warn!(
+                        repair = repair.as_str(),
+                        "stored conversation state repaired"
+                    );
+                    metrics::counter!(t::STATE_REPAIRS, "repair" => repair.as_str()).increment(1);
+                }
                 return Ok(());
             }
         }
@@ -106,10 +118,13 @@ impl StateStore for RedisStore {
             let result = tokio::time::timeout(self.timeout, self.update_checked(id, f))
                 .await
                 .unwrap_or(Err(StateError::Timeout(self.timeout)));
-            if result.is_err() {
+            if result.as_ref().is_err_and(StateError::is_connection_fault) {
                 // The next update connects afresh instead of waiting out the client's own
-                // reconnect backoff: a Redis that is back serves the very next turn.
-                self.connection.lock().await.take();
+                // reconnect backoff: a Redis that is back serves the very next turn. Never waits:
+                // if another update holds the slot, it is connecting already.
+                if let Ok(mut slot) = self.connection.try_lock() {
+                    slot.take();
+                }
             }
             result
         })

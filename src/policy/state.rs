@@ -113,7 +113,7 @@ impl ConversationState {
     }
 
     /// Bring every value into the range the policy produces; true if anything changed.
-    fn clamp(&mut self) -> bool {
+    pub fn clamp(&mut self) -> bool {
         let before = self.clone();
         let unit = |x: f32| {
             if x.is_finite() {
@@ -157,6 +157,22 @@ pub enum StateError {
     Timeout(Duration),
     #[error("conversation state store unavailable: written by another replica {0} times in a row")]
     Contended(usize),
+}
+
+impl StateError {
+    /// The connection itself failed (not a conflict between writers).
+    pub fn is_connection_fault(&self) -> bool {
+        match self {
+            StateError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+            }
+            StateError::Timeout(_) => true,
+            StateError::Contended(_) => false,
+        }
+    }
 }
 
 /// What a store runs on a conversation's state: the decision and its record, CPU only.

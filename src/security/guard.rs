@@ -123,14 +123,14 @@ impl<S> Guard<S> {
             .identify(req.headers(), peer_cert(req).as_ref())
             .map_or_else(|_| "unauthenticated".to_string(), |c| c.name.clone());
         let rpc = req.uri().path().rsplit('/').next().unwrap_or_default();
+        // The path and the refusal (which may name a certificate's CN) come from the caller: redacted.
         self.layer.audit.record(
             "admin",
+            serde_json::json!({ "caller": caller }),
             serde_json::json!({
-                "caller": caller,
                 "rpc": rpc,
                 "result": format!("{:?}: {}", status.code(), status.message()),
             }),
-            serde_json::json!({}),
         );
     }
 
