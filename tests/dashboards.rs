@@ -30,14 +30,6 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -58,7 +50,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new("prometheus")
             .arg(format!(
                 "--config.file={}",

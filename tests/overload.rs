@@ -63,6 +63,20 @@ async fn a_full_queue_sheds_with_resource_exhausted_and_answers_everything() {
     assert!(metrics.contains("code=\"ResourceExhausted\""));
 }
 
+/// A server with `config` (TOML) that runs one text at a time on one worker: easy to overload.
+fn one_text_at_a_time(tag: &str, config: &str) -> common::Server {
+    let path = std::env::temp_dir().join(format!("handoff-{tag}-{}.toml", std::process::id()));
+    std::fs::write(&path, config).unwrap();
+    common::Server::start(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--max-batch-size",
+        "1",
+    ])
+}
+
 /// Fire `n` concurrent Classify calls (with a deadline if given) and wait for every answer.
 async fn burst(
     client: &handoff::grpc::pb::handoff_client::HandoffClient<tonic::transport::Channel>,
@@ -97,20 +111,10 @@ async fn burst(
 
 #[tokio::test]
 async fn the_in_flight_limit_and_deadlines_shed_at_once_with_their_reason() {
-    let config = std::env::temp_dir().join(format!("handoff-inflight-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
+    let server = one_text_at_a_time(
+        "inflight",
         "max_in_flight = 8\n[limits]\ndefault_deadline_ms = 30\n",
-    )
-    .unwrap();
-    let server = common::Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--workers",
-        "1",
-        "--max-batch-size",
-        "1",
-    ]);
+    );
     let client = common::client(&server).await;
     // One answered request first, so the server knows how long a text takes. Then bursts with a
     // deadline far off (only the in-flight limit sheds), with none (the server's 30 ms default
@@ -166,16 +170,7 @@ async fn the_in_flight_limit_and_deadlines_shed_at_once_with_their_reason() {
 /// `handoff_requests_total`.
 #[tokio::test]
 async fn a_cold_burst_with_deadlines_ends_with_the_right_codes_and_is_counted() {
-    let config = std::env::temp_dir().join(format!("handoff-cold-{}.toml", std::process::id()));
-    std::fs::write(&config, "[limits]\ndefault_deadline_ms = 500\n").unwrap();
-    let server = common::Server::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--workers",
-        "1",
-        "--max-batch-size",
-        "1",
-    ]);
+    let server = one_text_at_a_time("cold", "[limits]\ndefault_deadline_ms = 500\n");
     let client = common::client(&server).await;
     let results = burst(&client, 200, None).await;
     let mut codes = std::collections::BTreeMap::<String, usize>::new();

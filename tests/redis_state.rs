@@ -64,14 +64,6 @@ impl Drop for Redis {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn route(server: &Server, conversation: &str, message_id: &str, text: &str) -> RouteResponse {
     let mut client = common::client(server).await;
     client
@@ -108,7 +100,7 @@ fn summary(r: &RouteResponse) -> (Action, String) {
 
 #[tokio::test]
 async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
-    let redis = Redis::start(free_port());
+    let redis = Redis::start(common::free_port());
     let a = Server::start(&["--state", &redis.url()]);
     let mut b = Server::start(&["--state", &redis.url()]);
 
@@ -153,7 +145,7 @@ async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
 
 #[tokio::test]
 async fn a_redis_outage_degrades_decisions_and_sharing_resumes_after() {
-    let port = free_port();
+    let port = common::free_port();
     let redis = Redis::start(port);
     let server = Server::start(&["--state", &redis.url()]);
     route(&server, "outage", "m1", "我的订单到哪了").await;
@@ -197,7 +189,7 @@ async fn a_redis_outage_degrades_decisions_and_sharing_resumes_after() {
 /// counted, never used as it is.
 #[tokio::test]
 async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
-    let redis = Redis::start(free_port());
+    let redis = Redis::start(common::free_port());
     let server = Server::start(&["--state", &redis.url()]);
     let mut con = redis::Client::open(redis.url())
         .unwrap()
@@ -254,7 +246,7 @@ async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
 /// says so (`state_unavailable`) instead of being lost silently.
 #[tokio::test]
 async fn concurrent_turns_on_two_replicas_lose_no_update() {
-    let redis = Redis::start(free_port());
+    let redis = Redis::start(common::free_port());
     let a = Server::start(&["--state", &redis.url()]);
     let b = Server::start(&["--state", &redis.url()]);
     let (ca, cb) = (common::client(&a).await, common::client(&b).await);

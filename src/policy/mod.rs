@@ -232,17 +232,6 @@ pub struct Policy {
     channels: HashMap<&'static str, ChannelSettings>,
 }
 
-const CHANNELS: &[Channel] = &[
-    Channel::Unspecified,
-    Channel::Web,
-    Channel::App,
-    Channel::WeChat,
-    Channel::WhatsApp,
-    Channel::Sms,
-    Channel::Email,
-    Channel::Voice,
-];
-
 impl Policy {
     pub fn new(config: PolicyConfig) -> Result<Self, PolicyError> {
         let s = &config.signals;
@@ -279,8 +268,8 @@ impl Policy {
         let mut channels = HashMap::new();
         for (name, c) in &config.channels {
             let what = format!("channels.{}", name.get_ref());
-            let Some(channel) = CHANNELS.iter().find(|c| c.as_str() == name.get_ref()) else {
-                let known: Vec<_> = CHANNELS.iter().map(|c| c.as_str()).collect();
+            let Some(channel) = Channel::ALL.iter().find(|c| c.as_str() == name.get_ref()) else {
+                let known: Vec<_> = Channel::ALL.iter().map(|c| c.as_str()).collect();
                 let msg = format!("unknown channel; known: {}", known.join(", "));
                 return Err(spanned(what, name.span(), &msg));
             };

@@ -38,7 +38,7 @@ pub fn model_dir_v1() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/1.0.0")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
