@@ -70,6 +70,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// JSON-lines audit log of decisions and admin actions (personal data redacted); none: off.
     pub audit_log: Option<PathBuf>,
+    /// Decisions with their signals, and feedback on them, for replay and reports; off by default.
+    pub decision_log: crate::decision_log::DecisionLogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +137,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             max_in_flight: 2048,
             audit_log: None,
+            decision_log: Default::default(),
         }
     }
 }

@@ -78,6 +78,16 @@ enum Command {
     Signals,
     /// Print the SHA-256 to put in [[auth.api_keys]] for the API key read from stdin.
     HashKey,
+    /// Decide every turn of a decision log again under a candidate policy and print what changes
+    /// (no model needed: the log holds the signals each decision read).
+    Replay {
+        /// Candidate policy file; without it, the built-in policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Directory of decisions-*.jsonl and feedback-*.jsonl files (one or more replicas').
+        #[arg(long)]
+        log: PathBuf,
+    },
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy {
         file: PathBuf,
@@ -266,6 +276,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{:<22} {:<18} customer attribute NAME sent by the caller (absent unless sent)",
                 "attr.NAME", "text"
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { policy, log } => {
+            let candidate = match &policy {
+                Some(path) => handoff::policy::file::load(path, None)?,
+                None => handoff::policy::Policy::builtin(),
+            };
+            let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
+            let report = handoff::decision_log::replay::replay(&data, &candidate);
+            println!(
+                "candidate policy {} ({})",
+                candidate.version(),
+                policy
+                    .as_ref()
+                    .map_or("built-in".to_string(), |p| p.display().to_string())
+            );
+            print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckPolicy { file, model } => {

@@ -15,6 +15,7 @@ use crate::audit::AuditLog;
 use crate::batcher::Batcher;
 use crate::cache::ResultCache;
 use crate::config::ServerConfig;
+use crate::decision_log::Journal;
 use crate::grpc::pb::handoff_server::HandoffServer;
 use crate::grpc::pb::model_admin_server::ModelAdminServer;
 use crate::grpc::{pb, AdminService, HandoffService, ObserveLayer};
@@ -66,6 +67,7 @@ struct App {
     health: HealthReporter,
     manager: Arc<ModelManager>,
     batcher: Arc<Batcher>,
+    journal: Arc<Journal>,
 }
 
 impl App {
@@ -117,12 +119,14 @@ impl App {
                 .with_context(|| format!("opening the audit log {}", path.display()))?,
             None => AuditLog::disabled(),
         };
+        let journal = Arc::new(Journal::open(&config.decision_log)?);
         let service = HandoffServer::new(HandoffService::new(
             batcher.clone(),
             policy,
             config.state_store()?,
             limits,
             audit.clone(),
+            journal.clone(),
         ))
         .max_decoding_message_size(max_message);
         let auth = Arc::new(Authenticator::new(&config.auth)?);
@@ -154,6 +158,7 @@ impl App {
             health,
             manager,
             batcher,
+            journal,
         })
     }
 
@@ -171,6 +176,7 @@ impl App {
             health,
             manager,
             batcher,
+            journal,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = Duration::from_millis(config.drain_ms);
@@ -243,6 +249,8 @@ impl App {
 
         // Listeners are closed and in-flight calls answered; let the workers finish what is queued.
         tokio::task::spawn_blocking(move || batcher.shutdown()).await?;
+        // Every call is answered: no decision can be made any more, so the log can be closed.
+        tokio::task::spawn_blocking(move || journal.close()).await?;
         if let Some(e) = failed {
             error!("model failed to load: {e:#}");
             return Err(e);

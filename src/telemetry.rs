@@ -31,6 +31,10 @@ pub const TLS_RELOADS: &str = "handoff_tls_reloads_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "handoff_tls_handshake_failures_total";
 pub const AUTH_REFUSALS: &str = "handoff_auth_refusals_total";
 pub const AUDIT_DROPPED: &str = "handoff_audit_dropped_total";
+pub const DECISION_LOG_WRITTEN: &str = "handoff_decision_log_records_total";
+pub const DECISION_LOG_DROPPED: &str = "handoff_decision_log_dropped_total";
+pub const DECISION_LOG_ERRORS: &str = "handoff_decision_log_write_errors_total";
+pub const FEEDBACK: &str = "handoff_feedback_total";
 pub const QUEUE_CAPACITY: &str = "handoff_queue_capacity";
 pub const REPLY_WINDOW: &str = "handoff_reply_window_raised_total";
 pub const CACHE_LOOKUPS: &str = "handoff_cache_lookups_total";
@@ -80,7 +84,14 @@ fn zero_failure_counters() {
     metrics::counter!(POLICY_RELOADS, "result" => "error").increment(0);
     metrics::counter!(TLS_RELOADS, "result" => "error").increment(0);
     metrics::counter!(MODEL_LOADS, "result" => "refused").increment(0);
-    for counter in [STATE_ERRORS, SHADOW_DROPPED, SHADOW_ERRORS, AUDIT_DROPPED] {
+    for counter in [
+        STATE_ERRORS,
+        SHADOW_DROPPED,
+        SHADOW_ERRORS,
+        AUDIT_DROPPED,
+        DECISION_LOG_DROPPED,
+        DECISION_LOG_ERRORS,
+    ] {
         metrics::counter!(counter).increment(0);
     }
 }
@@ -163,6 +174,22 @@ fn describe() {
     describe_counter!(
         AUDIT_DROPPED,
         "Audit records dropped: the writer fell behind"
+    );
+    describe_counter!(
+        DECISION_LOG_WRITTEN,
+        "Decision-log lines written, by kind (decision, feedback)"
+    );
+    describe_counter!(
+        DECISION_LOG_DROPPED,
+        "Decision-log lines dropped: the writer fell behind"
+    );
+    describe_counter!(
+        DECISION_LOG_ERRORS,
+        "Decision-log writes, rotations or flushes that failed"
+    );
+    describe_counter!(
+        FEEDBACK,
+        "Feedback calls by outcome (recorded, duplicate, conflict, unknown)"
     );
     describe_gauge!(
         QUEUE_CAPACITY,

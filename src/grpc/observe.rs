@@ -68,6 +68,7 @@ fn rpc_of(path: &str) -> Option<(&'static str, bool)> {
         "Classify",
         "ClassifyBatch",
         "Route",
+        "Feedback",
         "ListModels",
         "GetStatus",
         "ActivateModel",

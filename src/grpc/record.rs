@@ -4,7 +4,8 @@
 use tracing::debug;
 
 use crate::audit::AuditLog;
-use crate::policy::{Channel, Decision};
+use crate::decision_log::{Journal, LoggedDecision, LoggedReason};
+use crate::policy::{Channel, Decision, ReplayClock};
 use crate::telemetry as t;
 
 /// Per-channel counters exist from the start at 0, so a dashboard shows 0 rather than "no data".
@@ -23,12 +24,58 @@ pub struct DecisionRecord<'a> {
     pub channel: Channel,
     pub decision: &'a Decision,
     pub policy_version: &'a str,
+    pub model_name: &'a str,
     pub model_version: &'a str,
+    /// The customer's text: only ever logged redacted, and only when the operator opted in.
+    pub text: &'a str,
+    pub clock: ReplayClock,
 }
 
 impl DecisionRecord<'_> {
-    /// Never the customer's text or attribute values.
-    pub fn record(&self, audit: &AuditLog) {
+    /// Never the customer's text or attribute values (unless text retention is on: redacted text).
+    pub fn record(&self, audit: &AuditLog, journal: &Journal, id: &uuid::Uuid) {
+        journal.served(id, || self.logged(journal));
+        self.record_audit(audit);
+    }
+
+    fn logged(&self, journal: &Journal) -> LoggedDecision {
+        let d = self.decision;
+        LoggedDecision {
+            decision_id: self.decision_id.to_string(),
+            ts_ms: crate::decision_log::now_ms(),
+            conversation: journal.conversation_key(self.conversation_id),
+            action: d.action.as_str().to_string(),
+            rule: d
+                .reasons
+                .first()
+                .map_or_else(String::new, |r| r.rule_id.clone()),
+            queue: d.queue.clone(),
+            priority: d.priority,
+            fallback: d.fallback.clone(),
+            degraded: d.degraded,
+            reasons: d
+                .reasons
+                .iter()
+                .map(|r| LoggedReason {
+                    rule_id: r.rule_id.clone(),
+                    signal: r.signal.clone(),
+                    value: r.value,
+                    threshold: r.threshold,
+                })
+                .collect(),
+            model: self.model_name.to_string(),
+            model_version: self.model_version.to_string(),
+            policy_version: self.policy_version.to_string(),
+            unix_s: self.clock.unix_seconds,
+            sent_unix_s: self.clock.sent_unix_seconds,
+            signals: d.signals.clone(),
+            text: journal
+                .keeps_text()
+                .then(|| crate::audit::redact::redact(self.text)),
+        }
+    }
+
+    fn record_audit(&self, audit: &AuditLog) {
         let d = self.decision;
         let channel = self.channel.as_str();
         let top_rule = d.reasons.first().map_or("", |r| r.rule_id.as_str());

@@ -8,16 +8,17 @@ use tonic::{Request, Response, Status};
 use super::observe::Deadline;
 use super::pb::handoff_server::Handoff;
 use super::pb::{
-    ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse, RouteRequest,
-    RouteResponse,
+    ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse,
+    FeedbackRequest, FeedbackResponse, RouteRequest, RouteResponse,
 };
 use super::record::DecisionRecord;
 use super::{convert, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
+use crate::decision_log::{FeedbackOutcome, Journal};
 use crate::model::repository::compare_versions;
-use crate::policy::{SharedPolicy, StateStore, Turn};
+use crate::policy::{ReplayClock, SharedPolicy, StateStore, Turn};
 use crate::telemetry as t;
 
 pub struct HandoffService {
@@ -26,6 +27,7 @@ pub struct HandoffService {
     state: Arc<dyn StateStore>,
     limits: Limits,
     audit: AuditLog,
+    journal: Arc<Journal>,
 }
 
 impl HandoffService {
@@ -35,6 +37,7 @@ impl HandoffService {
         state: Arc<dyn StateStore>,
         limits: Limits,
         audit: AuditLog,
+        journal: Arc<Journal>,
     ) -> Self {
         HandoffService {
             batcher,
@@ -42,6 +45,7 @@ impl HandoffService {
             state,
             limits,
             audit,
+            journal,
         }
     }
 }
@@ -127,7 +131,8 @@ impl Handoff for HandoffService {
         let decision = policy
             .route(self.state.as_ref(), &req.conversation_id, &turn)
             .await;
-        let decision_id = uuid::Uuid::new_v4().to_string();
+        let id = uuid::Uuid::new_v4();
+        let decision_id = id.to_string();
         DecisionRecord {
             decision_id: &decision_id,
             caller: &caller,
@@ -136,11 +141,53 @@ impl Handoff for HandoffService {
             channel: turn.channel,
             decision: &decision,
             policy_version: policy.version(),
+            model_name: inf.model.name(),
             model_version: inf.model.version(),
+            text: &req.text,
+            clock: ReplayClock {
+                unix_seconds: input.now,
+                sent_unix_seconds: input.sent,
+            },
         }
-        .record(&self.audit);
+        .record(&self.audit, &self.journal, &id);
         let response =
             convert::route_response(decision_id, decision, &inf, policy.version(), started);
         Ok(Response::new(response))
+    }
+
+    async fn feedback(
+        &self,
+        request: Request<FeedbackRequest>,
+    ) -> Result<Response<FeedbackResponse>, Status> {
+        let caller = super::caller_name(&request);
+        let mut entry = validate::feedback(request.get_ref(), &self.limits)?;
+        if !self.journal.enabled() {
+            return Err(Status::failed_precondition(
+                "feedback needs the decision log: set [decision_log] dir in the server config",
+            ));
+        }
+        entry.caller = caller;
+        let decision_id = entry.decision_id.clone();
+        let outcome = self.journal.feedback(entry);
+        let label = match outcome {
+            FeedbackOutcome::New => "recorded",
+            FeedbackOutcome::Duplicate => "duplicate",
+            FeedbackOutcome::Conflict => "conflict",
+            FeedbackOutcome::Unknown => "unknown",
+        };
+        metrics::counter!(t::FEEDBACK, "outcome" => label).increment(1);
+        match outcome {
+            FeedbackOutcome::New | FeedbackOutcome::Duplicate => {
+                Ok(Response::new(FeedbackResponse {
+                    recorded: outcome == FeedbackOutcome::New,
+                }))
+            }
+            FeedbackOutcome::Conflict => Err(Status::already_exists(format!(
+                "decision_id {decision_id} already has different feedback"
+            ))),
+            FeedbackOutcome::Unknown => Err(Status::not_found(format!(
+                "decision_id {decision_id} is unknown here or older than the feedback window"
+            ))),
+        }
     }
 }

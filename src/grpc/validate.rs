@@ -144,6 +144,54 @@ pub fn route(req: &pb::RouteRequest, limits: &Limits) -> Result<RouteInput, Stat
     })
 }
 
+/// Longest wait a Feedback call may report: a week, past which the number is a mistake.
+pub const MAX_WAIT_SECONDS: u32 = 7 * 24 * 3600;
+
+pub fn feedback(
+    req: &pb::FeedbackRequest,
+    limits: &Limits,
+) -> Result<crate::decision_log::FeedbackEntry, Status> {
+    use crate::decision_log::{FeedbackEntry, HumanNeeded, ResolvedBy};
+    id("decision_id", &req.decision_id, true, limits)?;
+    let human_needed = match enum_value("human_needed", req.human_needed)? {
+        pb::HumanNeeded::Unspecified => {
+            return Err(Status::invalid_argument(
+                "human_needed is required (NEEDED, NOT_NEEDED or NEEDED_EARLIER)",
+            ))
+        }
+        pb::HumanNeeded::Needed => HumanNeeded::Needed,
+        pb::HumanNeeded::NotNeeded => HumanNeeded::NotNeeded,
+        pb::HumanNeeded::NeededEarlier => HumanNeeded::NeededEarlier,
+    };
+    let resolved_by = match enum_value("resolved_by", req.resolved_by)? {
+        pb::ResolvedBy::Unspecified => None,
+        pb::ResolvedBy::Bot => Some(ResolvedBy::Bot),
+        pb::ResolvedBy::Human => Some(ResolvedBy::Human),
+        pb::ResolvedBy::Abandoned => Some(ResolvedBy::Abandoned),
+    };
+    if req.csat > 5 {
+        return Err(Status::invalid_argument(format!(
+            "csat = {} is outside 1..=5 (0 = not asked)",
+            req.csat
+        )));
+    }
+    if req.wait_seconds > MAX_WAIT_SECONDS {
+        return Err(Status::invalid_argument(format!(
+            "wait_seconds = {}; the limit is {MAX_WAIT_SECONDS} (7 days)",
+            req.wait_seconds
+        )));
+    }
+    Ok(FeedbackEntry {
+        decision_id: req.decision_id.clone(),
+        ts_ms: crate::decision_log::now_ms(),
+        human_needed,
+        resolved_by,
+        csat: (req.csat > 0).then_some(req.csat as u8),
+        wait_seconds: (req.wait_seconds > 0).then_some(req.wait_seconds),
+        caller: String::new(),
+    })
+}
+
 /// When the customer sent the message (ms since the epoch; 0 = now), in seconds. Refuses the future
 /// beyond a clock-skew allowance, so a bad clock cannot stretch a reply window.
 pub fn sent_at(field: &str, unix_ms: u64, now_seconds: i64) -> Result<i64, Status> {

@@ -122,13 +122,13 @@ impl Ref {
 pub struct Values<'a> {
     pub request_human: f32,
     /// The keyword the net matched, requested or negated.
-    pub keyword: Option<&'static str>,
+    pub keyword: Option<&'a str>,
     pub keyword_negated: bool,
     pub intent: &'a str,
     pub intent_score: f32,
     pub intent_margin: f32,
     /// The threat word matched.
-    pub threat: Option<&'static str>,
+    pub threat: Option<&'a str>,
     pub negativity: f32,
     pub negativity_avg: f32,
     pub negative_turns: u32,
@@ -141,12 +141,102 @@ pub struct Values<'a> {
     pub offers_made: u32,
     pub escalated: bool,
     pub turns: u32,
-    pub channel: &'static str,
-    pub tier: &'static str,
+    pub channel: &'a str,
+    pub tier: &'a str,
     pub attributes: Option<&'a HashMap<String, String>>,
 }
 
+/// Every signal's value for one turn, owned, as the decision log keeps it: enough to decide the turn
+/// again under another policy without the model or the text. Attribute values are never kept.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    pub request_human: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyword_negated: bool,
+    pub intent: String,
+    pub intent_score: f32,
+    pub intent_margin: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threat: Option<String>,
+    pub negativity: f32,
+    pub negativity_avg: f32,
+    pub negative_turns: u32,
+    pub negativity_rise: f32,
+    pub similarity: f32,
+    pub bot_fallbacks: u32,
+    pub bot_failed: bool,
+    pub low_confidence_turns: u32,
+    pub accepted_offer: bool,
+    pub offers_made: u32,
+    pub escalated: bool,
+    pub turns: u32,
+    pub channel: String,
+    pub tier: String,
+    /// The caller sent attributes (their values are not kept: rules over `attr.*` replay without them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub had_attributes: bool,
+}
+
+impl Snapshot {
+    /// The values again, without attributes.
+    pub fn values(&self) -> Values<'_> {
+        Values {
+            request_human: self.request_human,
+            keyword: self.keyword.as_deref(),
+            keyword_negated: self.keyword_negated,
+            intent: &self.intent,
+            intent_score: self.intent_score,
+            intent_margin: self.intent_margin,
+            threat: self.threat.as_deref(),
+            negativity: self.negativity,
+            negativity_avg: self.negativity_avg,
+            negative_turns: self.negative_turns,
+            negativity_rise: self.negativity_rise,
+            similarity: self.similarity,
+            bot_fallbacks: self.bot_fallbacks,
+            bot_failed: self.bot_failed,
+            low_confidence_turns: self.low_confidence_turns,
+            accepted_offer: self.accepted_offer,
+            offers_made: self.offers_made,
+            escalated: self.escalated,
+            turns: self.turns,
+            channel: &self.channel,
+            tier: &self.tier,
+            attributes: None,
+        }
+    }
+}
+
 impl Values<'_> {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            request_human: self.request_human,
+            keyword: self.keyword.map(str::to_string),
+            keyword_negated: self.keyword_negated,
+            intent: self.intent.to_string(),
+            intent_score: self.intent_score,
+            intent_margin: self.intent_margin,
+            threat: self.threat.map(str::to_string),
+            negativity: self.negativity,
+            negativity_avg: self.negativity_avg,
+            negative_turns: self.negative_turns,
+            negativity_rise: self.negativity_rise,
+            similarity: self.similarity,
+            bot_fallbacks: self.bot_fallbacks,
+            bot_failed: self.bot_failed,
+            low_confidence_turns: self.low_confidence_turns,
+            accepted_offer: self.accepted_offer,
+            offers_made: self.offers_made,
+            escalated: self.escalated,
+            turns: self.turns,
+            channel: self.channel.to_string(),
+            tier: self.tier.to_string(),
+            had_attributes: self.attributes.is_some_and(|a| !a.is_empty()),
+        }
+    }
+
     /// Numbers, counts and flags (as 0/1).
     pub fn number(&self, s: Signal) -> f64 {
         let flag = |b: bool| if b { 1.0 } else { 0.0 };

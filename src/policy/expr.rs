@@ -53,6 +53,18 @@ pub enum Expr {
     Any(Vec<Expr>),
 }
 
+impl Expr {
+    /// The condition reads a caller-supplied attribute (`attr.NAME`) somewhere.
+    pub fn reads_attributes(&self) -> bool {
+        match self {
+            Expr::Text { of, .. } => matches!(of, Ref::Attribute(_)),
+            Expr::Not(e) => e.reads_attributes(),
+            Expr::All(es) | Expr::Any(es) => es.iter().any(Expr::reads_attributes),
+            Expr::Always | Expr::Flag(_) | Expr::Cmp(..) => false,
+        }
+    }
+}
+
 /// A condition that does not parse or type-check; `at` is the byte offset in the condition.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]

@@ -24,6 +24,7 @@ pub use redis_store::RedisStore;
 use signals::KeywordHit;
 pub use state::{ConversationState, MemoryStore, RecentTurn, Repair, StateError, StateStore};
 
+pub use catalog::Snapshot;
 use catalog::Values;
 use config::{ChannelSettings, TierSettings};
 use rules::Rule;
@@ -79,6 +80,10 @@ impl Channel {
         Channel::Email,
         Channel::Voice,
     ];
+
+    pub fn parse(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -182,6 +187,8 @@ pub struct Decision {
     pub fallback: String,
     /// Priority was raised because the channel's reply window closes soon.
     pub reply_window_raised: bool,
+    /// What the rules read, for the decision log and replay.
+    pub signals: Snapshot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,6 +325,11 @@ impl Policy {
         &self.rules
     }
 
+    /// Some rule reads a customer attribute (`attr.NAME`).
+    pub fn reads_attributes(&self) -> bool {
+        self.rules.iter().any(|r| r.when.reads_attributes())
+    }
+
     /// Staffing hints per queue, for the capacity gauge.
     pub fn queue_capacities(&self) -> impl Iterator<Item = (&str, u32)> {
         self.config
@@ -411,12 +423,35 @@ impl Policy {
                 d
             }
         };
+        self.shape(turn, &mut d);
+        d
+    }
+
+    /// Opening hours and reply windows: they depend on the clock and the channel, not the rules.
+    fn shape(&self, turn: &Turn, d: &mut Decision) {
         if d.action != Action::ContinueBot {
-            let opens = hours::apply(&self.config.queues, &mut d, turn.unix_seconds);
+            let opens = hours::apply(&self.config.queues, d, turn.unix_seconds);
             if let Some(c) = self.channels.get(turn.channel.as_str()) {
-                hours::apply_reply_window(c, turn, opens, &mut d);
+                hours::apply_reply_window(c, turn, opens, d);
             }
         }
+    }
+
+    /// Decide a logged turn again from its signals, at the times it was decided: what `route` would
+    /// have answered under this policy (multi-turn signals as logged). `degraded` turns were decided
+    /// without conversation state and stay so.
+    pub fn replay(&self, signals: &Snapshot, at: ReplayClock, degraded: bool) -> Decision {
+        let mut d = self.decide_values(&signals.values());
+        if degraded {
+            d.degraded = true;
+        }
+        let turn = Turn {
+            channel: Channel::parse(&signals.channel).unwrap_or_default(),
+            unix_seconds: at.unix_seconds,
+            sent_unix_seconds: at.sent_unix_seconds,
+            ..Default::default()
+        };
+        self.shape(&turn, &mut d);
         d
     }
 
@@ -469,12 +504,22 @@ impl Policy {
 
     /// The first rule that fires decides; its reasons come first.
     pub fn decide(&self, turn: &Turn, state: &ConversationState) -> Decision {
-        let v = self.values(turn, state);
+        self.decide_values(&self.values(turn, state))
+    }
+
+    /// `decide` on signal values already computed (a live turn, or a logged one being replayed).
+    pub fn decide_values(&self, v: &Values) -> Decision {
+        let mut d = self.decide_rules(v);
+        d.signals = v.snapshot();
+        d
+    }
+
+    fn decide_rules(&self, v: &Values) -> Decision {
         let Some(first) = self.rules.iter().position(|r| r.fires(&v)) else {
             let r = reason(
                 "default",
                 "intent_score",
-                turn.intent_score as f64,
+                v.intent_score as f64,
                 0.0,
                 "no escalation rule fired",
             );
@@ -484,7 +529,7 @@ impl Policy {
         let mut reasons = rule_reasons(rule, &v);
         let mut action = Action::from(rule.action);
         let mut priority = rule.priority.unwrap_or(self.config.base_priority);
-        let channel = self.channels.get(turn.channel.as_str());
+        let channel = self.channels.get(v.channel);
         if action == Action::OfferHuman {
             // Everything else that would offer a person explains the offer too.
             for later in &self.rules[first + 1..] {
@@ -496,13 +541,13 @@ impl Policy {
             let max_offers = channel
                 .and_then(|c| c.max_offers)
                 .unwrap_or(ladder.max_offers);
-            if state.offers_made >= max_offers {
+            if v.offers_made >= max_offers {
                 action = Action::Escalate;
                 priority += ladder.escalate_priority_boost;
                 let r = reason(
                     "offer_ladder",
                     "offers_made",
-                    state.offers_made as f64,
+                    v.offers_made as f64,
                     max_offers as f64,
                     "offered before; escalating",
                 );
@@ -512,7 +557,7 @@ impl Policy {
         if action == Action::ContinueBot {
             return continue_bot(reasons);
         }
-        let tier = self.tiers.get(turn.tier.as_str());
+        let tier = self.tiers.get(v.tier);
         let queue = rule
             .queue
             .as_ref()
@@ -528,6 +573,7 @@ impl Policy {
             degraded: false,
             fallback: String::new(),
             reply_window_raised: false,
+            signals: Snapshot::default(),
         }
     }
 
@@ -589,7 +635,15 @@ fn continue_bot(reasons: Vec<Reason>) -> Decision {
         degraded: false,
         fallback: String::new(),
         reply_window_raised: false,
+        signals: Snapshot::default(),
     }
+}
+
+/// The clock of a logged turn: when it was decided and when the customer sent it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayClock {
+    pub unix_seconds: i64,
+    pub sent_unix_seconds: i64,
 }
 
 /// One reason per fact the rule's condition relied on (at least one, for `always`).

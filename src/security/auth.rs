@@ -17,6 +17,7 @@ use super::rate::TokenBucket;
 pub enum Scope {
     Classify,
     Route,
+    Feedback,
     Admin,
 }
 
@@ -25,6 +26,7 @@ impl Scope {
         match self {
             Scope::Classify => "classify",
             Scope::Route => "route",
+            Scope::Feedback => "feedback",
             Scope::Admin => "admin",
         }
     }
@@ -37,6 +39,7 @@ impl Scope {
             return Some(match method {
                 "Classify" | "ClassifyBatch" => Scope::Classify,
                 "Route" => Scope::Route,
+                "Feedback" => Scope::Feedback,
                 // Anything else is refused by tonic as UNIMPLEMENTED, after auth.
                 _ => Scope::Admin,
             });
@@ -214,7 +217,7 @@ impl Authenticator {
             Arc::new(Caller {
                 name: "anonymous".into(),
                 via: "anonymous",
-                scopes: vec![Scope::Classify, Scope::Route, Scope::Admin],
+                scopes: vec![Scope::Classify, Scope::Route, Scope::Feedback, Scope::Admin],
                 limit: None,
             })
         });

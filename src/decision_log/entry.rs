@@ -1,0 +1,156 @@
+//! The lines of the decision log: one JSON object per decision (`decisions-*.jsonl`) and per
+//! feedback (`feedback-*.jsonl`), joined by `decision_id`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Decision, ReplayClock, Snapshot};
+
+/// One decision as served, with every signal the policy could read. Never the customer's text,
+/// unless the operator opted in to keeping it redacted (`text`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedDecision {
+    pub decision_id: String,
+    /// When it was decided, in ms since the Unix epoch.
+    pub ts_ms: u64,
+    /// The conversation, as a salted hash of the caller's id: turns group without the id itself.
+    pub conversation: String,
+    pub action: String,
+    /// The rule that decided ("default" when none fired).
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue: String,
+    pub priority: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fallback: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
+    pub reasons: Vec<LoggedReason>,
+    pub model: String,
+    pub model_version: String,
+    pub policy_version: String,
+    /// The clock the decision was made at (queue hours) and when the customer sent the message
+    /// (reply windows), in seconds since the Unix epoch.
+    pub unix_s: i64,
+    pub sent_unix_s: i64,
+    pub signals: Snapshot,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedReason {
+    pub rule_id: String,
+    pub signal: String,
+    pub value: f64,
+    pub threshold: f64,
+}
+
+impl LoggedDecision {
+    pub fn clock(&self) -> ReplayClock {
+        ReplayClock {
+            unix_seconds: self.unix_s,
+            sent_unix_seconds: self.sent_unix_s,
+        }
+    }
+}
+
+/// What a decision's outcome is compared on: everything the caller acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub action: String,
+    pub rule: String,
+    pub queue: String,
+    pub priority: i32,
+    pub fallback: String,
+}
+
+impl Outcome {
+    pub fn of_decision(d: &Decision) -> Outcome {
+        Outcome {
+            action: d.action.as_str().to_string(),
+            rule: d
+                .reasons
+                .first()
+                .map_or_else(String::new, |r| r.rule_id.clone()),
+            queue: d.queue.clone(),
+            priority: d.priority,
+            fallback: d.fallback.clone(),
+        }
+    }
+
+    pub fn of_logged(d: &LoggedDecision) -> Outcome {
+        Outcome {
+            action: d.action.clone(),
+            rule: d.rule.clone(),
+            queue: d.queue.clone(),
+            priority: d.priority,
+            fallback: d.fallback.clone(),
+        }
+    }
+
+    /// A person is involved: offered or escalated.
+    pub fn brings_human(&self) -> bool {
+        self.action != "continue_bot"
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HumanNeeded {
+    Needed,
+    NotNeeded,
+    NeededEarlier,
+}
+
+impl HumanNeeded {
+    pub fn needed(self) -> bool {
+        self != HumanNeeded::NotNeeded
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedBy {
+    Bot,
+    Human,
+    Abandoned,
+}
+
+/// What actually happened after a decision, as the Feedback RPC reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeedbackEntry {
+    pub decision_id: String,
+    pub ts_ms: u64,
+    pub human_needed: HumanNeeded,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<ResolvedBy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csat: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u32>,
+    /// The caller that sent it.
+    pub caller: String,
+}
+
+impl FeedbackEntry {
+    /// Equal feedback has equal content, whenever and by whomever it was sent.
+    pub fn content_digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            self.human_needed,
+            self.resolved_by,
+            self.csat,
+            self.wait_seconds,
+        )
+            .hash(&mut h);
+        h.finish()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}

@@ -1,0 +1,79 @@
+//! The service's side of the data loop: remember each decision for feedback, write the sampled ones
+//! to the log, and take feedback on them.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::entry::{FeedbackEntry, LoggedDecision};
+use super::recent::{FeedbackOutcome, RecentDecisions};
+use super::writer::{DecisionLog, DecisionLogConfig, DecisionLogError};
+
+pub struct Journal {
+    log: DecisionLog,
+    recent: RecentDecisions,
+    salt: String,
+}
+
+impl Journal {
+    pub fn open(config: &DecisionLogConfig) -> Result<Self, DecisionLogError> {
+        let salt = if config.conversation_salt.is_empty() {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            config.conversation_salt.clone()
+        };
+        Ok(Journal {
+            log: DecisionLog::open(config)?,
+            recent: RecentDecisions::new(
+                config.max_pending_feedback,
+                Duration::from_secs(config.feedback_window_s),
+            ),
+            salt,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.log.enabled()
+    }
+
+    pub fn keeps_text(&self) -> bool {
+        self.log.keeps_text()
+    }
+
+    /// A decision was served: it may get feedback, and, if sampled, `entry` is logged.
+    pub fn served(&self, id: &uuid::Uuid, entry: impl FnOnce() -> LoggedDecision) {
+        if !self.log.enabled() {
+            return;
+        }
+        self.recent.served(id);
+        if self.log.samples(id) {
+            self.log.decision(entry());
+        }
+    }
+
+    /// The caller's conversation id as the log keeps it: a salted hash, 16 hex digits.
+    pub fn conversation_key(&self, conversation_id: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(self.salt.as_bytes())
+            .chain_update([0])
+            .chain_update(conversation_id.as_bytes())
+            .finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Record feedback once per decision; the log is written only for new feedback.
+    pub fn feedback(&self, entry: FeedbackEntry) -> FeedbackOutcome {
+        let outcome = self
+            .recent
+            .feedback(&entry.decision_id, entry.content_digest());
+        if outcome == FeedbackOutcome::New {
+            self.log.feedback(entry);
+        }
+        outcome
+    }
+
+    /// Flush and stop the writer (after the server has answered its last call).
+    pub fn close(&self) {
+        self.log.close();
+    }
+}

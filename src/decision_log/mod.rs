@@ -1,0 +1,17 @@
+//! Decision log: every decision with the signals it read, and the feedback on it, written off the
+//! hot path to rotating JSON-lines files per replica. `replay` decides logged turns again under a
+//! candidate policy; `report` draws what the log holds. No customer text is written unless the
+//! operator opts in to keeping it redacted.
+
+mod entry;
+mod journal;
+mod recent;
+pub mod replay;
+mod writer;
+
+pub use entry::{
+    now_ms, FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy,
+};
+pub use journal::Journal;
+pub use recent::{FeedbackOutcome, RecentDecisions};
+pub use writer::{DecisionLog, DecisionLogConfig, DecisionLogError};

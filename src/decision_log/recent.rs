@@ -1,0 +1,112 @@
+//! Decisions that may still get feedback: which ids this replica served, until when, and what
+//! feedback each already has, so a repeated Feedback call is a no-op and a contradicting one is
+//! refused. Bounded: past `max_pending_feedback` the oldest decisions are forgotten.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackOutcome {
+    /// First feedback for this decision: write it.
+    New,
+    /// The same feedback again: nothing to write.
+    Duplicate,
+    /// Different feedback than the decision already has.
+    Conflict,
+    /// Never served here, forgotten, or older than the feedback window.
+    Unknown,
+}
+
+pub struct RecentDecisions {
+    window: Duration,
+    ids: Mutex<LruCache<u128, Pending>>,
+}
+
+struct Pending {
+    at: Instant,
+    feedback: Option<u64>,
+}
+
+impl RecentDecisions {
+    pub fn new(capacity: usize, window: Duration) -> Self {
+        let capacity = std::num::NonZeroUsize::new(capacity.max(1)).expect("max(1)");
+        RecentDecisions {
+            window,
+            ids: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn served(&self, id: &uuid::Uuid) {
+        let pending = Pending {
+            at: Instant::now(),
+            feedback: None,
+        };
+        self.ids
+            .lock()
+            .expect("never poisoned: no panics under the lock")
+            .put(id.as_u128(), pending);
+    }
+
+    /// Record feedback with content `digest` for decision `id` (the text of a decision id).
+    pub fn feedback(&self, id: &str, digest: u64) -> FeedbackOutcome {
+        let Ok(id) = uuid::Uuid::parse_str(id) else {
+            return FeedbackOutcome::Unknown;
+        };
+        let mut ids = self
+            .ids
+            .lock()
+            .expect("never poisoned: no panics under the lock");
+        // `peek`: feedback does not make a decision younger.
+        let Some(pending) = ids.peek_mut(&id.as_u128()) else {
+            return FeedbackOutcome::Unknown;
+        };
+        if pending.at.elapsed() > self.window {
+            return FeedbackOutcome::Unknown;
+        }
+        match pending.feedback {
+            None => {
+                pending.feedback = Some(digest);
+                FeedbackOutcome::New
+            }
+            Some(d) if d == digest => FeedbackOutcome::Duplicate,
+            Some(_) => FeedbackOutcome::Conflict,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feedback_is_taken_once_per_decision_and_only_for_known_ones() {
+        let recent = RecentDecisions::new(2, Duration::from_secs(60));
+        let (a, b, c) = (
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+        );
+        recent.served(&a);
+        let a = a.to_string();
+        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
+        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Duplicate);
+        assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::Conflict);
+        assert_eq!(recent.feedback("not-an-id", 1), FeedbackOutcome::Unknown);
+        // Capacity 2: the oldest is forgotten.
+        recent.served(&b);
+        recent.served(&c);
+        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Unknown);
+        assert_eq!(recent.feedback(&b.to_string(), 1), FeedbackOutcome::New);
+    }
+
+    #[test]
+    fn feedback_after_the_window_is_refused() {
+        let recent = RecentDecisions::new(4, Duration::ZERO);
+        let a = uuid::Uuid::new_v4();
+        recent.served(&a);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(recent.feedback(&a.to_string(), 1), FeedbackOutcome::Unknown);
+    }
+}

@@ -1,0 +1,305 @@
+//! `handoff replay`: decide every logged turn again under a candidate policy and say what changes.
+//! The rules see the signals as they were logged, so a change to a rule's condition, action, queue
+//! or priority, to tiers, channels or queue hours replays exactly. Multi-turn signals (streaks,
+//! averages, offers made, escalated) are as logged: after a turn whose decision changes, the rest of
+//! that conversation is an approximation, and the report counts those turns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use super::entry::{FeedbackEntry, LoggedDecision, Outcome};
+use crate::policy::Policy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogReadError {
+    #[error("reading {0}")]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("{0} holds no decisions-*.jsonl files")]
+    Empty(PathBuf),
+}
+
+/// Every replica's decisions and feedback in a directory.
+#[derive(Debug, Default)]
+pub struct DecisionLogData {
+    /// By conversation, then time.
+    pub decisions: Vec<LoggedDecision>,
+    /// The first feedback per decision id.
+    pub feedback: HashMap<String, FeedbackEntry>,
+    /// Lines that did not parse (a line cut short by a crash, say): skipped and counted.
+    pub unreadable_lines: usize,
+}
+
+impl DecisionLogData {
+    pub fn read(dir: &Path) -> Result<Self, LogReadError> {
+        let io = |e| LogReadError::Io(dir.to_path_buf(), e);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        let mut data = DecisionLogData::default();
+        let named = |p: &Path, kind: &str| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(kind))
+        };
+        for path in &files {
+            let lines = read_lines(path)?;
+            if named(path, "decisions-") {
+                for line in lines {
+                    match serde_json::from_str::<LoggedDecision>(&line) {
+                        Ok(d) => data.decisions.push(d),
+                        Err(_) => data.unreadable_lines += 1,
+                    }
+                }
+            } else if named(path, "feedback-") {
+                for line in lines {
+                    match serde_json::from_str::<FeedbackEntry>(&line) {
+                        Ok(f) => {
+                            data.feedback.entry(f.decision_id.clone()).or_insert(f);
+                        }
+                        Err(_) => data.unreadable_lines += 1,
+                    }
+                }
+            }
+        }
+        if !files.iter().any(|p| named(p, "decisions-")) {
+            return Err(LogReadError::Empty(dir.to_path_buf()));
+        }
+        data.decisions.sort_by(|a, b| {
+            (&a.conversation, a.ts_ms, &a.decision_id).cmp(&(
+                &b.conversation,
+                b.ts_ms,
+                &b.decision_id,
+            ))
+        });
+        Ok(data)
+    }
+}
+
+fn read_lines(path: &Path) -> Result<Vec<String>, LogReadError> {
+    let file = std::fs::File::open(path).map_err(|e| LogReadError::Io(path.to_path_buf(), e))?;
+    std::io::BufReader::new(file)
+        .lines()
+        .filter(|l| !l.as_ref().is_ok_and(|l| l.trim().is_empty()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| LogReadError::Io(path.to_path_buf(), e))
+}
+
+/// "A person was needed" against "the decision brought one in" (offered or escalated), over the
+/// decisions that have feedback.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Confusion {
+    pub true_pos: usize,
+    pub false_pos: usize,
+    pub false_neg: usize,
+    pub true_neg: usize,
+}
+
+impl Confusion {
+    pub fn add(&mut self, brought_human: bool, needed: bool) {
+        match (brought_human, needed) {
+            (true, true) => self.true_pos += 1,
+            (true, false) => self.false_pos += 1,
+            (false, true) => self.false_neg += 1,
+            (false, false) => self.true_neg += 1,
+        }
+    }
+
+    pub fn precision(&self) -> Option<f64> {
+        ratio(self.true_pos, self.true_pos + self.false_pos)
+    }
+
+    pub fn recall(&self) -> Option<f64> {
+        ratio(self.true_pos, self.true_pos + self.false_neg)
+    }
+
+    pub fn total(&self) -> usize {
+        self.true_pos + self.false_pos + self.false_neg + self.true_neg
+    }
+}
+
+fn ratio(a: usize, b: usize) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// What a candidate policy changes on a log.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub decisions: usize,
+    pub changed: usize,
+    pub actions_before: BTreeMap<String, usize>,
+    pub actions_after: BTreeMap<String, usize>,
+    /// Decisions per deciding rule: before, after.
+    pub rules: BTreeMap<String, (usize, usize)>,
+    /// Action before → action after, for the decisions whose action changed.
+    pub transitions: BTreeMap<(String, String), usize>,
+    pub feedback_before: Confusion,
+    pub feedback_after: Confusion,
+    /// Turns after a changed turn in the same conversation: their multi-turn signals are as logged.
+    pub approximate: usize,
+    /// Turns whose caller sent attributes, under a policy with attribute rules: values are not
+    /// logged, so those rules replay without them.
+    pub without_attributes: usize,
+    /// The first few changed decisions.
+    pub examples: Vec<(String, Outcome, Outcome)>,
+    pub unreadable_lines: usize,
+}
+
+const EXAMPLES: usize = 10;
+
+pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
+    let mut r = ReplayReport {
+        decisions: log.decisions.len(),
+        unreadable_lines: log.unreadable_lines,
+        ..Default::default()
+    };
+    let attribute_rules = candidate.reads_attributes();
+    let mut diverged: Option<&str> = None;
+    for logged in &log.decisions {
+        let before = Outcome::of_logged(logged);
+        let after = Outcome::of_decision(&candidate.replay(
+            &logged.signals,
+            logged.clock(),
+            logged.degraded,
+        ));
+        *r.actions_before.entry(before.action.clone()).or_default() += 1;
+        *r.actions_after.entry(after.action.clone()).or_default() += 1;
+        r.rules.entry(before.rule.clone()).or_default().0 += 1;
+        r.rules.entry(after.rule.clone()).or_default().1 += 1;
+        if diverged == Some(logged.conversation.as_str()) {
+            r.approximate += 1;
+        }
+        if attribute_rules && logged.signals.had_attributes {
+            r.without_attributes += 1;
+        }
+        if before != after {
+            r.changed += 1;
+            diverged = Some(&logged.conversation);
+            if before.action != after.action {
+                *r.transitions
+                    .entry((before.action.clone(), after.action.clone()))
+                    .or_default() += 1;
+            }
+            if r.examples.len() < EXAMPLES {
+                r.examples
+                    .push((logged.decision_id.clone(), before.clone(), after.clone()));
+            }
+        } else if diverged != Some(logged.conversation.as_str()) {
+            diverged = None;
+        }
+        if let Some(f) = log.feedback.get(&logged.decision_id) {
+            let needed = f.human_needed.needed();
+            r.feedback_before.add(before.brings_human(), needed);
+            r.feedback_after.add(after.brings_human(), needed);
+        }
+    }
+    r
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".to_string(), |x| format!("{:.1} %", 100.0 * x))
+}
+
+impl fmt::Display for ReplayReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} logged decisions replayed; {} change ({:.1} %)",
+            self.decisions,
+            self.changed,
+            100.0 * self.changed as f64 / self.decisions.max(1) as f64
+        )?;
+        writeln!(f, "\nby action            before     after")?;
+        let actions: std::collections::BTreeSet<_> = self
+            .actions_before
+            .keys()
+            .chain(self.actions_after.keys())
+            .collect();
+        for a in actions {
+            let (b, c) = (
+                self.actions_before.get(a).copied().unwrap_or(0),
+                self.actions_after.get(a).copied().unwrap_or(0),
+            );
+            writeln!(f, "  {a:<18} {b:>6}    {c:>6}")?;
+        }
+        writeln!(f, "\nby deciding rule     before     after")?;
+        for (rule, (b, c)) in &self.rules {
+            writeln!(f, "  {rule:<18} {b:>6}    {c:>6}")?;
+        }
+        if !self.transitions.is_empty() {
+            writeln!(f, "\naction changes")?;
+            for ((from, to), n) in &self.transitions {
+                writeln!(f, "  {from} -> {to}: {n}")?;
+            }
+        }
+        let (b, a) = (&self.feedback_before, &self.feedback_after);
+        if b.total() > 0 {
+            writeln!(
+                f,
+                "\n\"human needed\" against feedback ({} decisions with feedback)",
+                b.total()
+            )?;
+            writeln!(f, "               precision    recall")?;
+            writeln!(
+                f,
+                "  before      {:>10} {:>9}",
+                pct(b.precision()),
+                pct(b.recall())
+            )?;
+            writeln!(
+                f,
+                "  after       {:>10} {:>9}",
+                pct(a.precision()),
+                pct(a.recall())
+            )?;
+        } else {
+            writeln!(f, "\nno feedback in the log: precision and recall need it")?;
+        }
+        if !self.examples.is_empty() {
+            writeln!(f, "\nfirst changes (decision id: before -> after)")?;
+            for (id, before, after) in &self.examples {
+                writeln!(
+                    f,
+                    "  {id}: {} {} {} p{} -> {} {} {} p{}",
+                    before.action,
+                    before.rule,
+                    before.queue,
+                    before.priority,
+                    after.action,
+                    after.rule,
+                    after.queue,
+                    after.priority
+                )?;
+            }
+        }
+        writeln!(f, "\nexactness")?;
+        writeln!(
+            f,
+            "  rules read each turn's signals as logged: changes to conditions, actions, queues,\n  priorities, tiers, channels and queue hours replay exactly."
+        )?;
+        writeln!(
+            f,
+            "  approximate: {} later turns of conversations where an earlier turn changed (their\n  streaks, averages, offers_made and escalated are as logged, not as the candidate would leave them).",
+            self.approximate
+        )?;
+        writeln!(
+            f,
+            "  [signals] settings (negative_turn, negativity_decay, low_confidence, low_margin) shape the\n  logged streaks and averages: a change to them is not replayed."
+        )?;
+        if self.without_attributes > 0 {
+            writeln!(
+                f,
+                "  approximate: {} turns carried customer attributes, whose values are never logged; the\n  candidate's attr.* rules saw none.",
+                self.without_attributes
+            )?;
+        }
+        if self.unreadable_lines > 0 {
+            writeln!(f, "  skipped {} unreadable lines", self.unreadable_lines)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! The writer: decisions and feedback go through a bounded queue to one thread that appends JSON
+//! lines, so the hot path never waits on the disk. Files rotate by size and age and the oldest are
+//! deleted past `max_files`; `close` drains the queue, flushes and syncs, so every line queued before
+//! a graceful shutdown reaches the disk.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::Deserialize;
+use tracing::error;
+
+use super::entry::{FeedbackEntry, LoggedDecision};
+use crate::telemetry as t;
+
+/// Lines waiting for the writer before new ones are dropped (and counted): ~10 s at peak.
+const QUEUE: usize = 1 << 16;
+
+/// `[decision_log]` in the server config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    /// Directory this replica writes its files to (created if missing); none: no decision log.
+    pub dir: Option<PathBuf>,
+    /// Share of decisions written, 0 to 1, drawn by decision id. Feedback is always written.
+    pub sample_rate: f64,
+    /// A file is closed and a new one started past this size or this age.
+    pub max_file_bytes: u64,
+    pub max_file_age_s: u64,
+    /// Files of each kind this replica keeps; the oldest are deleted.
+    pub max_files: usize,
+    /// Keep each message's text, redacted (phone numbers, e-mail addresses, ids), for retraining.
+    /// Off by default: without it no customer text is written.
+    pub keep_redacted_text: bool,
+    /// This replica's name in file names; empty: the host name, else the process id.
+    pub replica: String,
+    /// Feedback is taken for this long after a decision.
+    pub feedback_window_s: u64,
+    /// Decisions remembered for feedback at most (~60 bytes each); the oldest are forgotten first.
+    pub max_pending_feedback: usize,
+    /// Salt for the conversation hash; empty: a random one per start (turns still group within a
+    /// run). Set it to group a conversation's turns across replicas and restarts.
+    pub conversation_salt: String,
+}
+
+impl Default for DecisionLogConfig {
+    fn default() -> Self {
+        DecisionLogConfig {
+            dir: None,
+            sample_rate: 1.0,
+            max_file_bytes: 64 << 20,
+            max_file_age_s: 3600,
+            max_files: 168,
+            keep_redacted_text: false,
+            replica: String::new(),
+            feedback_window_s: 7 * 24 * 3600,
+            max_pending_feedback: 500_000,
+            conversation_salt: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionLogError {
+    #[error("[decision_log] sample_rate = {0} is outside [0, 1]")]
+    SampleRate(f64),
+    #[error("[decision_log] {0} must be > 0")]
+    Zero(&'static str),
+    #[error("[decision_log] replica {0:?}: use letters, digits, '-' and '_' only")]
+    Replica(String),
+    #[error("creating the decision log directory {0}")]
+    Dir(PathBuf, #[source] std::io::Error),
+    #[error("starting the decision log writer")]
+    Thread(#[source] std::io::Error),
+}
+
+impl DecisionLogConfig {
+    pub fn validate(&self) -> Result<(), DecisionLogError> {
+        if !(0.0..=1.0).contains(&self.sample_rate) {
+            return Err(DecisionLogError::SampleRate(self.sample_rate));
+        }
+        for (name, v) in [
+            ("max_file_bytes", self.max_file_bytes),
+            ("max_file_age_s", self.max_file_age_s),
+            ("max_files", self.max_files as u64),
+            ("feedback_window_s", self.feedback_window_s),
+            ("max_pending_feedback", self.max_pending_feedback as u64),
+        ] {
+            if v == 0 {
+                return Err(DecisionLogError::Zero(name));
+            }
+        }
+        if !self
+            .replica
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(DecisionLogError::Replica(self.replica.clone()));
+        }
+        Ok(())
+    }
+
+    fn replica_name(&self) -> String {
+        if !self.replica.is_empty() {
+            return self.replica.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| {
+                h.trim()
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("pid{}", std::process::id()))
+    }
+}
+
+enum Line {
+    Decision(Box<LoggedDecision>),
+    Feedback(FeedbackEntry),
+    /// Everything before it is written: flush, sync and stop.
+    Close,
+}
+
+/// Handle to the writer; cheap to clone. A disabled log accepts nothing and writes nothing.
+#[derive(Clone, Default)]
+pub struct DecisionLog {
+    tx: Option<Sender<Line>>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    sample_below: u64,
+    keep_text: bool,
+}
+
+impl DecisionLog {
+    pub fn disabled() -> Self {
+        DecisionLog::default()
+    }
+
+    pub fn open(config: &DecisionLogConfig) -> Result<Self, DecisionLogError> {
+        config.validate()?;
+        let Some(dir) = config.dir.clone() else {
+            return Ok(DecisionLog::disabled());
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| DecisionLogError::Dir(dir.clone(), e))?;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let rotation = Rotation {
+            dir,
+            replica: config.replica_name(),
+            max_bytes: config.max_file_bytes,
+            max_age: Duration::from_secs(config.max_file_age_s),
+            max_files: config.max_files,
+        };
+        let writer = std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_lines(rx, rotation))
+            .map_err(DecisionLogError::Thread)?;
+        Ok(DecisionLog {
+            tx: Some(tx),
+            writer: Arc::new(Mutex::new(Some(writer))),
+            sample_below: (config.sample_rate * u64::MAX as f64) as u64,
+            keep_text: config.keep_redacted_text,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn keeps_text(&self) -> bool {
+        self.keep_text
+    }
+
+    /// Whether this decision is in the sample: the same id always gets the same answer.
+    pub fn samples(&self, decision_id: &uuid::Uuid) -> bool {
+        self.enabled() && {
+            let low = decision_id.as_u64_pair().1;
+            self.sample_below == u64::MAX || low < self.sample_below
+        }
+    }
+
+    pub fn decision(&self, d: LoggedDecision) {
+        self.send(Line::Decision(Box::new(d)));
+    }
+
+    pub fn feedback(&self, f: FeedbackEntry) {
+        self.send(Line::Feedback(f));
+    }
+
+    fn send(&self, line: Line) {
+        let Some(tx) = &self.tx else { return };
+        if tx.try_send(line).is_err() {
+            metrics::counter!(t::DECISION_LOG_DROPPED).increment(1);
+        }
+    }
+
+    /// Write everything queued, flush and sync, then stop the writer. Call once no more decisions
+    /// can be made (after the server has answered its last call); later lines are not written.
+    pub fn close(&self) {
+        let Some(tx) = &self.tx else { return };
+        // Blocking send: a full queue still gets its Close, after the lines ahead of it.
+        let _ = tx.send(Line::Close);
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct Rotation {
+    dir: PathBuf,
+    replica: String,
+    max_bytes: u64,
+    max_age: Duration,
+    max_files: usize,
+}
+
+/// One kind of file (`decisions` or `feedback`): the open one and when to start the next.
+struct Rotating {
+    kind: &'static str,
+    file: Option<(BufWriter<File>, u64, Instant)>,
+    seq: u64,
+}
+
+impl Rotating {
+    fn new(kind: &'static str) -> Self {
+        Rotating {
+            kind,
+            file: None,
+            seq: 0,
+        }
+    }
+
+    fn write(&mut self, r: &Rotation, line: &[u8]) -> std::io::Result<()> {
+        let stale = self.file.as_ref().is_some_and(|(_, bytes, opened)| {
+            *bytes >= r.max_bytes || opened.elapsed() >= r.max_age
+        });
+        if stale {
+            self.finish()?;
+        }
+        if self.file.is_none() {
+            prune(r, self.kind)?;
+            self.file = Some((BufWriter::new(self.create(r)?), 0, Instant::now()));
+        }
+        let (out, bytes, _) = self.file.as_mut().expect("opened above");
+        out.write_all(line)?;
+        *bytes += line.len() as u64;
+        Ok(())
+    }
+
+    /// File names sort by time: `<kind>-<replica>-<ms since epoch>-<seq>.jsonl`.
+    fn create(&mut self, r: &Rotation) -> std::io::Result<File> {
+        self.seq += 1;
+        let name = format!(
+            "{}-{}-{:013}-{:04}.jsonl",
+            self.kind,
+            r.replica,
+            super::entry::now_ms(),
+            self.seq
+        );
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(r.dir.join(name))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some((out, _, _)) => out.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Some((mut out, _, _)) = self.file.take() {
+            out.flush()?;
+            out.get_ref().sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Delete this replica's oldest files of `kind` beyond `max_files` (counting the one about to open).
+fn prune(r: &Rotation, kind: &str) -> std::io::Result<()> {
+    let prefix = format!("{kind}-{}-", r.replica);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&r.dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| file_name(p).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jsonl")))
+        .collect();
+    files.sort();
+    let excess = (files.len() + 1).saturating_sub(r.max_files);
+    for old in files.into_iter().take(excess) {
+        std::fs::remove_file(old)?;
+    }
+    Ok(())
+}
+
+fn file_name(p: &Path) -> Option<&str> {
+    p.file_name()?.to_str()
+}
+
+fn write_lines(rx: Receiver<Line>, rotation: Rotation) {
+    let mut decisions = Rotating::new("decisions");
+    let mut feedback = Rotating::new("feedback");
+    let fail = |what: &str, e: std::io::Error| {
+        metrics::counter!(t::DECISION_LOG_ERRORS).increment(1);
+        error!("decision log {what} failed: {e}");
+    };
+    // Write what is queued, flush when the queue runs dry: a burst costs one write per file.
+    while let Ok(first) = rx.recv() {
+        for line in std::iter::once(first).chain(rx.try_iter()) {
+            let (out, kind, json) = match line {
+                Line::Decision(d) => (&mut decisions, "decision", serde_json::to_vec(&d)),
+                Line::Feedback(f) => (&mut feedback, "feedback", serde_json::to_vec(&f)),
+                Line::Close => {
+                    for out in [&mut decisions, &mut feedback] {
+                        if let Err(e) = out.finish() {
+                            fail("final flush", e);
+                        }
+                    }
+                    return;
+                }
+            };
+            let mut json = match json {
+                Ok(json) => json,
+                Err(e) => {
+                    fail("encoding", e.into());
+                    continue;
+                }
+            };
+            json.push(b'\n');
+            match out.write(&rotation, &json) {
+                Ok(()) => metrics::counter!(t::DECISION_LOG_WRITTEN, "kind" => kind).increment(1),
+                Err(e) => fail("write", e),
+            }
+        }
+        for out in [&mut decisions, &mut feedback] {
+            if let Err(e) = out.flush() {
+                fail("flush", e);
+            }
+        }
+    }
+}
