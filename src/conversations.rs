@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::Channel as GrpcChannel;
 
 use crate::grpc::pb::handoff_client::HandoffClient;
-use crate::grpc::pb::{Action, Channel, CustomerTier, RouteRequest};
+use crate::grpc::pb::{Action, Channel, CustomerTier, FeedbackRequest, HumanNeeded, RouteRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -153,10 +153,13 @@ impl Report {
     }
 }
 
-/// Route every turn of every conversation, in order, and score each decision.
+/// Route every turn of every conversation, in order, and score each decision. With `send_feedback`,
+/// each turn's label also goes back as Feedback (a person needed unless the label is `bot`), so a
+/// server with a decision log can be replayed against the labels (`handoff replay`).
 pub async fn run(
     client: &mut HandoffClient<GrpcChannel>,
     conversations: &[Conversation],
+    send_feedback: bool,
 ) -> Result<Report, Error> {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut report = Report::default();
@@ -182,6 +185,25 @@ pub async fn run(
                     status: Box::new(status),
                 })?
                 .into_inner();
+            if send_feedback {
+                let needed = match t.expect {
+                    Expect::Bot => HumanNeeded::NotNeeded,
+                    Expect::Offer | Expect::Escalate => HumanNeeded::Needed,
+                };
+                let feedback = FeedbackRequest {
+                    decision_id: reply.decision_id.clone(),
+                    human_needed: needed as i32,
+                    ..Default::default()
+                };
+                client
+                    .feedback(feedback)
+                    .await
+                    .map_err(|status| Error::Route {
+                        id: c.id.clone(),
+                        turn: i + 1,
+                        status: Box::new(status),
+                    })?;
+            }
             let action = reply.action();
             let agree = t.expect.accepts(action);
             report.record(c, i, t.expect, action, agree, &reply.reasons);

@@ -59,6 +59,9 @@ enum Command {
         /// Exit non-zero when agreement is below this share.
         #[arg(long, default_value_t = 0.0)]
         min_agreement: f64,
+        /// Also send each turn's label as Feedback (for a server with a decision log to replay).
+        #[arg(long)]
+        feedback: bool,
     },
     /// Ask a running server's gRPC health service; exit 0 when SERVING (container health checks).
     Health {
@@ -229,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             json,
             min_agreement,
+            feedback,
         } => {
             let conversations = handoff::conversations::load(&file)?;
             let report = tokio::runtime::Builder::new_current_thread()
@@ -239,7 +243,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         handoff::grpc::pb::handoff_client::HandoffClient::connect(addr.clone())
                             .await
                             .with_context(|| format!("connecting to {addr}"))?;
-                    anyhow::Ok(handoff::conversations::run(&mut client, &conversations).await?)
+                    anyhow::Ok(
+                        handoff::conversations::run(&mut client, &conversations, feedback).await?,
+                    )
                 })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -22,7 +22,7 @@ async fn labelled_conversations_agree_with_the_supervisor_per_turn() {
         conversations.len()
     );
     let mut client = common::client(common::shared()).await;
-    let report = handoff::conversations::run(&mut client, &conversations)
+    let report = handoff::conversations::run(&mut client, &conversations, false)
         .await
         .unwrap();
     for r in report.results.iter().filter(|r| !r.agree) {

@@ -21,7 +21,18 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
     let audit = std::env::temp_dir().join(format!("handoff-audit-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&audit);
     let config = std::env::temp_dir().join(format!("handoff-privacy-{}.toml", std::process::id()));
-    std::fs::write(&config, format!("audit_log = \"{}\"\n", audit.display())).unwrap();
+    let decision_log =
+        std::env::temp_dir().join(format!("handoff-privacy-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&decision_log);
+    std::fs::write(
+        &config,
+        format!(
+            "audit_log = \"{}\"\n[decision_log]\ndir = \"{}\"\n",
+            audit.display(),
+            decision_log.display()
+        ),
+    )
+    .unwrap();
     let server = common::Server::start_with_log(
         &common::model_dir(),
         &["--config", config.to_str().unwrap()],
@@ -53,6 +64,18 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
         };
         decision_ids.push(client.route(req).await.unwrap().into_inner().decision_id);
     }
+    // Feedback on each is written beside the decisions.
+    for id in &decision_ids {
+        client
+            .feedback(handoff::grpc::pb::FeedbackRequest {
+                decision_id: id.clone(),
+                human_needed: handoff::grpc::pb::HumanNeeded::Needed as i32,
+                csat: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
     // An admin action is audited too (refused: no such version).
     let mut admin =
         handoff::grpc::pb::model_admin_client::ModelAdminClient::connect(server.endpoint())
@@ -82,6 +105,25 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
     };
     let log_text = server.log_text();
     assert_eq!(audit_text.lines().count(), expected, "{audit_text}");
+    // The decision log: every decision (all but the admin record) and its feedback.
+    let decision_log_text = loop {
+        let text: String = std::fs::read_dir(&decision_log)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if text.lines().count() >= expected - 1 + decision_ids.len()
+            || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        decision_log_text.lines().count(),
+        expected - 1 + decision_ids.len()
+    );
 
     let customer_texts = common::scenarios::scenarios()
         .into_iter()
@@ -90,7 +132,11 @@ async fn logs_hold_no_customer_text_and_the_audit_log_no_personal_data() {
         // Very short messages ("ok", "转人工") are also the keywords reasons name: check the rest.
         .filter(|t| t.chars().count() >= 6)
         .collect::<Vec<_>>();
-    for (name, logged) in [("server log", &log_text), ("audit log", &audit_text)] {
+    for (name, logged) in [
+        ("server log", &log_text),
+        ("audit log", &audit_text),
+        ("decision log", &decision_log_text),
+    ] {
         for text in &customer_texts {
             assert!(
                 !logged.contains(text.as_str()),
@@ -208,4 +254,49 @@ async fn audit_log_keeps_policy_versions_as_served() {
         served.decision_id.as_str(),
         "{record}"
     );
+}
+
+/// With text retention opted in, the decision log keeps each message's text, redacted.
+#[tokio::test]
+async fn retained_text_in_the_decision_log_is_redacted() {
+    let dir = std::env::temp_dir().join(format!("handoff-retain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[decision_log]\ndir = \"{}\"\nkeep_redacted_text = true\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let mut client = common::client(&server).await;
+    let text = format!("my card {CARD} was charged twice, call {PHONE_CN}");
+    client
+        .route(RouteRequest {
+            conversation_id: "retain-1".into(),
+            text: text.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let logged = loop {
+        let found = std::fs::read_dir(&dir).ok().and_then(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .find(|t| !t.is_empty())
+        });
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing logged");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let record: serde_json::Value = serde_json::from_str(logged.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        record["text"], "my card [card] was charged twice, call [phone]",
+        "{logged}"
+    );
+    assert!(!logged.contains(CARD) && !logged.contains(PHONE_CN));
 }

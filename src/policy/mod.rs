@@ -515,7 +515,7 @@ impl Policy {
     }
 
     fn decide_rules(&self, v: &Values) -> Decision {
-        let Some(first) = self.rules.iter().position(|r| r.fires(&v)) else {
+        let Some(first) = self.rules.iter().position(|r| r.fires(v)) else {
             let r = reason(
                 "default",
                 "intent_score",
@@ -526,15 +526,15 @@ impl Policy {
             return continue_bot(vec![r]);
         };
         let rule = &self.rules[first];
-        let mut reasons = rule_reasons(rule, &v);
+        let mut reasons = rule_reasons(rule, v);
         let mut action = Action::from(rule.action);
         let mut priority = rule.priority.unwrap_or(self.config.base_priority);
         let channel = self.channels.get(v.channel);
         if action == Action::OfferHuman {
             // Everything else that would offer a person explains the offer too.
             for later in &self.rules[first + 1..] {
-                if later.action == RuleAction::OfferHuman && later.fires(&v) {
-                    reasons.extend(rule_reasons(later, &v));
+                if later.action == RuleAction::OfferHuman && later.fires(v) {
+                    reasons.extend(rule_reasons(later, v));
                 }
             }
             let ladder = &self.config.ladder;

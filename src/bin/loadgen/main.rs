@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+mod decision_log;
 mod growth;
 mod peer;
 mod soak;
@@ -61,6 +62,9 @@ struct Args {
     /// The server's pid, to sample its resident memory during the soak.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Instead of the benchmark: start two servers (decision log off and on) and compare them.
+    #[arg(long)]
+    decision_log_cost: bool,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -360,6 +364,15 @@ async fn classify_phase(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.decision_log_cost {
+        return decision_log::run(
+            args.concurrency,
+            args.seconds,
+            args.threads,
+            args.connections,
+        )
+        .await;
+    }
     if let Some(rate) = args.soak_rate {
         let clients = connect(&args.addr, args.connections).await?;
         let deadline = Duration::from_millis(args.deadline_ms);

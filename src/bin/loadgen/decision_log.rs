@@ -1,0 +1,141 @@
+//! `--decision-log-cost`: what the decision log costs. Two servers from the same build, one with the
+//! log off and one writing every decision, take turns at peak Route load in one run; then the log's
+//! bytes per decision.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::texts::Mix;
+use crate::{closed_loop, connect, Rpc};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `handoff serve` from beside this binary, with `config`.
+fn spawn(config: &Path, workers: usize) -> anyhow::Result<Server> {
+    let exe = std::env::current_exe()?.with_file_name("handoff");
+    let (grpc, metrics) = (free_port()?, free_port()?);
+    let child = Command::new(&exe)
+        .args(["serve", "--workers", &workers.to_string(), "--config"])
+        .arg(config)
+        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    Ok(Server {
+        child,
+        addr: format!("http://127.0.0.1:{grpc}"),
+    })
+}
+
+impl Server {
+    fn stop(mut self) -> anyhow::Result<()> {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+async fn ready(
+    addr: &str,
+    connections: usize,
+) -> anyhow::Result<Vec<crate::HandoffClient<tonic::transport::Channel>>> {
+    for _ in 0..600 {
+        if let Ok(clients) = connect(addr, connections).await {
+            let mut c = clients[0].clone();
+            let probe = handoff::grpc::pb::ClassifyRequest {
+                text: "warm up".into(),
+            };
+            if c.classify(probe).await.is_ok() {
+                return Ok(clients);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{addr} did not become ready")
+}
+
+fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
+
+pub async fn run(
+    concurrency: usize,
+    seconds: u64,
+    workers: usize,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let scratch: PathBuf =
+        std::env::temp_dir().join(format!("handoff-log-cost-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let log_dir = scratch.join("log");
+    let off = scratch.join("off.toml");
+    let on = scratch.join("on.toml");
+    std::fs::write(&off, "")?;
+    std::fs::write(
+        &on,
+        format!("[decision_log]\ndir = \"{}\"\n", log_dir.display()),
+    )?;
+    let servers = [spawn(&off, workers)?, spawn(&on, workers)?];
+    let clients = [
+        ready(&servers[0].addr, connections).await?,
+        ready(&servers[1].addr, connections).await?,
+    ];
+    println!(
+        "\ndecision log cost: Route, {concurrency} in flight, log off and on in turns, {seconds} s each, twice"
+    );
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    let mut served = [0u64; 2];
+    let mut elapsed = [0f64; 2];
+    for round in 0..2 {
+        for (i, name) in ["log off", "log on (every decision)"].iter().enumerate() {
+            let s = closed_loop(&clients[i], concurrency, seconds, Rpc::Route, Mix::Unique).await;
+            println!("{}", s.line(&format!("Route, {name}, round {}", round + 1)));
+            served[i] += s.count;
+            elapsed[i] += s.elapsed.as_secs_f64();
+        }
+    }
+    let [off_server, on_server] = servers;
+    off_server.stop()?;
+    on_server.stop()?; // flushes the log
+    let logged = handoff::decision_log::replay::DecisionLogData::read(&log_dir)?
+        .decisions
+        .len() as u64;
+    let bytes = dir_bytes(&log_dir)?;
+    let (rate_off, rate_on) = (served[0] as f64 / elapsed[0], served[1] as f64 / elapsed[1]);
+    println!(
+        "  throughput, log on / off: {rate_on:.1} / {rate_off:.1} = {:.1} % ({:+.1} %)",
+        100.0 * rate_on / rate_off,
+        100.0 * (rate_on / rate_off - 1.0)
+    );
+    println!(
+        "  log size: {bytes} bytes for {logged} decisions = {:.0} bytes each, {:.2} GB per million decisions",
+        bytes as f64 / logged.max(1) as f64,
+        bytes as f64 / logged.max(1) as f64 * 1e6 / 1e9
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
