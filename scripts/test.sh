@@ -16,6 +16,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)   # the Redis sta
 command -v openssl >/dev/null || need_apt+=(openssl)             # scripts/dev-certs.sh for the TLS tests
 command -v promtool >/dev/null || need_apt+=(prometheus)         # promtool: metrics lint, alert rule tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+command -v chromium >/dev/null || need_apt+=(chromium)           # headless: the decision report test
 command -v npm >/dev/null || need_apt+=(npm)                     # buf (proto lint and breaking check) comes from npm
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -40,6 +40,13 @@ pub enum Error {
         #[source]
         status: Box<tonic::Status>,
     },
+    #[error("conversation {id}, turn {turn}: Feedback failed: {status}")]
+    Feedback {
+        id: String,
+        turn: usize,
+        #[source]
+        status: Box<tonic::Status>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,7 +205,7 @@ pub async fn run(
                 client
                     .feedback(feedback)
                     .await
-                    .map_err(|status| Error::Route {
+                    .map_err(|status| Error::Feedback {
                         id: c.id.clone(),
                         turn: i + 1,
                         status: Box::new(status),

@@ -91,6 +91,25 @@ enum Command {
         #[arg(long)]
         log: PathBuf,
     },
+    /// Write one self-contained HTML report of a decision log: decisions over time, escalation
+    /// rates, per-rule precision against feedback, threshold sweeps, confidence, CSAT and wait.
+    Report {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+        /// Policy whose thresholds are swept; without it, the built-in policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Write feedback-confirmed real messages (kept with keep_redacted_text) in the layout
+    /// models/train reads, and contradicted ones to review.tsv for labelling.
+    ExportExamples {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long, default_value = "exported-examples")]
+        out: PathBuf,
+    },
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy {
         file: PathBuf,
@@ -299,6 +318,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_or("built-in".to_string(), |p| p.display().to_string())
             );
             print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { log, out, policy } => {
+            let policy = match &policy {
+                Some(path) => handoff::policy::file::load(path, None)?,
+                None => handoff::policy::Policy::builtin(),
+            };
+            let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
+            let html = handoff::decision_log::report::render(&data, &policy)?;
+            std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} ({} decisions, {} with feedback)",
+                out.display(),
+                data.decisions.len(),
+                data.feedback.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportExamples { log, out } => {
+            let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
+            let summary = handoff::decision_log::export::export(&data, &out)?;
+            print!("{summary}");
+            println!("written to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckPolicy { file, model } => {

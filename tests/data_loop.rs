@@ -125,6 +125,22 @@ async fn logged_decisions_replay_exactly_and_a_changed_threshold_shows_its_effec
         .feedback(feedback(&last.decision_id, HumanNeeded::Needed))
         .await
         .unwrap();
+    // The id in another form a UUID takes is the same decision (and is logged canonically).
+    let upper = client
+        .feedback(feedback(
+            &last.decision_id.to_uppercase(),
+            HumanNeeded::Needed,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!upper.recorded, "the same feedback again");
+    let malformed = client
+        .feedback(feedback("not-a-decision", HumanNeeded::Needed))
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert!(malformed.message().contains("decision_id"), "{malformed:?}");
     // Unknown ids and bad values get clear statuses.
     let unknown = client
         .feedback(feedback(

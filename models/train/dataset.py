@@ -106,6 +106,31 @@ def intents() -> tuple[list[Example], list[Example]]:
     return _written("intents", INTENTS)
 
 
+EXTRA_SALT = "feedback:"
+
+
+def extra_intents(root: str) -> tuple[list[Example], list[Example]]:
+    """Intent examples from real traffic (`handoff export-examples --out ROOT`: ROOT/intents/<lang>/<label>.txt),
+    with their own held-out split (a hash with its own salt), so the card can say how the model does on
+    real messages apart from the written ones. Labels the model does not have are refused."""
+    train, held = [], []
+    base = os.path.join(root, "intents")
+    for lang in LANGS:
+        folder = os.path.join(base, lang)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            label, ext = os.path.splitext(name)
+            if ext != ".txt":
+                continue
+            if label not in INTENTS:
+                raise SystemExit(f"{os.path.join(folder, name)}: {label!r} is not one of the model's intents")
+            tr, ho = split_by_hash(_read_lines(os.path.join(folder, name)), salt=EXTRA_SALT)
+            train += [Example(t, label, lang, "feedback") for t in tr]
+            held += [Example(t, label, lang, "feedback") for t in ho]
+    return train, held
+
+
 def paraphrase_triplets() -> list[tuple[str, str, str]]:
     """Training triplets for the embedding (anchor, the same question reworded, a different
     question on the same topic), written apart from the evaluation pairs."""

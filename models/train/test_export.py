@@ -152,3 +152,18 @@ def test_held_out_split_is_disjoint_and_at_least_a_fifth():
             n_held = sum(1 for e in held if e.lang == lang and e.label == intent)
             assert n_train + n_held >= 250, (lang, intent)
             assert n_held / (n_train + n_held) >= 0.2, (lang, intent)
+
+
+def test_exported_real_traffic_has_its_own_held_out_split(tmp_path):
+    folder = tmp_path / "intents" / "en"
+    folder.mkdir(parents=True)
+    texts = [f"my parcel {i} has not moved for days" for i in range(20)]
+    (folder / "order_status.txt").write_text("# exported\n" + "\n".join(texts) + "\n", encoding="utf-8")
+    train, held = D.extra_intents(str(tmp_path))
+    assert {e.source for e in train + held} == {"feedback"}
+    assert len(held) == 5 and len(train) == 15
+    assert not {e.text for e in train} & {e.text for e in held}
+    # A label the model does not have is refused, not silently trained.
+    (folder / "weather.txt").write_text("is it raining\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="weather"):
+        D.extra_intents(str(tmp_path))

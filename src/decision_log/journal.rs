@@ -11,7 +11,8 @@ use super::writer::{DecisionLog, DecisionLogConfig, DecisionLogError};
 
 pub struct Journal {
     log: DecisionLog,
-    recent: RecentDecisions,
+    /// Only with a log: feedback without one would be lost.
+    recent: Option<RecentDecisions>,
     salt: String,
 }
 
@@ -22,14 +23,14 @@ impl Journal {
         } else {
             config.conversation_salt.clone()
         };
-        Ok(Journal {
-            log: DecisionLog::open(config)?,
-            recent: RecentDecisions::new(
+        let log = DecisionLog::open(config)?;
+        let recent = log.enabled().then(|| {
+            RecentDecisions::new(
                 config.max_pending_feedback,
                 Duration::from_secs(config.feedback_window_s),
-            ),
-            salt,
-        })
+            )
+        });
+        Ok(Journal { log, recent, salt })
     }
 
     pub fn enabled(&self) -> bool {
@@ -42,10 +43,8 @@ impl Journal {
 
     /// A decision was served: it may get feedback, and, if sampled, `entry` is logged.
     pub fn served(&self, id: &uuid::Uuid, entry: impl FnOnce() -> LoggedDecision) {
-        if !self.log.enabled() {
-            return;
-        }
-        self.recent.served(id);
+        let Some(recent) = &self.recent else { return };
+        recent.served(id);
         if self.log.samples(id) {
             self.log.decision(entry());
         }
@@ -61,19 +60,29 @@ impl Journal {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Record feedback once per decision; the log is written only for new feedback.
-    pub fn feedback(&self, entry: FeedbackEntry) -> FeedbackOutcome {
-        let outcome = self
-            .recent
-            .feedback(&entry.decision_id, entry.content_digest());
-        if outcome == FeedbackOutcome::New {
-            self.log.feedback(entry);
+    /// Record feedback once per decision (`id` is `entry.decision_id` parsed); the log is written
+    /// only for new feedback, and feedback the log could not queue is not recorded either.
+    pub fn feedback(&self, id: &uuid::Uuid, entry: FeedbackEntry) -> FeedbackOutcome {
+        let Some(recent) = &self.recent else {
+            return FeedbackOutcome::Unknown;
+        };
+        let outcome = recent.feedback(id, entry.content_digest());
+        if outcome == FeedbackOutcome::New && !self.log.feedback(entry) {
+            recent.unrecord(id);
+            return FeedbackOutcome::Busy;
         }
         outcome
     }
 
     /// Flush and stop the writer (after the server has answered its last call).
     pub fn close(&self) {
+        self.log.close();
+    }
+}
+
+/// An error path that skips `close` (a failed start, say) still writes what was queued.
+impl Drop for Journal {
+    fn drop(&mut self) {
         self.log.close();
     }
 }

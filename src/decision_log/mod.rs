@@ -4,9 +4,11 @@
 //! operator opts in to keeping it redacted.
 
 mod entry;
+pub mod export;
 mod journal;
 mod recent;
 pub mod replay;
+pub mod report;
 mod writer;
 
 pub use entry::{

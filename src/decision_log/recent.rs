@@ -17,6 +17,8 @@ pub enum FeedbackOutcome {
     Conflict,
     /// Never served here, forgotten, or older than the feedback window.
     Unknown,
+    /// The log's queue is full: nothing was recorded, the caller should retry.
+    Busy,
 }
 
 pub struct RecentDecisions {
@@ -49,11 +51,8 @@ impl RecentDecisions {
             .put(id.as_u128(), pending);
     }
 
-    /// Record feedback with content `digest` for decision `id` (the text of a decision id).
-    pub fn feedback(&self, id: &str, digest: u64) -> FeedbackOutcome {
-        let Ok(id) = uuid::Uuid::parse_str(id) else {
-            return FeedbackOutcome::Unknown;
-        };
+    /// Record feedback with content `digest` for decision `id`.
+    pub fn feedback(&self, id: &uuid::Uuid, digest: u64) -> FeedbackOutcome {
         let mut ids = self
             .ids
             .lock()
@@ -76,6 +75,19 @@ impl RecentDecisions {
     }
 }
 
+impl RecentDecisions {
+    /// Forget feedback that could not be written, so the caller's retry is taken as new.
+    pub fn unrecord(&self, id: &uuid::Uuid) {
+        let mut ids = self
+            .ids
+            .lock()
+            .expect("never poisoned: no panics under the lock");
+        if let Some(pending) = ids.peek_mut(&id.as_u128()) {
+            pending.feedback = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,16 +101,17 @@ mod tests {
             uuid::Uuid::new_v4(),
         );
         recent.served(&a);
-        let a = a.to_string();
         assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
         assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Duplicate);
         assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::Conflict);
-        assert_eq!(recent.feedback("not-an-id", 1), FeedbackOutcome::Unknown);
+        recent.unrecord(&a);
+        assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::New);
+        assert_eq!(recent.feedback(&c, 1), FeedbackOutcome::Unknown);
         // Capacity 2: the oldest is forgotten.
         recent.served(&b);
         recent.served(&c);
         assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Unknown);
-        assert_eq!(recent.feedback(&b.to_string(), 1), FeedbackOutcome::New);
+        assert_eq!(recent.feedback(&b, 1), FeedbackOutcome::New);
     }
 
     #[test]
@@ -107,6 +120,6 @@ mod tests {
         let a = uuid::Uuid::new_v4();
         recent.served(&a);
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(recent.feedback(&a.to_string(), 1), FeedbackOutcome::Unknown);
+        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Unknown);
     }
 }

@@ -1,12 +1,12 @@
 //! `handoff replay`: decide every logged turn again under a candidate policy and say what changes.
 //! The rules see the signals as they were logged, so a change to a rule's condition, action, queue
-//! or priority, to tiers, channels or queue hours replays exactly. Multi-turn signals (streaks,
-//! averages, offers made, escalated) are as logged: after a turn whose decision changes, the rest of
-//! that conversation is an approximation, and the report counts those turns.
+//! or priority, to tiers, channels or queue hours replays exactly. The only conversation state a
+//! decision leaves behind is whether a person was offered (`offers_made`) or the conversation escalated
+//! (`escalated`): after a turn whose action changes, the rest of that conversation reads those as
+//! logged, an approximation the report counts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use super::entry::{FeedbackEntry, LoggedDecision, Outcome};
@@ -50,14 +50,14 @@ impl DecisionLogData {
             let lines = read_lines(path)?;
             if named(path, "decisions-") {
                 for line in lines {
-                    match serde_json::from_str::<LoggedDecision>(&line) {
+                    match serde_json::from_slice::<LoggedDecision>(&line) {
                         Ok(d) => data.decisions.push(d),
                         Err(_) => data.unreadable_lines += 1,
                     }
                 }
             } else if named(path, "feedback-") {
                 for line in lines {
-                    match serde_json::from_str::<FeedbackEntry>(&line) {
+                    match serde_json::from_slice::<FeedbackEntry>(&line) {
                         Ok(f) => {
                             data.feedback.entry(f.decision_id.clone()).or_insert(f);
                         }
@@ -80,13 +80,15 @@ impl DecisionLogData {
     }
 }
 
-fn read_lines(path: &Path) -> Result<Vec<String>, LogReadError> {
-    let file = std::fs::File::open(path).map_err(|e| LogReadError::Io(path.to_path_buf(), e))?;
-    std::io::BufReader::new(file)
-        .lines()
-        .filter(|l| !l.as_ref().is_ok_and(|l| l.trim().is_empty()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| LogReadError::Io(path.to_path_buf(), e))
+/// Lines as bytes: a line torn by a crash (even mid-character) is one unreadable line, not an
+/// unreadable file.
+fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, LogReadError> {
+    let bytes = std::fs::read(path).map_err(|e| LogReadError::Io(path.to_path_buf(), e))?;
+    Ok(bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .map(<[u8]>::to_vec)
+        .collect())
 }
 
 /// "A person was needed" against "the decision brought one in" (offered or escalated), over the
@@ -139,8 +141,11 @@ pub struct ReplayReport {
     pub transitions: BTreeMap<(String, String), usize>,
     pub feedback_before: Confusion,
     pub feedback_after: Confusion,
-    /// Turns after a changed turn in the same conversation: their multi-turn signals are as logged.
+    /// Turns after a turn whose action changed, in the same conversation: their offers_made and
+    /// escalated are as logged.
     pub approximate: usize,
+    /// Decisions per policy version that made them: "before" mixes them when there are several.
+    pub policy_versions: BTreeMap<String, usize>,
     /// Turns whose caller sent attributes, under a policy with attribute rules: values are not
     /// logged, so those rules replay without them.
     pub without_attributes: usize,
@@ -170,6 +175,9 @@ pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
         *r.actions_after.entry(after.action.clone()).or_default() += 1;
         r.rules.entry(before.rule.clone()).or_default().0 += 1;
         r.rules.entry(after.rule.clone()).or_default().1 += 1;
+        *r.policy_versions
+            .entry(logged.policy_version.clone())
+            .or_default() += 1;
         if diverged == Some(logged.conversation.as_str()) {
             r.approximate += 1;
         }
@@ -178,8 +186,8 @@ pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
         }
         if before != after {
             r.changed += 1;
-            diverged = Some(&logged.conversation);
             if before.action != after.action {
+                diverged = Some(&logged.conversation);
                 *r.transitions
                     .entry((before.action.clone(), after.action.clone()))
                     .or_default() += 1;
@@ -188,7 +196,8 @@ pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
                 r.examples
                     .push((logged.decision_id.clone(), before.clone(), after.clone()));
             }
-        } else if diverged != Some(logged.conversation.as_str()) {
+        }
+        if diverged.is_some_and(|c| c != logged.conversation) {
             diverged = None;
         }
         if let Some(f) = log.feedback.get(&logged.decision_id) {
@@ -283,9 +292,21 @@ impl fmt::Display for ReplayReport {
         )?;
         writeln!(
             f,
-            "  approximate: {} later turns of conversations where an earlier turn changed (their\n  streaks, averages, offers_made and escalated are as logged, not as the candidate would leave them).",
+            "  approximate: {} later turns of conversations where an earlier turn's action changed (their\n  offers_made and escalated are as logged, not as the candidate would leave them).",
             self.approximate
         )?;
+        if self.policy_versions.len() > 1 {
+            let versions: Vec<_> = self
+                .policy_versions
+                .iter()
+                .map(|(v, n)| format!("{v} ({n})"))
+                .collect();
+            writeln!(
+                f,
+                "  the log spans policy versions {}: \"before\" is each decision as its version made it.",
+                versions.join(", ")
+            )?;
+        }
         writeln!(
             f,
             "  [signals] settings (negative_turn, negativity_decay, low_confidence, low_margin) shape the\n  logged streaks and averages: a change to them is not replayed."

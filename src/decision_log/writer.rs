@@ -178,25 +178,28 @@ impl DecisionLog {
 
     /// Whether this decision is in the sample: the same id always gets the same answer.
     pub fn samples(&self, decision_id: &uuid::Uuid) -> bool {
-        self.enabled() && {
-            let low = decision_id.as_u64_pair().1;
-            self.sample_below == u64::MAX || low < self.sample_below
-        }
+        // The top two bits of a v4 UUID's low half are its variant (always 10): shifted out, the
+        // rest is uniform.
+        let random = decision_id.as_u64_pair().1 << 2;
+        self.enabled() && (self.sample_below == u64::MAX || random < self.sample_below)
     }
 
     pub fn decision(&self, d: LoggedDecision) {
         self.send(Line::Decision(Box::new(d)));
     }
 
-    pub fn feedback(&self, f: FeedbackEntry) {
-        self.send(Line::Feedback(f));
+    /// Queue feedback; false when the queue is full (the caller is told to retry, nothing is lost).
+    pub fn feedback(&self, f: FeedbackEntry) -> bool {
+        self.send(Line::Feedback(f))
     }
 
-    fn send(&self, line: Line) {
-        let Some(tx) = &self.tx else { return };
-        if tx.try_send(line).is_err() {
+    fn send(&self, line: Line) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let queued = tx.try_send(line).is_ok();
+        if !queued {
             metrics::counter!(t::DECISION_LOG_DROPPED).increment(1);
         }
+        queued
     }
 
     /// Write everything queued, flush and sync, then stop the writer. Call once no more decisions
@@ -244,7 +247,11 @@ impl Rotating {
             self.finish()?;
         }
         if self.file.is_none() {
-            prune(r, self.kind)?;
+            // A file that cannot be deleted must not stop the log: report it and write on.
+            if let Err(e) = prune(r, self.kind) {
+                metrics::counter!(t::DECISION_LOG_ERRORS).increment(1);
+                error!("decision log: deleting old {} files failed: {e}", self.kind);
+            }
             self.file = Some((BufWriter::new(self.create(r)?), 0, Instant::now()));
         }
         let (out, bytes, _) = self.file.as_mut().expect("opened above");
@@ -285,19 +292,34 @@ impl Rotating {
     }
 }
 
+/// `(kind, replica)` of a file this writer names `<kind>-<replica>-<13 digits>-<4 digits>.jsonl`.
+/// Replica names may hold '-', so the name is taken apart from the right.
+pub fn parse_name(name: &str) -> Option<(&str, &str)> {
+    let stem = name.strip_suffix(".jsonl")?;
+    let (rest, seq) = stem.rsplit_once('-')?;
+    let (rest, ms) = rest.rsplit_once('-')?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(seq, 4) || !digits(ms, 13) {
+        return None;
+    }
+    rest.split_once('-')
+}
+
 /// Delete this replica's oldest files of `kind` beyond `max_files` (counting the one about to open).
 fn prune(r: &Rotation, kind: &str) -> std::io::Result<()> {
-    let prefix = format!("{kind}-{}-", r.replica);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&r.dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| file_name(p).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".jsonl")))
+        .filter(|p| file_name(p).and_then(parse_name) == Some((kind, r.replica.as_str())))
         .collect();
     files.sort();
     let excess = (files.len() + 1).saturating_sub(r.max_files);
+    let mut failed = Ok(());
     for old in files.into_iter().take(excess) {
-        std::fs::remove_file(old)?;
+        if let Err(e) = std::fs::remove_file(&old) {
+            failed = Err(e);
+        }
     }
-    Ok(())
+    failed
 }
 
 fn file_name(p: &Path) -> Option<&str> {
@@ -343,6 +365,47 @@ fn write_lines(rx: Receiver<Line>, rotation: Rotation) {
             if let Err(e) = out.flush() {
                 fail("flush", e);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_taken_apart_from_the_right() {
+        assert_eq!(
+            parse_name("decisions-handoff-canary-1795663047421-0001.jsonl"),
+            Some(("decisions", "handoff-canary"))
+        );
+        assert_eq!(
+            parse_name("feedback-pod_7-1795663047421-0012.jsonl"),
+            Some(("feedback", "pod_7"))
+        );
+        for other in [
+            "decisions-x-17956630-0001.jsonl",
+            "decisions-x-1795663047421-1.jsonl",
+            "notes.txt",
+        ] {
+            assert_eq!(parse_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_sample_rate_samples_that_share_of_decisions() {
+        for rate in [0.1, 0.5, 0.9] {
+            let log = DecisionLog {
+                tx: Some(crossbeam_channel::bounded(1).0),
+                sample_below: (rate * u64::MAX as f64) as u64,
+                ..Default::default()
+            };
+            let n = 20_000;
+            let kept = (0..n)
+                .filter(|_| log.samples(&uuid::Uuid::new_v4()))
+                .count();
+            let share = kept as f64 / n as f64;
+            assert!((share - rate).abs() < 0.02, "rate {rate}: sampled {share}");
         }
     }
 }

@@ -16,7 +16,7 @@ use super::{convert, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
-use crate::decision_log::{FeedbackOutcome, Journal};
+use crate::decision_log::{FeedbackEntry, Journal};
 use crate::model::repository::compare_versions;
 use crate::policy::{ReplayClock, SharedPolicy, StateStore, Turn};
 use crate::telemetry as t;
@@ -160,34 +160,15 @@ impl Handoff for HandoffService {
         request: Request<FeedbackRequest>,
     ) -> Result<Response<FeedbackResponse>, Status> {
         let caller = super::caller_name(&request);
-        let mut entry = validate::feedback(request.get_ref(), &self.limits)?;
+        let (id, entry) = validate::feedback(request.get_ref(), &self.limits)?;
         if !self.journal.enabled() {
             return Err(Status::failed_precondition(
                 "feedback needs the decision log: set [decision_log] dir in the server config",
             ));
         }
-        entry.caller = caller;
-        let decision_id = entry.decision_id.clone();
-        let outcome = self.journal.feedback(entry);
-        let label = match outcome {
-            FeedbackOutcome::New => "recorded",
-            FeedbackOutcome::Duplicate => "duplicate",
-            FeedbackOutcome::Conflict => "conflict",
-            FeedbackOutcome::Unknown => "unknown",
-        };
-        metrics::counter!(t::FEEDBACK, "outcome" => label).increment(1);
-        match outcome {
-            FeedbackOutcome::New | FeedbackOutcome::Duplicate => {
-                Ok(Response::new(FeedbackResponse {
-                    recorded: outcome == FeedbackOutcome::New,
-                }))
-            }
-            FeedbackOutcome::Conflict => Err(Status::already_exists(format!(
-                "decision_id {decision_id} already has different feedback"
-            ))),
-            FeedbackOutcome::Unknown => Err(Status::not_found(format!(
-                "decision_id {decision_id} is unknown here or older than the feedback window"
-            ))),
-        }
+        let outcome = self
+            .journal
+            .feedback(&id, FeedbackEntry { caller, ..entry });
+        super::status::feedback(outcome, &id).map(Response::new)
     }
 }

@@ -29,3 +29,33 @@ impl From<SwapError> for Status {
         Status::new(code, e.to_string())
     }
 }
+
+/// The Feedback RPC's answer for what the journal did with it; counted by outcome.
+pub fn feedback(
+    outcome: crate::decision_log::FeedbackOutcome,
+    id: &uuid::Uuid,
+) -> Result<super::pb::FeedbackResponse, Status> {
+    use crate::decision_log::FeedbackOutcome as O;
+    let label = match outcome {
+        O::New => "recorded",
+        O::Duplicate => "duplicate",
+        O::Conflict => "conflict",
+        O::Unknown => "unknown",
+        O::Busy => "busy",
+    };
+    metrics::counter!(crate::telemetry::FEEDBACK, "outcome" => label).increment(1);
+    match outcome {
+        O::New | O::Duplicate => Ok(super::pb::FeedbackResponse {
+            recorded: outcome == O::New,
+        }),
+        O::Conflict => Err(Status::already_exists(format!(
+            "decision_id {id} already has different feedback"
+        ))),
+        O::Unknown => Err(Status::not_found(format!(
+            "decision_id {id} is unknown here or older than the feedback window"
+        ))),
+        O::Busy => Err(Status::unavailable(
+            "the decision log is behind: feedback not recorded, retry",
+        )),
+    }
+}

@@ -147,12 +147,19 @@ pub fn route(req: &pb::RouteRequest, limits: &Limits) -> Result<RouteInput, Stat
 /// Longest wait a Feedback call may report: a week, past which the number is a mistake.
 pub const MAX_WAIT_SECONDS: u32 = 7 * 24 * 3600;
 
+/// The decision id parsed (any form a UUID takes) and the entry to log, with the id written the
+/// way the decision log writes it, so the two join.
 pub fn feedback(
     req: &pb::FeedbackRequest,
     limits: &Limits,
-) -> Result<crate::decision_log::FeedbackEntry, Status> {
+) -> Result<(uuid::Uuid, crate::decision_log::FeedbackEntry), Status> {
     use crate::decision_log::{FeedbackEntry, HumanNeeded, ResolvedBy};
     id("decision_id", &req.decision_id, true, limits)?;
+    let decision_id = uuid::Uuid::parse_str(&req.decision_id).map_err(|_| {
+        Status::invalid_argument(
+            "decision_id is not a decision id (the UUID a RouteResponse carries)",
+        )
+    })?;
     let human_needed = match enum_value("human_needed", req.human_needed)? {
         pb::HumanNeeded::Unspecified => {
             return Err(Status::invalid_argument(
@@ -181,15 +188,18 @@ pub fn feedback(
             req.wait_seconds
         )));
     }
-    Ok(FeedbackEntry {
-        decision_id: req.decision_id.clone(),
-        ts_ms: crate::decision_log::now_ms(),
-        human_needed,
-        resolved_by,
-        csat: (req.csat > 0).then_some(req.csat as u8),
-        wait_seconds: (req.wait_seconds > 0).then_some(req.wait_seconds),
-        caller: String::new(),
-    })
+    Ok((
+        decision_id,
+        FeedbackEntry {
+            decision_id: decision_id.hyphenated().to_string(),
+            ts_ms: crate::decision_log::now_ms(),
+            human_needed,
+            resolved_by,
+            csat: (req.csat > 0).then_some(req.csat as u8),
+            wait_seconds: (req.wait_seconds > 0).then_some(req.wait_seconds),
+            caller: String::new(),
+        },
+    ))
 }
 
 /// When the customer sent the message (ms since the epoch; 0 = now), in seconds. Refuses the future

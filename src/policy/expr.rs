@@ -25,6 +25,17 @@ pub enum Op {
 }
 
 impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Ge => ">=",
+            Op::Gt => ">",
+            Op::Le => "<=",
+            Op::Lt => "<",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        }
+    }
+
     fn holds(self, v: f64, t: f64) -> bool {
         match self {
             Op::Ge => v >= t,
@@ -54,6 +65,36 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The numeric comparisons of the condition, in a fixed order (`set_threshold` counts the same way).
+    pub fn comparisons(&self, out: &mut Vec<(Signal, Op, f64)>) {
+        match self {
+            Expr::Cmp(s, op, t) => out.push((*s, *op, *t)),
+            Expr::Not(e) => e.comparisons(out),
+            Expr::All(es) | Expr::Any(es) => es.iter().for_each(|e| e.comparisons(out)),
+            Expr::Always | Expr::Flag(_) | Expr::Text { .. } => {}
+        }
+    }
+
+    /// Set the threshold of comparison `n` (as `comparisons` numbers them); false if there is none.
+    pub fn set_threshold(&mut self, n: usize, value: f64) -> bool {
+        fn walk(e: &mut Expr, n: &mut usize, value: f64) -> bool {
+            match e {
+                Expr::Cmp(_, _, t) => {
+                    if *n == 0 {
+                        *t = value;
+                        return true;
+                    }
+                    *n -= 1;
+                    false
+                }
+                Expr::Not(e) => walk(e, n, value),
+                Expr::All(es) | Expr::Any(es) => es.iter_mut().any(|e| walk(e, n, value)),
+                Expr::Always | Expr::Flag(_) | Expr::Text { .. } => false,
+            }
+        }
+        walk(self, &mut { n }, value)
+    }
+
     /// The condition reads a caller-supplied attribute (`attr.NAME`) somewhere.
     pub fn reads_attributes(&self) -> bool {
         match self {

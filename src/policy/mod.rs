@@ -231,7 +231,7 @@ impl PolicyError {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
     rules: Vec<Rule>,
@@ -323,6 +323,35 @@ impl Policy {
 
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Every numeric threshold the rules compare a signal with, rule by rule.
+    pub fn thresholds(&self) -> Vec<Threshold> {
+        let mut out = Vec::new();
+        for (rule, r) in self.rules.iter().enumerate() {
+            let mut cmps = Vec::new();
+            r.when.comparisons(&mut cmps);
+            for (index, (signal, op, value)) in cmps.into_iter().enumerate() {
+                out.push(Threshold {
+                    rule,
+                    rule_id: r.id.clone(),
+                    index,
+                    signal,
+                    op,
+                    value,
+                });
+            }
+        }
+        out
+    }
+
+    /// This policy with one threshold moved (for sweeps: what would a different value decide?).
+    pub fn with_threshold(&self, t: &Threshold, value: f64) -> Policy {
+        let mut p = self.clone();
+        if let Some(rule) = p.rules.get_mut(t.rule) {
+            rule.when.set_threshold(t.index, value);
+        }
+        p
     }
 
     /// Some rule reads a customer attribute (`attr.NAME`).
@@ -637,6 +666,18 @@ fn continue_bot(reasons: Vec<Reason>) -> Decision {
         reply_window_raised: false,
         signals: Snapshot::default(),
     }
+}
+
+/// One comparison of a rule's condition with a number: `signal op value`.
+#[derive(Debug, Clone)]
+pub struct Threshold {
+    pub rule: usize,
+    pub rule_id: String,
+    /// Which comparison of the rule's condition.
+    pub index: usize,
+    pub signal: catalog::Signal,
+    pub op: expr::Op,
+    pub value: f64,
 }
 
 /// The clock of a logged turn: when it was decided and when the customer sent it.

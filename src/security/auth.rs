@@ -1,5 +1,5 @@
 //! Caller identity and scopes. A caller is an API key (only its SHA-256 is configured, never the
-//! key) or a client certificate's subject CN under mutual TLS. Each has scopes (`classify`, `route`,
+//! key) or a client certificate's subject CN under mutual TLS. Each has scopes (`classify`, `route`, `feedback`,
 //! `admin`) and optionally a rate limit. With no keys and no clients configured, every caller is
 //! anonymous with every scope: fine on loopback, nowhere else.
 

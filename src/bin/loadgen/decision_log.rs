@@ -42,12 +42,24 @@ fn spawn(config: &Path, workers: usize) -> anyhow::Result<Server> {
 }
 
 impl Server {
+    /// SIGTERM and wait: the log-on server flushes its log on the way out.
     fn stop(mut self) -> anyhow::Result<()> {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.child.wait()?;
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "server exited with {status}");
         Ok(())
+    }
+}
+
+/// A run that fails half-way leaves no server behind.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

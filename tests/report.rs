@@ -1,0 +1,238 @@
+//! `handoff report` on a generated decision log, opened in headless Chromium: the page renders, its
+//! plots are drawn (SVG bars, lines and labels in the rendered DOM; a screenshot that is not blank
+//! and shows the plot colour), and each plot has its table.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use handoff::decision_log::{
+    FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy,
+};
+use handoff::policy::{Policy, ReplayClock, Snapshot};
+use rand::{Rng, SeedableRng};
+
+const DECISIONS: usize = 800;
+const CHANNELS: [&str; 4] = ["web", "app", "wechat", "whatsapp"];
+const INTENTS: [&str; 5] = [
+    "order_status",
+    "complaint",
+    "request_human",
+    "security_incident",
+    "product_inquiry",
+];
+
+/// Turns of 5-turn conversations over three hours, decided by the built-in policy, 40 % with
+/// feedback that mostly agrees with the signals.
+fn generate_log(dir: &Path) {
+    let policy = Policy::builtin();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let start_ms: u64 = 1_795_000_000_000;
+    let (mut decisions, mut feedback) = (String::new(), String::new());
+    for i in 0..DECISIONS {
+        let ts_ms = start_ms + (i as u64 * 3 * 3_600_000) / DECISIONS as u64;
+        let negativity: f32 = rng.gen::<f32>().powi(2);
+        let signals = Snapshot {
+            request_human: if rng.gen_bool(0.1) { 0.9 } else { 0.02 },
+            intent: INTENTS[rng.gen_range(0..INTENTS.len())].to_string(),
+            intent_score: rng.gen_range(0.3..1.0),
+            intent_margin: rng.gen_range(0.0..0.9),
+            negativity,
+            negativity_avg: negativity * 0.8,
+            negative_turns: u32::from(negativity > 0.6),
+            similarity: rng.gen_range(-0.2..1.0),
+            bot_fallbacks: rng.gen_range(0..3),
+            offers_made: rng.gen_range(0..2),
+            turns: (i % 5) as u32,
+            channel: CHANNELS[rng.gen_range(0..CHANNELS.len())].to_string(),
+            tier: if rng.gen_bool(0.15) {
+                "vip"
+            } else {
+                "standard"
+            }
+            .to_string(),
+            ..Default::default()
+        };
+        let clock = ReplayClock {
+            unix_seconds: (ts_ms / 1000) as i64,
+            sent_unix_seconds: (ts_ms / 1000) as i64,
+        };
+        let d = policy.replay(&signals, clock, false);
+        let outcome = Outcome::of_decision(&d);
+        let logged = LoggedDecision {
+            decision_id: format!("00000000-0000-4000-8000-{i:012}"),
+            ts_ms,
+            conversation: format!("{:016x}", i / 5),
+            action: outcome.action.clone(),
+            rule: outcome.rule.clone(),
+            queue: outcome.queue.clone(),
+            priority: outcome.priority,
+            fallback: outcome.fallback.clone(),
+            degraded: false,
+            reasons: d
+                .reasons
+                .iter()
+                .map(|r| LoggedReason {
+                    rule_id: r.rule_id.clone(),
+                    signal: r.signal.clone(),
+                    value: r.value,
+                    threshold: r.threshold,
+                })
+                .collect(),
+            model: "handoff-zh-en".into(),
+            model_version: "2.1.0".into(),
+            policy_version: policy.version().into(),
+            unix_s: clock.unix_seconds,
+            sent_unix_s: clock.sent_unix_seconds,
+            signals,
+            text: None,
+        };
+        decisions.push_str(&serde_json::to_string(&logged).unwrap());
+        decisions.push('\n');
+        if rng.gen_bool(0.4) {
+            let needed = negativity > 0.5 || rng.gen_bool(0.2);
+            let human = outcome.brings_human();
+            let entry = FeedbackEntry {
+                decision_id: logged.decision_id.clone(),
+                ts_ms: ts_ms + 600_000,
+                human_needed: if needed {
+                    HumanNeeded::Needed
+                } else {
+                    HumanNeeded::NotNeeded
+                },
+                resolved_by: Some(if human {
+                    ResolvedBy::Human
+                } else if rng.gen_bool(0.8) {
+                    ResolvedBy::Bot
+                } else {
+                    ResolvedBy::Abandoned
+                }),
+                csat: Some(rng.gen_range(1..=5)),
+                wait_seconds: human.then(|| rng.gen_range(10..600)),
+                caller: "chat-backend".into(),
+            };
+            feedback.push_str(&serde_json::to_string(&entry).unwrap());
+            feedback.push('\n');
+        }
+    }
+    std::fs::write(dir.join("decisions-r1-1795000000000-0001.jsonl"), decisions).unwrap();
+    std::fs::write(dir.join("feedback-r1-1795000000000-0001.jsonl"), feedback).unwrap();
+}
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let found = std::env::var_os("HANDOFF_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            ["chromium", "chromium-browser", "google-chrome"]
+                .iter()
+                .flat_map(|name| dirs.iter().map(move |dir| dir.join(name)))
+                .find(|p| p.is_file())
+        });
+    found.expect(
+        "headless Chromium is needed (Debian package chromium; scripts/test.sh installs it)",
+    )
+}
+
+fn headless(args: &[&str], page: &Path) -> std::process::Output {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ])
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out
+}
+
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn the_report_renders_in_headless_chromium_with_every_plot_drawn() {
+    let dir = std::env::temp_dir().join(format!("handoff-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    generate_log(&dir);
+    let page = dir.join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["report", "--log"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: nothing to fetch.
+    for fetch in ["src=\"http", "href=\"http", "@import", "<script"] {
+        assert!(
+            !html.contains(fetch),
+            "the report fetches something: {fetch}"
+        );
+    }
+    let thresholds = Policy::builtin().thresholds().len();
+    assert!(thresholds >= 5, "{thresholds}");
+    // Over time, 4 rate plots, precision, one sweep per threshold, 2 histograms, CSAT and wait.
+    let plots = 1 + 4 + 1 + thresholds + 2 + 2;
+    assert_eq!(count(&html, "<svg"), plots, "plots");
+    assert_eq!(count(&html, "<figure"), plots, "every plot is a figure");
+    assert_eq!(
+        count(&html, "<table"),
+        plots + 1,
+        "a table beside every plot, and the summary"
+    );
+    assert_eq!(count(&html, "role=\"img\""), plots);
+
+    // Rendered by the browser, the plots are there.
+    let dom = String::from_utf8(headless(&["--dump-dom"], &page).stdout).unwrap();
+    assert_eq!(
+        count(&dom, "<svg"),
+        plots,
+        "svg elements in the rendered page"
+    );
+    assert!(count(&dom, "<polyline") >= 3 + thresholds, "line series");
+    assert!(count(&dom, "<rect") > 100, "bars");
+    assert!(count(&dom, "<text") > 200, "axis labels and captions");
+    assert!(dom.contains("escalation rate") && dom.contains("today's value"));
+
+    // And they are visible: the screenshot is not blank and shows the plot colour.
+    let shot = dir.join("shot.png");
+    headless(
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,2400",
+            "--hide-scrollbars",
+        ],
+        &page,
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    assert!(channels >= 3, "{:?}", info.color_type);
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(channels).collect();
+    let non_white = pixels.iter().filter(|p| p[..3] != [255, 255, 255]).count();
+    let plot_blue = pixels
+        .iter()
+        .filter(|p| {
+            (p[0] as i32 - 31).abs() < 12
+                && (p[1] as i32 - 119).abs() < 12
+                && (p[2] as i32 - 180).abs() < 12
+        })
+        .count();
+    assert!(
+        non_white * 50 > pixels.len(),
+        "screenshot is nearly blank: {non_white} of {} pixels drawn",
+        pixels.len()
+    );
+    assert!(plot_blue > 500, "plot colour missing: {plot_blue} pixels");
+    let _ = std::fs::remove_dir_all(&dir);
+}
