@@ -34,8 +34,8 @@ pub struct BatcherConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
-    #[error("inference queue is full ({capacity} requests waiting); retry with backoff")]
-    QueueFull { capacity: usize },
+    #[error("inference queue is full ({capacity} requests waiting, about {wait_ms} ms of work); retry with backoff")]
+    QueueFull { capacity: usize, wait_ms: u64 },
     #[error("no model is loaded")]
     NoModel,
     #[error("the server is shutting down")]
@@ -221,9 +221,7 @@ impl<B: Backend> Batcher<B> {
         let misses = hits.iter().filter(|h| h.is_none()).count();
         if self.capacity - self.receiver.len() < misses {
             metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
-            return Err(BatchError::QueueFull {
-                capacity: self.capacity,
-            });
+            return Err(self.queue_full());
         }
         let pending = texts
             .into_iter()
@@ -241,6 +239,15 @@ impl<B: Backend> Batcher<B> {
             });
         }
         Ok(out)
+    }
+
+    /// A full queue, with how long its work would take (the caller's retry hint).
+    fn queue_full(&self) -> BatchError {
+        let seed = self.registry.current().and_then(|m| m.warm_per_text());
+        BatchError::QueueFull {
+            capacity: self.capacity,
+            wait_ms: self.backlog.wait(self.worker_count, seed).as_millis() as u64,
+        }
     }
 
     fn enqueue(
@@ -293,9 +300,7 @@ impl<B: Backend> Batcher<B> {
             }
             Err(TrySendError::Full(_)) => {
                 metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
-                Err(BatchError::QueueFull {
-                    capacity: self.capacity,
-                })
+                Err(self.queue_full())
             }
             Err(TrySendError::Disconnected(_)) => Err(BatchError::ShuttingDown),
         }

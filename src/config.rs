@@ -72,6 +72,8 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// Decisions with their signals, and feedback on them, for replay and reports; off by default.
     pub decision_log: crate::decision_log::DecisionLogConfig,
+    /// Spans over OTLP; off unless `otlp_endpoint` is set.
+    pub tracing: crate::telemetry::otel::TracingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +140,7 @@ impl Default for ServerConfig {
             max_in_flight: 2048,
             audit_log: None,
             decision_log: Default::default(),
+            tracing: Default::default(),
         }
     }
 }
@@ -160,6 +163,10 @@ pub enum ConfigError {
         #[source]
         source: crate::policy::StateError,
     },
+    #[error("invalid config: {0}")]
+    DecisionLog(#[from] crate::decision_log::DecisionLogError),
+    #[error("invalid config: {0}")]
+    Tracing(#[from] crate::telemetry::otel::TracingError),
 }
 
 impl ServerConfig {
@@ -187,6 +194,8 @@ impl ServerConfig {
                 capacity: self.queue_capacity,
             });
         }
+        self.decision_log.validate()?;
+        self.tracing.validate()?;
         Ok(())
     }
 

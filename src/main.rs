@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use handoff::config::ServerConfig;
 use handoff::model::Model;
+use handoff::telemetry::otel::Exporter;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 #[derive(Parser)]
@@ -161,6 +162,9 @@ struct ServeArgs {
     /// Model results kept for repeated texts (0 = no result cache).
     #[arg(long, env = "HANDOFF_CACHE_CAPACITY")]
     cache_capacity: Option<usize>,
+    /// OTLP/gRPC collector for spans, e.g. http://otel-collector:4317 ([tracing] otlp_endpoint).
+    #[arg(long, env = "HANDOFF_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -180,6 +184,9 @@ impl ServeArgs {
         if let Some(p) = self.policy {
             c.policy_file = Some(p);
         }
+        if let Some(e) = self.otlp_endpoint {
+            c.tracing.otlp_endpoint = Some(e);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -187,7 +194,6 @@ impl ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    handoff::telemetry::init_tracing(cli.log_format == LogFormat::Json);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -198,13 +204,29 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.log_format == LogFormat::Json;
+    if !matches!(cli.command, Command::Serve(_)) {
+        handoff::telemetry::init_tracing(json, None);
+    }
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(handoff::server::run(config, shutdown_signal()))?;
+            runtime.block_on(async {
+                // The OTLP channel needs the runtime, so logging starts inside it.
+                let (exporter, tracer) = match Exporter::build(&config.tracing)? {
+                    Some((exporter, tracer)) => (Some(exporter), Some(tracer)),
+                    None => (None, None),
+                };
+                handoff::telemetry::init_tracing(json, tracer);
+                let served = handoff::server::run(config, shutdown_signal()).await;
+                if let Some(exporter) = exporter {
+                    tokio::task::spawn_blocking(move || exporter.shutdown()).await?;
+                }
+                served
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Health {

@@ -50,6 +50,15 @@ async fn a_full_queue_sheds_with_resource_exhausted_and_answers_everything() {
             "{}",
             status.message()
         );
+        // When to retry, as google.rpc.RetryInfo: the queued work's estimate, never "now".
+        use tonic_types::StatusExt;
+        let retry = status.get_details_retry_info().expect("RetryInfo details");
+        assert!(
+            retry
+                .retry_delay
+                .is_some_and(|d| d >= Duration::from_millis(10)),
+            "{retry:?}"
+        );
     }
     assert_eq!(ok + shed.len(), 300);
     let metrics = server.metrics();

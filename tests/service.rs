@@ -136,6 +136,16 @@ async fn bad_input_is_invalid_argument_naming_field_and_limit() {
             "{field} not named in {:?}",
             status.message()
         );
+        // The same, as a google.rpc.BadRequest field violation for clients that read details.
+        use tonic_types::StatusExt;
+        let violations = status
+            .get_details_bad_request()
+            .expect("BadRequest details")
+            .field_violations;
+        assert!(
+            violations.iter().any(|v| v.field.starts_with(field)),
+            "{field}: {violations:?}"
+        );
     };
     let unit = |r: Result<tonic::Response<pb::ClassifyResponse>, tonic::Status>| {
         r.map(|_| tonic::Response::new(()))

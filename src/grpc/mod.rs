@@ -8,7 +8,7 @@ mod deadline;
 mod observe;
 mod record;
 mod service;
-mod status;
+pub(crate) mod status;
 mod validate;
 
 pub mod pb {

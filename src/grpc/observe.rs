@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tonic::Status;
+use tracing::Instrument;
 
 use super::deadline;
 use crate::telemetry as t;
@@ -117,28 +118,57 @@ where
         let until =
             deadline::from_headers(req.headers(), arrived).or_else(|| default.map(|d| arrived + d));
         req.extensions_mut().insert(Deadline(until));
-        let call = inner.call(req);
-        Box::pin(async move {
-            let mut record = CallRecord {
-                rpc,
-                started: arrived,
-                done: false,
-            };
-            let response = match until {
-                Some(d) => match tokio::time::timeout_at(d.into(), call).await {
-                    Ok(r) => r,
-                    Err(_) => Ok(Status::deadline_exceeded(
-                        "the request's deadline passed before it was answered",
-                    )
-                    .into_http()),
-                },
-                None => call.await,
-            };
-            if let Ok(r) = &response {
-                record.finish(code_of(r));
+        // One span per call, a child of the caller's when it sent `traceparent`; the handlers fill
+        // in what they decided.
+        let service = if handoff {
+            super::HANDOFF_SERVICE
+        } else {
+            super::ADMIN_SERVICE
+        };
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = format!("{service}/{rpc}"),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = rpc,
+            rpc.grpc.status_code = tracing::field::Empty,
+            caller = tracing::field::Empty,
+            decision_id = tracing::field::Empty,
+            action = tracing::field::Empty,
+            rule = tracing::field::Empty,
+            model_version = tracing::field::Empty,
+            policy_version = tracing::field::Empty,
+        );
+        crate::telemetry::otel::follow_caller(&span, req.headers());
+        let call = span.in_scope(|| inner.call(req));
+        let call_span = span.clone();
+        Box::pin(
+            async move {
+                let mut record = CallRecord {
+                    rpc,
+                    started: arrived,
+                    done: false,
+                };
+                let response = match until {
+                    Some(d) => match tokio::time::timeout_at(d.into(), call).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(Status::deadline_exceeded(
+                            "the request's deadline passed before it was answered",
+                        )
+                        .into_http()),
+                    },
+                    None => call.await,
+                };
+                if let Ok(r) = &response {
+                    let code = code_of(r);
+                    call_span.record("rpc.grpc.status_code", code.as_str());
+                    record.finish(code);
+                }
+                response
             }
-            response
-        })
+            .instrument(span),
+        )
     }
 }
 

@@ -34,6 +34,18 @@ pub struct DecisionRecord<'a> {
 impl DecisionRecord<'_> {
     /// Never the customer's text or attribute values (unless text retention is on: redacted text).
     pub fn record(&self, audit: &AuditLog, journal: &Journal, id: &uuid::Uuid) {
+        let span = tracing::Span::current();
+        span.record("decision_id", self.decision_id);
+        span.record("action", self.decision.action.as_str());
+        span.record(
+            "rule",
+            self.decision
+                .reasons
+                .first()
+                .map_or("", |r| r.rule_id.as_str()),
+        );
+        span.record("model_version", self.model_version);
+        span.record("policy_version", self.policy_version);
         journal.served(id, || self.logged(journal));
         self.record_audit(audit);
     }

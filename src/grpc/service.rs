@@ -52,6 +52,7 @@ impl HandoffService {
 
 fn count_labels(inf: &Inferred) {
     let m = &inf.model;
+    tracing::Span::current().record("model_version", m.version());
     metrics::counter!(t::INTENTS, "intent" => m.intent_labels()[inf.prediction.top_intent()].clone()).increment(1);
     metrics::counter!(t::SENTIMENTS, "sentiment" => m.sentiment_labels()[inf.prediction.top_sentiment()].clone())
         .increment(1);

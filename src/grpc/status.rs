@@ -1,15 +1,30 @@
 //! Error → gRPC status mapping, in one place: handlers use `?`.
 
+use std::time::Duration;
+
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::batcher::BatchError;
 use crate::swap::SwapError;
 
+/// RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` saying when a retry has a chance (the work
+/// queued ahead, the caller's next token), for clients that back off by it.
+pub fn exhausted(message: impl Into<String>, retry_after: Duration) -> Status {
+    // Never "retry now": a zero delay invites a hot loop.
+    let delay = retry_after.max(Duration::from_millis(10));
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(delay)),
+    )
+}
+
 impl From<BatchError> for Status {
     fn from(e: BatchError) -> Status {
         let code = match &e {
-            BatchError::QueueFull { .. } | BatchError::WouldMissDeadline { .. } => {
-                Code::ResourceExhausted
+            BatchError::QueueFull { wait_ms, .. } | BatchError::WouldMissDeadline { wait_ms } => {
+                return exhausted(e.to_string(), Duration::from_millis(*wait_ms));
             }
             BatchError::NoModel | BatchError::ShuttingDown => Code::Unavailable,
             BatchError::DeadlineExceeded => Code::DeadlineExceeded,

@@ -1,39 +1,52 @@
-//! Input limits. Every refusal is INVALID_ARGUMENT naming the field and the limit.
+//! Input limits. Every refusal is INVALID_ARGUMENT naming the field and the limit, in the message
+//! and as a `google.rpc.BadRequest` field violation for clients that read error details.
 
-use tonic::Status;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use super::{convert, pb};
 use crate::config::Limits;
 use crate::policy;
 
+fn invalid(field: &str, message: String) -> Status {
+    let details = ErrorDetails::with_bad_request_violation(field, message.clone());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
 pub fn text(field: &str, value: &str, limits: &Limits) -> Result<(), Status> {
     if !value.chars().any(visible) {
-        return Err(Status::invalid_argument(format!(
+        return Err(invalid(
+            field,
+            format!(
             "{field} must hold visible text (it is empty, or only whitespace, control or zero-width characters)"
         )));
     }
     if value.len() > limits.max_text_bytes {
-        return Err(Status::invalid_argument(format!(
-            "{field} is {} bytes; the limit is {} bytes (UTF-8)",
-            value.len(),
-            limits.max_text_bytes
-        )));
+        return Err(invalid(
+            field,
+            format!(
+                "{field} is {} bytes; the limit is {} bytes (UTF-8)",
+                value.len(),
+                limits.max_text_bytes
+            ),
+        ));
     }
     Ok(())
 }
 
 pub fn texts(field: &str, values: &[String], limits: &Limits) -> Result<(), Status> {
     if values.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "{field} must hold at least 1 text"
-        )));
+        return Err(invalid(field, format!("{field} must hold at least 1 text")));
     }
     if values.len() > limits.max_batch_texts {
-        return Err(Status::invalid_argument(format!(
-            "{field} holds {} texts; the limit is {} per call",
-            values.len(),
-            limits.max_batch_texts
-        )));
+        return Err(invalid(
+            field,
+            format!(
+                "{field} holds {} texts; the limit is {} per call",
+                values.len(),
+                limits.max_batch_texts
+            ),
+        ));
     }
     for (i, v) in values.iter().enumerate() {
         text(&format!("{field}[{i}]"), v, limits)?;
@@ -43,13 +56,14 @@ pub fn texts(field: &str, values: &[String], limits: &Limits) -> Result<(), Stat
 
 pub fn id(field: &str, value: &str, required: bool, limits: &Limits) -> Result<(), Status> {
     if required && value.is_empty() {
-        return Err(Status::invalid_argument(format!("{field} is required")));
+        return Err(invalid(field, format!("{field} is required")));
     }
     // A blank id would join every caller that sends one into a single conversation.
     if !value.is_empty() && !value.chars().any(visible) {
-        return Err(Status::invalid_argument(format!(
-            "{field} must hold visible characters, not only whitespace or zero-width ones"
-        )));
+        return Err(invalid(
+            field,
+            format!("{field} must hold visible characters, not only whitespace or zero-width ones"),
+        ));
     }
     plain(field, value, limits.max_id_bytes)
 }
@@ -70,15 +84,19 @@ fn visible(c: char) -> bool {
 /// At most `max_bytes`, no control characters: ids and attribute values.
 fn plain(field: &str, value: &str, max_bytes: usize) -> Result<(), Status> {
     if value.len() > max_bytes {
-        return Err(Status::invalid_argument(format!(
-            "{field} is {} bytes; the limit is {max_bytes} bytes",
-            value.len()
-        )));
+        return Err(invalid(
+            field,
+            format!(
+                "{field} is {} bytes; the limit is {max_bytes} bytes",
+                value.len()
+            ),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(Status::invalid_argument(format!(
-            "{field} must not contain control characters"
-        )));
+        return Err(invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
@@ -86,7 +104,7 @@ fn plain(field: &str, value: &str, max_bytes: usize) -> Result<(), Status> {
 /// Proto3 keeps unknown enum numbers as plain integers: refuse them instead of guessing.
 pub fn enum_value<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
     E::try_from(value)
-        .map_err(|_| Status::invalid_argument(format!("{field} = {value} is not a known value")))
+        .map_err(|_| invalid(field, format!("{field} = {value} is not a known value")))
 }
 
 pub fn attributes(
@@ -95,11 +113,14 @@ pub fn attributes(
     limits: &Limits,
 ) -> Result<(), Status> {
     if values.len() > limits.max_attributes {
-        return Err(Status::invalid_argument(format!(
-            "{field} holds {} entries; the limit is {}",
-            values.len(),
-            limits.max_attributes
-        )));
+        return Err(invalid(
+            field,
+            format!(
+                "{field} holds {} entries; the limit is {}",
+                values.len(),
+                limits.max_attributes
+            ),
+        ));
     }
     for (k, v) in values {
         let name_ok = !k.is_empty()
@@ -107,9 +128,10 @@ pub fn attributes(
             && k.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
-            return Err(Status::invalid_argument(format!(
-                "{field} names are 1 to 64 bytes of a-z, 0-9 and _; got {k:?}"
-            )));
+            return Err(invalid(
+                field,
+                format!("{field} names are 1 to 64 bytes of a-z, 0-9 and _; got {k:?}"),
+            ));
         }
         plain(&format!("{field}[{k}]"), v, limits.max_attribute_bytes)?;
     }
@@ -156,14 +178,16 @@ pub fn feedback(
     use crate::decision_log::{FeedbackEntry, HumanNeeded, ResolvedBy};
     id("decision_id", &req.decision_id, true, limits)?;
     let decision_id = uuid::Uuid::parse_str(&req.decision_id).map_err(|_| {
-        Status::invalid_argument(
-            "decision_id is not a decision id (the UUID a RouteResponse carries)",
+        invalid(
+            "decision_id",
+            "decision_id is not a decision id (the UUID a RouteResponse carries)".into(),
         )
     })?;
     let human_needed = match enum_value("human_needed", req.human_needed)? {
         pb::HumanNeeded::Unspecified => {
-            return Err(Status::invalid_argument(
-                "human_needed is required (NEEDED, NOT_NEEDED or NEEDED_EARLIER)",
+            return Err(invalid(
+                "human_needed",
+                "human_needed is required (NEEDED, NOT_NEEDED or NEEDED_EARLIER)".into(),
             ))
         }
         pb::HumanNeeded::Needed => HumanNeeded::Needed,
@@ -177,16 +201,19 @@ pub fn feedback(
         pb::ResolvedBy::Abandoned => Some(ResolvedBy::Abandoned),
     };
     if req.csat > 5 {
-        return Err(Status::invalid_argument(format!(
-            "csat = {} is outside 1..=5 (0 = not asked)",
-            req.csat
-        )));
+        return Err(invalid(
+            "csat",
+            format!("csat = {} is outside 1..=5 (0 = not asked)", req.csat),
+        ));
     }
     if req.wait_seconds > MAX_WAIT_SECONDS {
-        return Err(Status::invalid_argument(format!(
-            "wait_seconds = {}; the limit is {MAX_WAIT_SECONDS} (7 days)",
-            req.wait_seconds
-        )));
+        return Err(invalid(
+            "wait_seconds",
+            format!(
+                "wait_seconds = {}; the limit is {MAX_WAIT_SECONDS} (7 days)",
+                req.wait_seconds
+            ),
+        ));
     }
     Ok((
         decision_id,
@@ -211,10 +238,13 @@ pub fn sent_at(field: &str, unix_ms: u64, now_seconds: i64) -> Result<i64, Statu
     }
     let seconds = i64::try_from(unix_ms / 1000).unwrap_or(i64::MAX);
     if seconds > now_seconds + SKEW_S {
-        return Err(Status::invalid_argument(format!(
-            "{field} = {unix_ms} is {} s in the future; the limit is {SKEW_S} s",
-            seconds.saturating_sub(now_seconds)
-        )));
+        return Err(invalid(
+            field,
+            format!(
+                "{field} = {unix_ms} is {} s in the future; the limit is {SKEW_S} s",
+                seconds.saturating_sub(now_seconds)
+            ),
+        ));
     }
     Ok(seconds)
 }

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
@@ -86,6 +87,7 @@ where
         };
         match self.admit(&req, scope) {
             Ok((caller, permit)) => {
+                tracing::Span::current().record("caller", caller.name.as_str());
                 req.extensions_mut().insert(caller);
                 let call = inner.call(req);
                 Box::pin(async move {
@@ -158,10 +160,13 @@ impl<S> Guard<S> {
         }
         if let Err(rate) = caller.admit() {
             metrics::counter!(t::SHED, "reason" => "rate_limit").increment(1);
-            return Err(Status::resource_exhausted(format!(
-                "caller {:?} is over its rate limit of {rate} requests/s; retry with backoff",
-                caller.name
-            )));
+            return Err(crate::grpc::status::exhausted(
+                format!(
+                    "caller {:?} is over its rate limit of {rate} requests/s; retry with backoff",
+                    caller.name
+                ),
+                Duration::from_secs_f64(1.0 / rate.max(1e-3)),
+            ));
         }
         let permit = self
             .layer
@@ -170,10 +175,14 @@ impl<S> Guard<S> {
             .try_acquire_owned()
             .map_err(|_| {
                 metrics::counter!(t::SHED, "reason" => "concurrency").increment(1);
-                Status::resource_exhausted(format!(
-                    "server is at its limit of {} requests in flight; retry with backoff",
-                    self.layer.max_in_flight
-                ))
+                // The wait is unknown here; a short hint spreads the retries.
+                crate::grpc::status::exhausted(
+                    format!(
+                        "server is at its limit of {} requests in flight; retry with backoff",
+                        self.layer.max_in_flight
+                    ),
+                    Duration::from_millis(100),
+                )
             })?;
         Ok((caller, permit))
     }

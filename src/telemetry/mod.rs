@@ -1,6 +1,8 @@
 //! Metric names, their descriptions and buckets, the Prometheus exporter, and tracing setup.
 //! Every metric the service records is named here, so dashboards have one place to look.
 
+pub mod otel;
+
 use std::net::SocketAddr;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -207,18 +209,35 @@ fn describe() {
     );
 }
 
-/// Logs go to stderr; `RUST_LOG` filters them (default `info`). Customer text is never logged.
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); `json`: one JSON object per line, for
-/// log pipelines that index fields.
-pub fn init_tracing(json: bool) {
+/// log pipelines that index fields. With `tracer`, spans are exported too (their own filter: a quiet
+/// log level must not cost the traces). Customer text is never logged.
+pub fn init_tracing(json: bool, tracer: Option<opentelemetry_sdk::trace::Tracer>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        builder.try_init()
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
+    let spans = tracer.map(|t| {
+        tracing_opentelemetry::layer().with_tracer(t).with_filter(
+            tracing_subscriber::filter::filter_fn(|m| {
+                m.is_span() && m.target().starts_with("handoff")
+            }),
+        )
+    });
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans)
+        .try_init();
 }

@@ -1,0 +1,140 @@
+//! Distributed tracing: one span per gRPC call, joined to the caller's trace through W3C
+//! `traceparent` metadata, exported over OTLP/gRPC when `[tracing] otlp_endpoint` is set. Spans
+//! carry ids, labels and versions, never customer text.
+
+use std::time::Duration;
+
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use serde::Deserialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// `[tracing]` in the server config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/gRPC collector, e.g. "http://otel-collector:4317"; none: no spans are exported.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of traces started here that are kept, 0 to 1; a caller's sampled `traceparent` is
+    /// always followed.
+    pub sample_ratio: f64,
+    /// Spans wait at most this long before they are sent.
+    pub export_delay_ms: u64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            otlp_endpoint: None,
+            service_name: "handoff".into(),
+            sample_ratio: 1.0,
+            export_delay_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TracingError {
+    #[error("[tracing] sample_ratio = {0} is outside [0, 1]")]
+    SampleRatio(f64),
+    #[error("[tracing] otlp_endpoint {0:?} must start with http:// or https://")]
+    Endpoint(String),
+    #[error("building the OTLP exporter for {endpoint}")]
+    Exporter {
+        endpoint: String,
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+}
+
+impl TracingConfig {
+    pub fn validate(&self) -> Result<(), TracingError> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            return Err(TracingError::SampleRatio(self.sample_ratio));
+        }
+        if let Some(e) = &self.otlp_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(TracingError::Endpoint(e.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The tracer provider, when spans are exported: `shutdown` sends what is still buffered.
+pub struct Exporter(SdkTracerProvider);
+
+impl Exporter {
+    /// Needs a Tokio runtime (the OTLP channel lives on it). None when no endpoint is configured.
+    pub fn build(
+        config: &TracingConfig,
+    ) -> Result<Option<(Exporter, opentelemetry_sdk::trace::Tracer)>, TracingError> {
+        config.validate()?;
+        let Some(endpoint) = &config.otlp_endpoint else {
+            return Ok(None);
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.clone())
+            .with_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|source| TracingError::Exporter {
+                endpoint: endpoint.clone(),
+                source,
+            })?;
+        let batches = BatchConfigBuilder::default()
+            .with_scheduled_delay(Duration::from_millis(config.export_delay_ms.max(10)))
+            .build();
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batches)
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                config.sample_ratio,
+            ))))
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(config.service_name.clone())
+                    .build(),
+            )
+            .build();
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let tracer = provider.tracer("handoff");
+        Ok(Some((Exporter(provider), tracer)))
+    }
+
+    /// Export what is buffered and stop (blocking: call off the async threads).
+    pub fn shutdown(self) {
+        if let Err(e) = self.0.shutdown() {
+            tracing::warn!("flushing spans at shutdown failed: {e}");
+        }
+    }
+}
+
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key)?.to_str().ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Make `span` a child of the caller's span named in `traceparent` (if any: otherwise it starts a
+/// trace of its own). A no-op without an exporter.
+pub fn follow_caller(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+    let _ = span.set_parent(parent);
+}

@@ -1,0 +1,183 @@
+//! Spans over OTLP: a real OTLP/gRPC receiver (the collector's TraceService) on a loopback port gets
+//! one span per call from a real server, a child of the caller's `traceparent`, carrying the
+//! decision's id, action, rule and versions, and never the customer's text.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use handoff::grpc::pb::{ClassifyRequest, RouteRequest};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+#[derive(Clone, Default)]
+struct Receiver {
+    /// Every span received, with its resource's service.name.
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in request.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans.into_iter().map(|s| (service.clone(), s)));
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| text(kv.value.as_ref()?.value.as_ref()?))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let serve = receiver.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(serve))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+    let config = std::env::temp_dir().join(format!("handoff-otlp-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!("[tracing]\notlp_endpoint = \"http://{otlp}\"\nexport_delay_ms = 100\n"),
+    )
+    .unwrap();
+    let mut server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let mut client = common::client(&server).await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_id = "00f067aa0ba902b7";
+    let message = "my account was hacked and someone bought things with my card";
+    let mut request = tonic::Request::new(RouteRequest {
+        conversation_id: "otlp-1".into(),
+        text: message.into(),
+        ..Default::default()
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
+    );
+    let routed = client.route(request).await.unwrap().into_inner();
+    client
+        .classify(ClassifyRequest {
+            text: "where is my parcel".into(),
+        })
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (route, classify) = loop {
+        let spans = receiver.spans.lock().unwrap().clone();
+        let route = spans
+            .iter()
+            .find(|(_, s)| attribute(s, "rpc.method").as_deref() == Some("Route"))
+            .cloned();
+        let classify = spans
+            .iter()
+            .find(|(_, s)| attribute(s, "rpc.method").as_deref() == Some("Classify"))
+            .cloned();
+        if let (Some(r), Some(c)) = (route, classify) {
+            break (r, c);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans not received: {spans:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (service, route) = route;
+    assert_eq!(service, "handoff");
+    assert_eq!(route.name, "handoff.v1.Handoff/Route");
+    // The caller's trace, under the caller's span.
+    assert_eq!(hex(&route.trace_id), trace_id);
+    assert_eq!(hex(&route.parent_span_id), parent_id);
+    assert_eq!(
+        attribute(&route, "decision_id").as_deref(),
+        Some(routed.decision_id.as_str())
+    );
+    let action = routed
+        .action()
+        .as_str_name()
+        .trim_start_matches("ACTION_")
+        .to_lowercase();
+    assert_eq!(attribute(&route, "action"), Some(action));
+    assert_eq!(
+        attribute(&route, "rule").as_deref(),
+        Some(routed.reasons[0].rule_id.as_str())
+    );
+    assert_eq!(attribute(&route, "model_version").as_deref(), Some("2.1.0"));
+    assert_eq!(
+        attribute(&route, "policy_version"),
+        Some(routed.policy_version.clone())
+    );
+    assert_eq!(attribute(&route, "caller").as_deref(), Some("anonymous"));
+    assert_eq!(
+        attribute(&route, "rpc.grpc.status_code").as_deref(),
+        Some("OK")
+    );
+    // A call without traceparent starts a trace of its own.
+    let (_, classify) = classify;
+    assert_ne!(hex(&classify.trace_id), trace_id);
+    assert!(classify.parent_span_id.is_empty());
+    // Never the customer's text, in any attribute of any span.
+    for (_, span) in receiver.spans.lock().unwrap().iter() {
+        for kv in &span.attributes {
+            let value = kv
+                .value
+                .as_ref()
+                .and_then(|v| text(v.value.as_ref()?))
+                .unwrap_or_default();
+            assert!(
+                !value.contains("hacked") && !value.contains("parcel"),
+                "span attribute {} holds customer text: {value}",
+                kv.key
+            );
+        }
+    }
+    drop(client);
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+}
