@@ -1,5 +1,7 @@
-//! Server configuration: safe defaults, overridden by a TOML file (`--config`), then by `HANDOFF_*`
-//! environment variables and command-line flags (both handled by clap in `main.rs`).
+//! Server configuration in layers (figment): safe defaults, then a TOML file (`--config`), then
+//! `HANDOFF_*` environment variables (`__` between levels: `HANDOFF_DECISION_LOG__DIR`), then
+//! command-line flags and `--set key.path=value`. Every key can come from any layer, and an error
+//! names the layer it came from.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +49,8 @@ pub struct ServerConfig {
     /// balancers stop sending new calls; calls already accepted are always answered.
     pub drain_ms: u64,
     /// An inline `[policy]` table (not reloaded); without it or `policy_file`, the built-in policy.
+    /// Only from the config file: rules are data with line numbers, not settings for the environment.
+    #[serde(skip)]
     pub policy: Option<PolicyConfig>,
     /// Policy file (`config/policy.toml`): when set, it replaces `[policy]` and is reloaded when it
     /// changes or on SIGHUP.
@@ -151,6 +155,11 @@ pub enum ConfigError {
     Read(PathBuf, #[source] std::io::Error),
     #[error("invalid config {0}: {1}")]
     Parse(PathBuf, #[source] toml::de::Error),
+    /// figment's message names the key and the layer it came from (file, variable, flag).
+    #[error("invalid config: {0}")]
+    Layer(Box<figment::Error>),
+    #[error("--set {0:?}: expected KEY=VALUE, e.g. --set decision_log.dir=/var/lib/handoff")]
+    Set(String),
     #[error("invalid config: {0} must be at least 1")]
     Zero(&'static str),
     #[error("invalid config: limits.max_batch_texts ({texts}) cannot exceed queue_capacity ({capacity})")]
@@ -169,10 +178,155 @@ pub enum ConfigError {
     Tracing(#[from] crate::telemetry::otel::TracingError),
 }
 
+/// Top-level keys of `ServerConfig`: `HANDOFF_*` variables outside them (`HANDOFF_CONFIG`,
+/// `HANDOFF_LOG_FORMAT`, other tools' `HANDOFF_PYTHON`) are not settings. Checked by a test.
+pub const KEYS: &[&str] = &[
+    "grpc_addr",
+    "metrics_addr",
+    "model_dir",
+    "model_repository",
+    "watch_interval_ms",
+    "auto_activate",
+    "shadow_queue_capacity",
+    "workers",
+    "queue_capacity",
+    "max_batch_size",
+    "max_batch_tokens",
+    "max_queue_delay_us",
+    "cache_capacity",
+    "cache_max_text_bytes",
+    "limits",
+    "drain_ms",
+    "policy_file",
+    "policy_poll_ms",
+    "state",
+    "state_timeout_ms",
+    "state_ttl_s",
+    "max_conversations",
+    "tls",
+    "auth",
+    "max_in_flight",
+    "audit_log",
+    "decision_log",
+    "tracing",
+];
+
+/// One named layer of values (a file's table, the flags, the `--set`s).
+struct Layer {
+    name: String,
+    values: Vec<(String, figment::value::Value)>,
+}
+
+impl figment::Provider for Layer {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(self.name.clone())
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (key, value) in &self.values {
+            let path: Vec<&str> = key.split('.').collect();
+            insert(&mut dict, &path, value.clone());
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+/// Put `value` at the dotted `path` of `dict`, making the tables on the way.
+fn insert(dict: &mut figment::value::Dict, path: &[&str], value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    let [first, rest @ ..] = path else { return };
+    if rest.is_empty() {
+        dict.insert(first.to_string(), value);
+        return;
+    }
+    let entry = dict
+        .entry(first.to_string())
+        .or_insert_with(|| Value::from(Dict::new()));
+    if !matches!(entry, Value::Dict(..)) {
+        *entry = Value::from(Dict::new());
+    }
+    if let Value::Dict(_, inner) = entry {
+        insert(inner, rest, value);
+    }
+}
+
+/// A `--set` value: TOML when it parses as one (`8192`, `true`, `["a"]`), else the text itself.
+fn set_value(text: &str) -> figment::value::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| figment::value::Value::serialize(v).ok())
+        .unwrap_or_else(|| text.into())
+}
+
 impl ServerConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))
+        Self::load(Some(path), Vec::new(), &[])
+    }
+
+    /// Defaults < `file` < `HANDOFF_*` variables < `flags` (key, value) < `sets` ("key.path=value").
+    pub fn load(
+        file: Option<&Path>,
+        flags: Vec<(String, figment::value::Value)>,
+        sets: &[String],
+    ) -> Result<Self, ConfigError> {
+        use figment::providers::Env;
+        let mut layers = figment::Figment::new();
+        let mut inline_policy = None;
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+            // Parsed here first: TOML errors keep their line numbers.
+            let mut table: toml::Table =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?;
+            if let Some(policy) = table.remove("policy") {
+                let text = toml::to_string(&policy).unwrap_or_default();
+                inline_policy = Some(
+                    toml::from_str::<PolicyConfig>(&text)
+                        .map_err(|e| ConfigError::Parse(path.into(), e))?,
+                );
+            }
+            let values = table
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = figment::value::Value::serialize(v)
+                        .map_err(|e| ConfigError::Layer(Box::new(e)))?;
+                    Ok((k, v))
+                })
+                .collect::<Result<_, ConfigError>>()?;
+            layers = layers.merge(Layer {
+                name: format!("config file {}", path.display()),
+                values,
+            });
+        }
+        // Keys are still upper-case here (figment lower-cases them after filtering).
+        layers = layers.merge(Env::prefixed("HANDOFF_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+        }));
+        layers = layers.merge(Layer {
+            name: "command-line flags".into(),
+            values: flags,
+        });
+        let sets = sets
+            .iter()
+            .map(|s| match s.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), set_value(v))),
+                _ => Err(ConfigError::Set(s.clone())),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        layers = layers.merge(Layer {
+            name: "--set".into(),
+            values: sets,
+        });
+        let mut config: ServerConfig = layers
+            .extract()
+            .map_err(|e| ConfigError::Layer(Box::new(e)))?;
+        config.policy = inline_policy;
+        Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -242,11 +396,21 @@ impl ServerConfig {
 }
 
 #[cfg(test)]
+// figment's Jail takes closures returning its own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
+        // In a jail: another test sets HANDOFF_* variables, and the jail keeps them apart.
+        figment::Jail::expect_with(|_| {
+            shipped_example_config_is_valid();
+            Ok(())
+        });
+    }
+
+    fn shipped_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/handoff.toml");
         let c = ServerConfig::from_file(&path).unwrap();
         c.validate().unwrap();
@@ -258,6 +422,75 @@ mod tests {
         let policy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(c.policy_file.unwrap());
         let policy = crate::policy::file::load(&policy_file, None).unwrap();
         assert_eq!(policy.version(), "example-3");
+    }
+
+    #[test]
+    fn every_key_can_come_from_the_environment_or_a_set_and_errors_name_the_layer() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("h.toml", "workers = 3\n[decision_log]\nsample_rate = 0.5\n")?;
+            jail.set_env("HANDOFF_WORKERS", "5");
+            jail.set_env("HANDOFF_DECISION_LOG__MAX_FILES", "9");
+            jail.set_env("HANDOFF_PYTHON", "/usr/bin/python3"); // not a setting: ignored
+            let sets = [
+                "limits.max_text_bytes=8192".to_string(),
+                "tracing.service_name=edge".into(),
+            ];
+            let flags = vec![("drain_ms".to_string(), figment::value::Value::from(250u64))];
+            let c = ServerConfig::load(Some(Path::new("h.toml")), flags, &sets).unwrap();
+            assert_eq!(c.workers, 5, "the environment beats the file");
+            assert_eq!(c.decision_log.sample_rate, 0.5);
+            assert_eq!(c.decision_log.max_files, 9);
+            assert_eq!(c.limits.max_text_bytes, 8192);
+            assert_eq!(c.tracing.service_name, "edge");
+            assert_eq!(c.drain_ms, 250);
+            jail.set_env("HANDOFF_QUEUE_CAPACITY", "lots");
+            let e = ServerConfig::load(None, Vec::new(), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("QUEUE_CAPACITY") && e.contains("`HANDOFF_` environment variable"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_key_list_names_every_top_level_key() {
+        figment::Jail::expect_with(|_| {
+            key_list_names_every_top_level_key();
+            Ok(())
+        });
+    }
+
+    fn key_list_names_every_top_level_key() {
+        // Each listed key is a field (an unknown one is refused as such)...
+        for key in KEYS {
+            let e = ServerConfig::load(None, Vec::new(), &[format!("{key}=[]")]);
+            let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(!msg.contains("unknown field"), "{key}: {msg}");
+        }
+        let e = ServerConfig::load(None, Vec::new(), &["no_such_key=1".into()]).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        // ...and every section of the example config, which documents them all, is listed.
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("config/handoff.toml"),
+        )
+        .unwrap();
+        for line in text.lines() {
+            let line = line.trim_start_matches(['#', ' ']);
+            if let Some(header) = line.strip_prefix('[') {
+                let key = header
+                    .trim_start_matches('[')
+                    .split(['.', ']'])
+                    .next()
+                    .unwrap();
+                assert!(
+                    KEYS.contains(&key) || key == "policy",
+                    "[{key}] in config/handoff.toml is not in KEYS"
+                );
+            }
+        }
     }
 
     #[test]

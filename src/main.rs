@@ -119,74 +119,94 @@ enum Command {
     },
 }
 
-/// Each flag overrides the config file; each has a `HANDOFF_*` environment variable.
+/// Settings come in layers: defaults < `--config` file < `HANDOFF_*` variables < these flags <
+/// `--set`. Every key has a variable (`HANDOFF_LIMITS__MAX_TEXT_BYTES`) and can be given with `--set`.
 #[derive(Args)]
 struct ServeArgs {
     /// TOML config file (see config/handoff.toml).
     #[arg(long, env = "HANDOFF_CONFIG")]
     config: Option<PathBuf>,
-    #[arg(long, env = "HANDOFF_GRPC_ADDR")]
+    #[arg(long, help = dflt("gRPC listen address", DEFAULTS.grpc_addr))]
     grpc_addr: Option<SocketAddr>,
-    #[arg(long, env = "HANDOFF_METRICS_ADDR")]
+    #[arg(long, help = dflt("Prometheus /metrics listen address", DEFAULTS.metrics_addr))]
     metrics_addr: Option<SocketAddr>,
-    #[arg(long, env = "HANDOFF_MODEL_DIR")]
+    #[arg(long, help = dflt("Model package served at startup (a directory, or NAME@VERSION / NAME@latest in the repository)", DEFAULTS.model_dir.display()))]
     model: Option<PathBuf>,
-    /// Repository of `<name>/<version>/` packages for swaps.
-    #[arg(long, env = "HANDOFF_MODEL_REPOSITORY")]
+    #[arg(long, help = dflt("Repository of <name>/<version>/ packages for swaps", DEFAULTS.model_repository.display()))]
     model_repository: Option<PathBuf>,
-    /// How often to look for new model versions, in ms (0 = never).
-    #[arg(long, env = "HANDOFF_WATCH_INTERVAL_MS")]
+    #[arg(long, help = dflt("How often to look for new model versions, in ms (0 = never)", DEFAULTS.watch_interval_ms))]
     watch_interval_ms: Option<u64>,
-    /// Activate new versions the watcher finds.
-    #[arg(long, env = "HANDOFF_AUTO_ACTIVATE")]
+    #[arg(long, help = dflt("Activate new versions the watcher finds", DEFAULTS.auto_activate))]
     auto_activate: Option<bool>,
-    /// Policy file, reloaded on change or SIGHUP (replaces `[policy]` of the config).
-    #[arg(long, env = "HANDOFF_POLICY_FILE")]
+    #[arg(long, help = dflt("Policy file, reloaded on change or SIGHUP", "none: the built-in policy"))]
     policy: Option<PathBuf>,
-    /// Conversation state: "memory" or "redis://host:port[/db]".
-    #[arg(long, env = "HANDOFF_STATE")]
+    #[arg(long, help = dflt("Conversation state: \"memory\" or \"redis://host:port[/db]\"", &DEFAULTS.state))]
     state: Option<String>,
-    /// Inference worker threads (0 = one per core).
-    #[arg(long, env = "HANDOFF_WORKERS")]
+    #[arg(long, help = dflt("Inference worker threads (0 = one per core)", DEFAULTS.workers))]
     workers: Option<usize>,
-    #[arg(long, env = "HANDOFF_QUEUE_CAPACITY")]
+    #[arg(long, help = dflt("Texts waiting for inference at most; beyond: RESOURCE_EXHAUSTED", DEFAULTS.queue_capacity))]
     queue_capacity: Option<usize>,
-    #[arg(long, env = "HANDOFF_MAX_BATCH_SIZE")]
+    #[arg(long, help = dflt("Texts per inference batch at most", DEFAULTS.max_batch_size))]
     max_batch_size: Option<usize>,
-    #[arg(long, env = "HANDOFF_MAX_BATCH_TOKENS")]
+    #[arg(long, help = dflt("Padded tokens per batch at most", DEFAULTS.max_batch_tokens))]
     max_batch_tokens: Option<usize>,
-    #[arg(long, env = "HANDOFF_MAX_QUEUE_DELAY_US")]
+    #[arg(long, help = dflt("How long a batch waits for company, in µs (0 = run what is queued)", DEFAULTS.max_queue_delay_us))]
     max_queue_delay_us: Option<u64>,
-    #[arg(long, env = "HANDOFF_DRAIN_MS")]
+    #[arg(long, help = dflt("On SIGTERM, NOT_SERVING for this long before listeners close, in ms", DEFAULTS.drain_ms))]
     drain_ms: Option<u64>,
-    /// Model results kept for repeated texts (0 = no result cache).
-    #[arg(long, env = "HANDOFF_CACHE_CAPACITY")]
+    #[arg(long, help = dflt("Model results kept for repeated texts (0 = no result cache)", DEFAULTS.cache_capacity))]
     cache_capacity: Option<usize>,
-    /// OTLP/gRPC collector for spans, e.g. http://otel-collector:4317 ([tracing] otlp_endpoint).
-    #[arg(long, env = "HANDOFF_OTLP_ENDPOINT")]
+    #[arg(long, env = "HANDOFF_OTLP_ENDPOINT", help = dflt("OTLP/gRPC collector for spans, e.g. http://otel-collector:4317", "none: no spans exported"))]
     otlp_endpoint: Option<String>,
+    /// Any config key, as a dotted path and a TOML value: --set decision_log.dir=/var/lib/handoff
+    /// --set limits.max_text_bytes=8192 (repeatable; beats every other layer).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+static DEFAULTS: std::sync::LazyLock<ServerConfig> =
+    std::sync::LazyLock::new(ServerConfig::default);
+
+/// Help text that shows the value used when no layer sets the key.
+fn dflt(text: &str, default: impl std::fmt::Display) -> String {
+    format!("{text} [default: {default}]")
 }
 
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<ServerConfig> {
-        let mut c = match &self.config {
-            Some(path) => ServerConfig::from_file(path)?,
-            None => ServerConfig::default(),
+        use figment::value::Value;
+        let mut flags: Vec<(String, Value)> = Vec::new();
+        let mut flag = |key: &str, value: Option<Value>| {
+            if let Some(v) = value {
+                flags.push((key.to_string(), v));
+            }
         };
-        macro_rules! set {
-            ($($field:ident => $target:ident),*) => { $(if let Some(v) = self.$field { c.$target = v; })* };
-        }
-        set!(grpc_addr => grpc_addr, metrics_addr => metrics_addr, model => model_dir, workers => workers,
-             queue_capacity => queue_capacity, max_batch_size => max_batch_size, max_batch_tokens => max_batch_tokens,
-             max_queue_delay_us => max_queue_delay_us, drain_ms => drain_ms, model_repository => model_repository,
-             watch_interval_ms => watch_interval_ms, auto_activate => auto_activate, state => state,
-             cache_capacity => cache_capacity);
-        if let Some(p) = self.policy {
-            c.policy_file = Some(p);
-        }
-        if let Some(e) = self.otlp_endpoint {
-            c.tracing.otlp_endpoint = Some(e);
-        }
+        let text = |v: Option<String>| v.map(Value::from);
+        let path = |v: Option<PathBuf>| v.map(|p| Value::from(p.display().to_string()));
+        let num = |v: Option<u64>| v.map(Value::from);
+        flag("grpc_addr", text(self.grpc_addr.map(|a| a.to_string())));
+        flag(
+            "metrics_addr",
+            text(self.metrics_addr.map(|a| a.to_string())),
+        );
+        flag("model_dir", path(self.model));
+        flag("model_repository", path(self.model_repository));
+        flag("watch_interval_ms", num(self.watch_interval_ms));
+        flag("auto_activate", self.auto_activate.map(Value::from));
+        flag("policy_file", path(self.policy));
+        flag("state", text(self.state));
+        flag("workers", num(self.workers.map(|n| n as u64)));
+        flag("queue_capacity", num(self.queue_capacity.map(|n| n as u64)));
+        flag("max_batch_size", num(self.max_batch_size.map(|n| n as u64)));
+        flag(
+            "max_batch_tokens",
+            num(self.max_batch_tokens.map(|n| n as u64)),
+        );
+        flag("max_queue_delay_us", num(self.max_queue_delay_us));
+        flag("drain_ms", num(self.drain_ms));
+        flag("cache_capacity", num(self.cache_capacity.map(|n| n as u64)));
+        flag("tracing.otlp_endpoint", text(self.otlp_endpoint));
+        let c = ServerConfig::load(self.config.as_deref(), flags, &self.set)?;
         c.validate()?;
         Ok(c)
     }
