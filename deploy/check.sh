@@ -2,7 +2,7 @@
 # Lint the deploy kit: Dockerfile (hadolint), Kubernetes manifests (kubernetes-validate against the
 # API schemas, plus the kustomize build when kubectl is there), the ConfigMap against config/ and
 # the server's drain, Prometheus rules (promtool check + unit tests) and config, the Grafana
-# dashboard (JSON, PromQL syntax, metric names that src/telemetry.rs defines).
+# dashboard (JSON, PromQL syntax, metric names that src/telemetry/mod.rs defines).
 #   bash deploy/check.sh
 # Missing Python tools are installed into a virtual environment (HANDOFF_DEPLOY_VENV, default
 # ~/.cache/handoff-deploy-venv); promtool comes from Debian's `prometheus` package.
@@ -134,16 +134,16 @@ EOF
 promtool check rules "$tmp/queries.rules.yml" >/dev/null
 python3 - "$tmp/queries.txt" <<'EOF'
 import re, sys
-defined = set(re.findall(r'pub const \w+: &str = "(handoff_\w+)"', open("src/telemetry.rs").read()))
+defined = set(re.findall(r'pub const \w+: &str = "(handoff_\w+)"', open("src/telemetry/mod.rs").read()))
 used = set()
 for q in open(sys.argv[1]):
     for name in re.findall(r"\bhandoff_\w+", q):
         used.add(re.sub(r"_(bucket|sum|count)$", "", name) if name not in defined else name)
 unknown = sorted(used - defined)
 if unknown:
-    sys.exit(f"metrics not defined in src/telemetry.rs: {', '.join(unknown)}")
+    sys.exit(f"metrics not defined in src/telemetry/mod.rs: {', '.join(unknown)}")
 unused = sorted(defined - used)
-print(f"   {sum(1 for _ in open(sys.argv[1]))} PromQL expressions parse; {len(used)} metrics, all in src/telemetry.rs"
+print(f"   {sum(1 for _ in open(sys.argv[1]))} PromQL expressions parse; {len(used)} metrics, all in src/telemetry/mod.rs"
       + (f"; not shown: {', '.join(unused)}" if unused else ""))
 EOF
 
