@@ -282,12 +282,15 @@ impl ServerConfig {
             // Parsed here first: TOML errors keep their line numbers.
             let mut table: toml::Table =
                 toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?;
-            if let Some(policy) = table.remove("policy") {
-                let text = toml::to_string(&policy).unwrap_or_default();
-                inline_policy = Some(
-                    toml::from_str::<PolicyConfig>(&text)
-                        .map_err(|e| ConfigError::Parse(path.into(), e))?,
-                );
+            // The inline policy is read from the original text, so its errors keep their lines.
+            if table.remove("policy").is_some() {
+                #[derive(Deserialize)]
+                struct PolicyOnly {
+                    policy: PolicyConfig,
+                }
+                let only = toml::from_str::<PolicyOnly>(&text)
+                    .map_err(|e| ConfigError::Parse(path.into(), e))?;
+                inline_policy = Some(only.policy);
             }
             let values = table
                 .into_iter()
@@ -491,6 +494,39 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_inline_policy_comes_from_the_file_with_its_line_numbers() {
+        figment::Jail::expect_with(|jail| {
+            // The built-in policy's tables, moved under [policy].
+            let builtin: String = include_str!("policy/builtin.toml")
+                .lines()
+                .map(|l| {
+                    if let Some(rest) = l.strip_prefix("[[") {
+                        format!("[[policy.{rest}\n")
+                    } else if let Some(rest) = l.strip_prefix('[') {
+                        format!("[policy.{rest}\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            jail.create_file("ok.toml", &format!("workers = 1\n[policy]\n{builtin}"))?;
+            let c = ServerConfig::load(Some(Path::new("ok.toml")), Vec::new(), &[]).unwrap();
+            assert!(c.policy.is_some());
+            let broken = builtin.replacen("action = ", "action = 12 #", 1);
+            jail.create_file("bad.toml", &format!("workers = 1\n[policy]\n{broken}"))?;
+            let e = ServerConfig::load(Some(Path::new("bad.toml")), Vec::new(), &[]).unwrap_err();
+            let line = 2
+                + broken
+                    .lines()
+                    .position(|l| l.contains("action = 12"))
+                    .unwrap()
+                + 1;
+            assert!(e.to_string().contains(&format!("line {line}")), "{e}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -156,7 +156,12 @@ async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
     assert_eq!(attribute(&route, "caller").as_deref(), Some("anonymous"));
     assert_eq!(
         attribute(&route, "rpc.grpc.status_code").as_deref(),
-        Some("OK")
+        Some("0")
+    );
+    assert_eq!(
+        attribute(&route, "otel.status_code"),
+        None,
+        "an answered call is no error"
     );
     // A call without traceparent starts a trace of its own.
     let (_, classify) = classify;

@@ -125,21 +125,26 @@ where
         } else {
             super::ADMIN_SERVICE
         };
-        let span = tracing::info_span!(
-            "rpc",
-            otel.name = format!("{service}/{rpc}"),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = service,
-            rpc.method = rpc,
-            rpc.grpc.status_code = tracing::field::Empty,
-            caller = tracing::field::Empty,
-            decision_id = tracing::field::Empty,
-            action = tracing::field::Empty,
-            rule = tracing::field::Empty,
-            model_version = tracing::field::Empty,
-            policy_version = tracing::field::Empty,
-        );
+        let span = if crate::telemetry::otel::exporting() {
+            tracing::info_span!(
+                "rpc",
+                otel.name = format!("{service}/{rpc}"),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = rpc,
+                rpc.grpc.status_code = tracing::field::Empty,
+                caller = tracing::field::Empty,
+                decision_id = tracing::field::Empty,
+                action = tracing::field::Empty,
+                rule = tracing::field::Empty,
+                model_version = tracing::field::Empty,
+                policy_version = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         crate::telemetry::otel::follow_caller(&span, req.headers());
         let call = span.in_scope(|| inner.call(req));
         let call_span = span.clone();
@@ -162,8 +167,8 @@ where
                 };
                 if let Ok(r) = &response {
                     let code = code_of(r);
-                    call_span.record("rpc.grpc.status_code", code.as_str());
-                    record.finish(code);
+                    mark_span(&call_span, code);
+                    record.finish(code_name(code));
                 }
                 response
             }
@@ -174,15 +179,38 @@ where
 
 /// A unary error is a headers-only response carrying `grpc-status`; an answer carries it in the
 /// trailers, after the body.
-fn code_of<B>(response: &http::Response<B>) -> String {
-    match response
+fn code_of<B>(response: &http::Response<B>) -> i32 {
+    response
         .headers()
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
-    {
-        None | Some(0) => "OK".to_string(),
-        Some(n) => format!("{:?}", tonic::Code::from_i32(n)),
+        .unwrap_or(0)
+}
+
+fn code_name(code: i32) -> String {
+    match code {
+        0 => "OK".to_string(),
+        n => format!("{:?}", tonic::Code::from_i32(n)),
+    }
+}
+
+/// The numeric status on the span (OpenTelemetry's RPC conventions), and an error status for the
+/// codes that are the server's fault, so trace viewers flag them.
+fn mark_span(span: &tracing::Span, code: i32) {
+    use tonic::Code;
+    span.record("rpc.grpc.status_code", code);
+    let server_fault = matches!(
+        Code::from_i32(code),
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    );
+    if server_fault {
+        span.record("otel.status_code", "ERROR");
     }
 }
 
@@ -231,8 +259,9 @@ mod tests {
     #[test]
     fn the_code_comes_from_grpc_status() {
         let ok = http::Response::new(());
-        assert_eq!(code_of(&ok), "OK");
+        assert_eq!(code_name(code_of(&ok)), "OK");
         let refused = Status::invalid_argument("x").into_http::<()>();
-        assert_eq!(code_of(&refused), "InvalidArgument");
+        assert_eq!(code_of(&refused), 3);
+        assert_eq!(code_name(code_of(&refused)), "InvalidArgument");
     }
 }

@@ -128,9 +128,15 @@ pub fn attributes(
             && k.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
+            // Echo at most 64 characters: a huge name must not make the error too big to send.
+            let shown: String = k.chars().take(64).collect();
+            let more = if shown.len() < k.len() { "…" } else { "" };
             return Err(invalid(
                 field,
-                format!("{field} names are 1 to 64 bytes of a-z, 0-9 and _; got {k:?}"),
+                format!(
+                    "{field} names are 1 to 64 bytes of a-z, 0-9 and _; got {shown:?}{more} ({} bytes)",
+                    k.len()
+                ),
             ));
         }
         plain(&format!("{field}[{k}]"), v, limits.max_attribute_bytes)?;

@@ -43,7 +43,7 @@ impl Default for TracingConfig {
 pub enum TracingError {
     #[error("[tracing] sample_ratio = {0} is outside [0, 1]")]
     SampleRatio(f64),
-    #[error("[tracing] otlp_endpoint {0:?} must start with http:// or https://")]
+    #[error("[tracing] otlp_endpoint {0:?} must start with http:// (plain OTLP/gRPC; for a TLS collector, export through a local agent)")]
     Endpoint(String),
     #[error("building the OTLP exporter for {endpoint}")]
     Exporter {
@@ -58,13 +58,23 @@ impl TracingConfig {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err(TracingError::SampleRatio(self.sample_ratio));
         }
+        // Plain OTLP/gRPC only: the exporter is built without TLS, and an https:// endpoint would
+        // fail every export silently. Reach a TLS collector through a local agent or sidecar.
         if let Some(e) = &self.otlp_endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
+            if !e.starts_with("http://") {
                 return Err(TracingError::Endpoint(e.clone()));
             }
         }
         Ok(())
     }
+}
+
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Spans are exported: without an exporter the per-call span is not built at all (it would cost
+/// every call and change the log lines for nothing).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The tracer provider, when spans are exported: `shutdown` sends what is still buffered.
@@ -109,6 +119,7 @@ impl Exporter {
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
         let tracer = provider.tracer("handoff");
+        EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(Some((Exporter(provider), tracer)))
     }
 
