@@ -58,6 +58,7 @@ pub struct ServerConfig {
     /// How often to look at the policy file's modification time.
     pub policy_poll_ms: u64,
     /// Conversation state store: "memory" (this process) or "redis://host:port[/db]" (shared by a fleet).
+    #[serde(deserialize_with = "lenient_string")]
     pub state: String,
     /// Redis connect/read/write timeout: past it the decision is made from the message alone.
     pub state_timeout_ms: u64,
@@ -176,6 +177,34 @@ pub enum ConfigError {
     DecisionLog(#[from] crate::decision_log::DecisionLogError),
     #[error("invalid config: {0}")]
     Tracing(#[from] crate::telemetry::otel::TracingError),
+}
+
+/// A text setting given as a number or a flag (`HANDOFF_DECISION_LOG__REPLICA=0`: figment reads
+/// environment values that look like numbers as numbers) is still text.
+pub fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(Text)
 }
 
 /// Top-level keys of `ServerConfig`: `HANDOFF_*` variables outside them (`HANDOFF_CONFIG`,
@@ -434,6 +463,7 @@ mod tests {
             jail.set_env("HANDOFF_WORKERS", "5");
             jail.set_env("HANDOFF_DECISION_LOG__MAX_FILES", "9");
             jail.set_env("HANDOFF_PYTHON", "/usr/bin/python3"); // not a setting: ignored
+            jail.set_env("HANDOFF_DECISION_LOG__REPLICA", "0"); // text, though it looks like a number
             let sets = [
                 "limits.max_text_bytes=8192".to_string(),
                 "tracing.service_name=edge".into(),
@@ -443,6 +473,7 @@ mod tests {
             assert_eq!(c.workers, 5, "the environment beats the file");
             assert_eq!(c.decision_log.sample_rate, 0.5);
             assert_eq!(c.decision_log.max_files, 9);
+            assert_eq!(c.decision_log.replica, "0");
             assert_eq!(c.limits.max_text_bytes, 8192);
             assert_eq!(c.tracing.service_name, "edge");
             assert_eq!(c.drain_ms, 250);

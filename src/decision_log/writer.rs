@@ -37,6 +37,7 @@ pub struct DecisionLogConfig {
     /// Off by default: without it no customer text is written.
     pub keep_redacted_text: bool,
     /// This replica's name in file names; empty: the host name, else the process id.
+    #[serde(deserialize_with = "crate::config::lenient_string")]
     pub replica: String,
     /// Feedback is taken for this long after a decision.
     pub feedback_window_s: u64,
@@ -44,6 +45,7 @@ pub struct DecisionLogConfig {
     pub max_pending_feedback: usize,
     /// Salt for the conversation hash; empty: a random one per start (turns still group within a
     /// run). Set it to group a conversation's turns across replicas and restarts.
+    #[serde(deserialize_with = "crate::config::lenient_string")]
     pub conversation_salt: String,
 }
 

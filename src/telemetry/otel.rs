@@ -20,6 +20,7 @@ pub struct TracingConfig {
     /// OTLP/gRPC collector, e.g. "http://otel-collector:4317"; none: no spans are exported.
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the exported spans.
+    #[serde(deserialize_with = "crate::config::lenient_string")]
     pub service_name: String,
     /// Share of traces started here that are kept, 0 to 1; a caller's sampled `traceparent` is
     /// always followed.
