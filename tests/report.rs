@@ -68,16 +68,7 @@ fn generate_log(dir: &Path) {
             priority: outcome.priority,
             fallback: outcome.fallback.clone(),
             degraded: false,
-            reasons: d
-                .reasons
-                .iter()
-                .map(|r| LoggedReason {
-                    rule_id: r.rule_id.clone(),
-                    signal: r.signal.clone(),
-                    value: r.value,
-                    threshold: r.threshold,
-                })
-                .collect(),
+            reasons: d.reasons.iter().map(LoggedReason::from).collect(),
             model: "handoff-zh-en".into(),
             model_version: "2.1.0".into(),
             policy_version: policy.version().into(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Decision, ReplayClock, Snapshot};
+use crate::policy::{Decision, Reason, ReplayClock, Snapshot};
 
 /// One decision as served, with every signal the policy could read. Never the customer's text,
 /// unless the operator opted in to keeping it redacted (`text`).
@@ -43,6 +43,17 @@ pub struct LoggedReason {
     pub signal: String,
     pub value: f64,
     pub threshold: f64,
+}
+
+impl From<&Reason> for LoggedReason {
+    fn from(r: &Reason) -> Self {
+        LoggedReason {
+            rule_id: r.rule_id.clone(),
+            signal: r.signal.clone(),
+            value: r.value,
+            threshold: r.threshold,
+        }
+    }
 }
 
 impl LoggedDecision {

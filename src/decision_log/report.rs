@@ -281,18 +281,19 @@ fn bar_chart(title: &str, x_desc: &str, items: &[(String, f64)]) -> Result<Strin
     Ok(svg)
 }
 
-/// Bars over [0, 1] in `bins` equal bins.
-fn histogram(
-    title: &str,
-    x_desc: &str,
-    values: &[f64],
-    bins: usize,
-) -> Result<String, ReportError> {
+/// How many of `values` fall in each of `bins` equal bins over [0, 1].
+fn bin_counts(values: &[f64], bins: usize) -> Vec<usize> {
     let mut counts = vec![0usize; bins];
     for v in values {
-        let b = ((v.clamp(0.0, 1.0)) * bins as f64) as usize;
+        let b = (v.clamp(0.0, 1.0) * bins as f64) as usize;
         counts[b.min(bins - 1)] += 1;
     }
+    counts
+}
+
+/// Bars over [0, 1], one per bin of `counts`.
+fn histogram(title: &str, x_desc: &str, counts: &[usize]) -> Result<String, ReportError> {
+    let bins = counts.len().max(1);
     let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
     let mut svg = String::new();
     {
@@ -599,11 +600,8 @@ fn confidence(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), Repor
     const BINS: usize = 20;
     for (title, signal, get) in heads {
         let values: Vec<f64> = decisions.iter().map(get).collect();
-        let svg = histogram(&format!("{title} per decision"), signal, &values, BINS)?;
-        let mut counts = [0usize; BINS];
-        for v in &values {
-            counts[((v.clamp(0.0, 1.0) * BINS as f64) as usize).min(BINS - 1)] += 1;
-        }
+        let counts = bin_counts(&values, BINS);
+        let svg = histogram(&format!("{title} per decision"), signal, &counts)?;
         let rows: Vec<Vec<String>> = counts
             .iter()
             .enumerate()

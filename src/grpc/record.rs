@@ -4,7 +4,7 @@
 use tracing::debug;
 
 use crate::audit::AuditLog;
-use crate::decision_log::{Journal, LoggedDecision, LoggedReason};
+use crate::decision_log::{Journal, LoggedDecision, LoggedReason, Outcome};
 use crate::policy::{Channel, Decision, ReplayClock};
 use crate::telemetry as t;
 
@@ -52,29 +52,18 @@ impl DecisionRecord<'_> {
 
     fn logged(&self, journal: &Journal) -> LoggedDecision {
         let d = self.decision;
+        let outcome = Outcome::of_decision(d);
         LoggedDecision {
             decision_id: self.decision_id.to_string(),
             ts_ms: crate::decision_log::now_ms(),
             conversation: journal.conversation_key(self.conversation_id),
-            action: d.action.as_str().to_string(),
-            rule: d
-                .reasons
-                .first()
-                .map_or_else(String::new, |r| r.rule_id.clone()),
-            queue: d.queue.clone(),
-            priority: d.priority,
-            fallback: d.fallback.clone(),
+            action: outcome.action,
+            rule: outcome.rule,
+            queue: outcome.queue,
+            priority: outcome.priority,
+            fallback: outcome.fallback,
             degraded: d.degraded,
-            reasons: d
-                .reasons
-                .iter()
-                .map(|r| LoggedReason {
-                    rule_id: r.rule_id.clone(),
-                    signal: r.signal.clone(),
-                    value: r.value,
-                    threshold: r.threshold,
-                })
-                .collect(),
+            reasons: d.reasons.iter().map(LoggedReason::from).collect(),
             model: self.model_name.to_string(),
             model_version: self.model_version.to_string(),
             policy_version: self.policy_version.to_string(),
