@@ -30,6 +30,10 @@ pub struct BatcherConfig {
     pub max_batch_size: usize,
     pub max_batch_tokens: usize,
     pub max_queue_delay: Duration,
+    /// Run a text on two threads (`Backend::run_alone`) when it is the only one in the server.
+    pub split_single_calls: bool,
+    /// A batch runs in length groups; padding adds at most this share to a group's real tokens.
+    pub max_padding_percent: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,10 +105,15 @@ impl Backlog {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// `texts` left the queue without running (refused by the tokenizer).
+    /// `texts` left the queue without running (refused by the tokenizer), or never entered it.
     fn dropped(&self, texts: usize) {
         self.pending
             .fetch_sub(texts, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Texts queued or running, this one included.
+    fn pending(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A batch of `texts` was answered after `took`.
@@ -292,17 +301,23 @@ impl<B: Backend> Batcher<B> {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let sender = sender.ok_or(BatchError::ShuttingDown)?;
+        // Counted before it is sent: a worker may take it at once, and must see it as pending
+        // (the count tells a lone text from one with company, and must never go below zero).
+        self.backlog.added();
         match sender.try_send(job) {
             Ok(()) => {
-                self.backlog.added();
                 metrics::gauge!(t::INFERENCE_QUEUE_DEPTH).set(self.receiver.len() as f64);
                 Ok(rx)
             }
             Err(TrySendError::Full(_)) => {
+                self.backlog.dropped(1);
                 metrics::counter!(t::SHED, "reason" => "queue_full").increment(1);
                 Err(self.queue_full())
             }
-            Err(TrySendError::Disconnected(_)) => Err(BatchError::ShuttingDown),
+            Err(TrySendError::Disconnected(_)) => {
+                self.backlog.dropped(1);
+                Err(BatchError::ShuttingDown)
+            }
         }
     }
 
@@ -399,12 +414,20 @@ fn worker_loop<B: Backend>(
         }
         metrics::gauge!(t::INFERENCE_QUEUE_DEPTH).set(rx.len() as f64);
         let (started, texts) = (Instant::now(), jobs.len());
-        run_batch(jobs, &registry, &sinks);
+        // Nothing queued and nothing running elsewhere: the other core is free for this text.
+        let alone = config.split_single_calls && texts == 1 && backlog.pending() == 1;
+        run_batch(jobs, &registry, &sinks, alone, config.max_padding_percent);
         backlog.done(started.elapsed(), texts);
     }
 }
 
-fn run_batch<B: Backend>(jobs: Vec<Job<B>>, registry: &ModelRegistry<B>, sinks: &Sinks<B>) {
+fn run_batch<B: Backend>(
+    jobs: Vec<Job<B>>,
+    registry: &ModelRegistry<B>,
+    sinks: &Sinks<B>,
+    alone: bool,
+    max_padding_percent: usize,
+) {
     let started = Instant::now();
     let Some(model) = registry.current() else {
         for job in jobs {
@@ -444,23 +467,24 @@ fn run_batch<B: Backend>(jobs: Vec<Job<B>>, registry: &ModelRegistry<B>, sinks: 
     live.sort_by_key(|j| j.encoded.ids.len());
     let batch_size = live.len();
     metrics::histogram!(t::BATCH_SIZE).record(batch_size as f64);
-    let groups = length_groups(&live);
+    let groups = length_groups(&live, max_padding_percent);
     for range in groups.into_iter().rev() {
         let group = live.split_off(range.start);
-        run_group(group, &model, batch_size, started, sinks);
+        run_group(group, &model, batch_size, started, sinks, alone);
     }
 }
 
-/// Split length-sorted jobs where padding would add more than a quarter to a group's real tokens:
-/// on CPU a batch gains little over single runs, so padded tokens are nearly pure waste.
-fn length_groups<B>(jobs: &[Job<B>]) -> Vec<std::ops::Range<usize>> {
+/// Split length-sorted jobs where padding would add more than `max_padding_percent` to a group's
+/// real tokens: on CPU a batch gains little over single runs, so padded tokens are nearly pure
+/// waste.
+fn length_groups<B>(jobs: &[Job<B>], max_padding_percent: usize) -> Vec<std::ops::Range<usize>> {
     let mut groups = Vec::new();
     let mut start = 0;
     let mut real = 0;
     for (i, job) in jobs.iter().enumerate() {
         let len = job.encoded.ids.len();
         let padded = (i - start + 1) * len;
-        if i > start && 4 * padded > 5 * (real + len) {
+        if i > start && 100 * padded > (100 + max_padding_percent) * (real + len) {
             groups.push(start..i);
             start = i;
             real = 0;
@@ -477,14 +501,23 @@ fn run_group<B: Backend>(
     batch_size: usize,
     started: Instant,
     sinks: &Sinks<B>,
+    alone: bool,
 ) {
     let encoded: Vec<&Encoded> = group.iter().map(|j| &j.encoded).collect();
     let width = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     metrics::histogram!(t::BATCH_TOKENS).record((width * encoded.len()) as f64);
     let t0 = Instant::now();
     // A panic inside tract must not kill the worker and strand the queue: answer with an error.
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(&encoded)))
-        .unwrap_or_else(|_| Err(ModelError::Panicked));
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let split = match encoded[..] {
+            [text] if alone => model.run_alone(text),
+            _ => None,
+        };
+        metrics::counter!(t::INFERENCE_RUNS, "mode" => if split.is_some() { "split" } else { "whole" })
+            .increment(1);
+        split.map_or_else(|| model.run(&encoded), |r| r.map(|p| vec![p]))
+    }))
+    .unwrap_or_else(|_| Err(ModelError::Panicked));
     let inference_time = t0.elapsed();
     metrics::histogram!(t::INFERENCE_TIME).record(inference_time.as_secs_f64());
     match result {
@@ -537,6 +570,8 @@ mod tests {
         gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
         running: AtomicBool,
         per_text: Duration,
+        /// Texts (token counts) run through `run_alone`.
+        alone: Mutex<Vec<usize>>,
     }
 
     impl Backend for Fake {
@@ -547,6 +582,22 @@ mod tests {
             })
         }
         fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
+            self.record(batch)
+        }
+        fn run_alone(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+            self.alone.lock().unwrap().push(text.ids.len());
+            Some(self.record(&[text]).map(|mut p| p.remove(0)))
+        }
+        fn load_id(&self) -> u64 {
+            1
+        }
+        fn warm_per_text(&self) -> Option<Duration> {
+            (!self.per_text.is_zero()).then_some(self.per_text)
+        }
+    }
+
+    impl Fake {
+        fn record(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
             self.running.store(true, Ordering::SeqCst);
             let gate = self.gate.lock().unwrap().take();
             if let Some(gate) = gate {
@@ -564,12 +615,6 @@ mod tests {
                 })
                 .collect())
         }
-        fn load_id(&self) -> u64 {
-            1
-        }
-        fn warm_per_text(&self) -> Option<Duration> {
-            (!self.per_text.is_zero()).then_some(self.per_text)
-        }
     }
 
     fn config(max_batch_size: usize, max_batch_tokens: usize, delay_ms: u64) -> BatcherConfig {
@@ -579,6 +624,8 @@ mod tests {
             max_batch_size,
             max_batch_tokens,
             max_queue_delay: Duration::from_millis(delay_ms),
+            split_single_calls: false,
+            max_padding_percent: 25,
         }
     }
 
@@ -648,6 +695,24 @@ mod tests {
 
     fn rows(runs: &[Vec<usize>]) -> Vec<usize> {
         runs.iter().map(Vec::len).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_text_alone_in_the_server_runs_split() {
+        let config = BatcherConfig {
+            split_single_calls: true,
+            ..config(32, 4096, 0)
+        };
+        let (batcher, fake) = start(config, Fake::default());
+        batcher.infer(words(2, 0), None).await.unwrap();
+        assert_eq!(*fake.alone.lock().unwrap(), [2]);
+        fake.running.store(false, Ordering::SeqCst);
+        // The held text is alone too; the three queued behind it run as one batch, not split.
+        let texts = (1..4).map(|i| words(3, i)).collect();
+        let (answers, runs) = queued_behind_a_held_batch(&batcher, &fake, texts, None).await;
+        assert!(answers.iter().all(Result::is_ok));
+        assert_eq!(rows(&runs[1..]), [3]);
+        assert_eq!(fake.alone.lock().unwrap().len(), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

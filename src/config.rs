@@ -40,6 +40,12 @@ pub struct ServerConfig {
     pub max_batch_size: usize,
     pub max_batch_tokens: usize,
     pub max_queue_delay_us: u64,
+    /// A text alone in the server runs on two threads (the package's tensor-parallel stages), so
+    /// an idle server answers a single call about twice as fast; batches never split.
+    pub split_single_calls: bool,
+    /// A batch runs in groups of similar length; padding adds at most this percentage to a group's
+    /// real tokens (padded tokens are nearly pure waste on CPU).
+    pub max_batch_padding_percent: usize,
     /// Model results kept for repeated texts (0 = no cache); see `cache.rs`.
     pub cache_capacity: usize,
     /// Longer texts are never cached (they rarely repeat and would fill the cache's memory).
@@ -129,6 +135,8 @@ impl Default for ServerConfig {
             max_batch_size: 32,
             max_batch_tokens: 4096,
             max_queue_delay_us: 0,
+            split_single_calls: true,
+            max_batch_padding_percent: 10,
             cache_capacity: 10_000,
             cache_max_text_bytes: 256,
             limits: Limits::default(),
@@ -222,6 +230,8 @@ pub const KEYS: &[&str] = &[
     "max_batch_size",
     "max_batch_tokens",
     "max_queue_delay_us",
+    "split_single_calls",
+    "max_batch_padding_percent",
     "cache_capacity",
     "cache_max_text_bytes",
     "limits",
@@ -423,6 +433,8 @@ impl ServerConfig {
             max_batch_size: self.max_batch_size,
             max_batch_tokens: self.max_batch_tokens,
             max_queue_delay: Duration::from_micros(self.max_queue_delay_us),
+            split_single_calls: self.split_single_calls,
+            max_padding_percent: self.max_batch_padding_percent,
         }
     }
 }

@@ -22,7 +22,7 @@ fn broken_copy(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let src = common::model_dir();
     let dir = std::env::temp_dir().join(format!("handoff-broken-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["model.onnx", "tokenizer.json"] {
+    for f in ["model.onnx", "tokenizer.json", "tp2"] {
         let target = dir.join(f);
         if !target.exists() {
             std::os::unix::fs::symlink(src.join(f), target).unwrap();
@@ -69,6 +69,18 @@ fn broken_packages_are_refused_with_the_reason() {
             "model = \"tokenizer.json\"",
             "invalid ONNX graph",
         ),
+        (
+            "parallel-dir",
+            "dir = \"tp2\"",
+            "dir = \"../tp2\"",
+            "parallel.dir = \"../tp2\" must be a directory inside the package",
+        ),
+        (
+            "parallel-missing",
+            "dir = \"tp2\"",
+            "dir = \"tp3\"",
+            "tp3/l0_attn_0.onnx",
+        ),
     ];
     for (name, from, to, reason) in cases {
         let dir = broken_copy(name, |m| m.replacen(from, to, 1));
@@ -79,4 +91,33 @@ fn broken_packages_are_refused_with_the_reason() {
             "{name}: {out}"
         );
     }
+}
+
+/// Stages that no longer match model.onnx (here layer 1's feed-forward half where layer 2's should
+/// be) would answer single calls differently from batches: the load compares them and refuses.
+#[test]
+fn stale_tensor_parallel_stages_are_refused() {
+    let src = common::model_dir();
+    let dir = broken_copy("stale-stages", |m| {
+        m.replacen("dir = \"tp2\"", "dir = \"stale\"", 1)
+    });
+    let stale = dir.join("stale");
+    std::fs::create_dir_all(&stale).unwrap();
+    for entry in std::fs::read_dir(src.join("tp2")).unwrap() {
+        let name = entry.unwrap().file_name();
+        let from = match name.to_str().unwrap() {
+            "l2_ffn_0.onnx" => "l1_ffn_0.onnx".into(),
+            _ => name.clone(),
+        };
+        let target = stale.join(&name);
+        if !target.exists() {
+            std::os::unix::fs::symlink(src.join("tp2").join(from), target).unwrap();
+        }
+    }
+    let (ok, out) = check(&dir);
+    assert!(!ok, "accepted stale stages");
+    assert!(
+        out.contains("tensor-parallel stages disagree with the whole graph"),
+        "{out}"
+    );
 }

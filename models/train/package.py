@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 
 import dataset as D
 import features as F
+import parallel
 
 NAME = "handoff-zh-en"
 
@@ -108,6 +109,7 @@ def write_package(out: str, version: str, model: onnx.ModelProto, tokenizer: Tok
         'sentiment = "sentiment_probs"',
         'embedding = "embedding"',
         "embedding_dim = 384",
+        *parallel.write_stages(model, out),
         "",
         "[labels]",
         f"intent = {_toml_list(D.INTENTS)}",
@@ -199,6 +201,8 @@ def _real_traffic(r: dict) -> str:
 def model_card(version: str, results: dict, chosen: int, info: dict, out: str) -> str:
     r = results[chosen]
     size = sum(os.path.getsize(os.path.join(out, f)) for f in ("model.onnx", "tokenizer.json")) / 2**20
+    stages_dir = os.path.join(out, parallel.DIR)
+    stages = sum(os.path.getsize(os.path.join(stages_dir, f)) for f in os.listdir(stages_dir)) / 2**20 if os.path.isdir(stages_dir) else 0.0
     s_zh, s_en = r["sentiment"]["zh"], r["sentiment"]["en"]
     i_zh, i_en = r["intent"]["zh"], r["intent"]["en"]
     tgt = info["targets"]
@@ -232,7 +236,7 @@ graph that tract runs. Rebuilt offline by `models/train/train.py` in {info['minu
 - Inputs `input_ids`, `attention_mask` (int64 `[batch, seq]`); text prefixed with `{info['text_prefix']}`; at most
   {info['max_tokens']} tokens (longer input is cut, keeping `</s>`). Outputs `intent_probs [batch, {len(D.INTENTS)}]`,
   `sentiment_probs [batch, 3]` (calibrated softmax), `embedding [batch, 384]` (L2-normalised).
-- Size: model.onnx + tokenizer.json = {size:.1f} MiB. Speed: {speed}
+- Size: model.onnx + tokenizer.json = {size:.1f} MiB, plus {stages:.1f} MiB of tensor-parallel stages (`{parallel.DIR}/`: one message on two threads, written by `parallel.py`). Speed: {speed}
 - Verdict: the default depth {verdict}.
 
 ## Held-out results (never trained on)

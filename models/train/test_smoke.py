@@ -62,3 +62,10 @@ def test_smoke_fine_tune_exports_a_graph_tract_runs(tmp_path):
     assert len(got) == 3
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, atol=1e-4)
+    # The package carries its tensor-parallel stages (test_parallel.py checks their arithmetic).
+    assert manifest["parallel"]["layers"] == 2
+    for n in range(2):
+        for part in ("attn", "ffn"):
+            for k in range(2):
+                assert (out / "tp2" / f"l{n}_{part}_{k}.onnx").is_file()
+    assert (out / "tp2" / "head.onnx").is_file()

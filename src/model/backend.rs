@@ -9,6 +9,11 @@ use super::{Encoded, ModelError, Prediction};
 pub trait Backend: Send + Sync + 'static {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError>;
     fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError>;
+    /// Run one text when nothing else is running: a backend that can spread one text over more
+    /// cores does so here. `None` when it ran it no differently from `run`.
+    fn run_alone(&self, _text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+        None
+    }
     /// Different for every load, even of the same package: results are cached per load.
     fn load_id(&self) -> u64;
     /// Time one text took in warm-up: the queue's wait estimate before any batch has run.
@@ -21,6 +26,9 @@ impl Backend for super::Model {
     }
     fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
         super::Model::run(self, batch)
+    }
+    fn run_alone(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+        super::Model::run_split(self, text)
     }
     fn load_id(&self) -> u64 {
         super::Model::load_id(self)

@@ -27,6 +27,9 @@ pub struct Manifest {
     pub metrics: toml::Table,
     #[serde(default)]
     pub golden: Vec<Golden>,
+    /// Tensor-parallel stages for single calls; without them every call runs model.onnx.
+    #[serde(default)]
+    pub parallel: Option<ParallelSection>,
 }
 
 fn default_pad_id() -> i64 {
@@ -58,6 +61,18 @@ pub struct Labels {
     pub sentiment: Vec<String>,
 }
 
+/// `[parallel]`: where `models/train/parallel.py` wrote the two-way stages of the encoder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelSection {
+    /// Outputs of model.onnx after the embedding: the tokens [batch, seq, hidden] and the
+    /// attention bias [batch, 1, 1, seq].
+    pub embed_outputs: [String; 2],
+    pub layers: usize,
+    /// Directory of the stage files, inside the package.
+    pub dir: String,
+}
+
 /// An example every load must classify as written: a package that fails one is refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +84,8 @@ pub struct Golden {
 
 /// Longest sequence the position embeddings of any supported encoder cover.
 pub(super) const MAX_SUPPORTED_TOKENS: usize = 512;
+/// More layers than any encoder we ship: a bound so a bad manifest cannot ask for endless files.
+pub(super) const MAX_PARALLEL_LAYERS: usize = 48;
 
 impl Manifest {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
@@ -107,6 +124,17 @@ impl Manifest {
         }
         if !self.labels.sentiment.iter().any(|l| l == "negative") {
             return Err(ManifestProblem::NoNegative);
+        }
+        if let Some(p) = &self.parallel {
+            let inside = Path::new(&p.dir)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if p.dir.is_empty() || !inside {
+                return Err(ManifestProblem::ParallelDir(p.dir.clone()));
+            }
+            if !(1..=MAX_PARALLEL_LAYERS).contains(&p.layers) {
+                return Err(ManifestProblem::ParallelLayers(p.layers));
+            }
         }
         for g in &self.golden {
             let expects = [

@@ -3,6 +3,7 @@
 
 mod backend;
 mod manifest;
+mod parallel;
 mod registry;
 pub mod repository;
 mod runtime;
@@ -10,7 +11,7 @@ mod runtime;
 use std::path::PathBuf;
 
 pub use backend::Backend;
-pub use manifest::{Golden, Manifest};
+pub use manifest::{Golden, Manifest, ParallelSection};
 pub use registry::ModelRegistry;
 pub use runtime::{Encoded, GoldenResult, Model, Prediction};
 
@@ -27,6 +28,10 @@ pub enum ManifestProblem {
     DuplicateLabels(&'static str),
     #[error("labels.sentiment must include \"negative\" (negativity derives from it)")]
     NoNegative,
+    #[error("parallel.dir = {0:?} must be a directory inside the package")]
+    ParallelDir(String),
+    #[error("parallel.layers = {0} is outside 1..={max}", max = manifest::MAX_PARALLEL_LAYERS)]
+    ParallelLayers(usize),
     #[error("golden example expects unknown {head} {label:?}")]
     UnknownGoldenLabel { head: &'static str, label: String },
 }
@@ -99,4 +104,10 @@ pub enum ModelError {
     },
     #[error("inference failed: the model panicked")]
     Panicked,
+    #[error("the tensor-parallel stages disagree with the whole graph on {text:?}: outputs differ by {diff} (at most {tolerance}); rewrite them with models/train/parallel.py")]
+    ParallelMismatch {
+        text: String,
+        diff: f32,
+        tolerance: f32,
+    },
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
 
+use super::parallel::ParallelRunner;
 use super::{GraphMismatch, Manifest, ModelError};
 
 pub struct Model {
@@ -14,6 +15,8 @@ pub struct Model {
     pub dir: PathBuf,
     tokenizer: Tokenizer,
     plan: Arc<TypedRunnableModel>,
+    /// The package's tensor-parallel stages, when it has them: one message on two threads.
+    parallel: Option<ParallelRunner>,
     negative_idx: usize,
     load_id: u64,
     /// Microseconds one text took in warm-up (0: not warmed up): the queue's wait estimate before
@@ -88,7 +91,19 @@ impl Model {
                 source,
             })?;
         let onnx_path = dir.join(&manifest.files.model);
-        let plan = load_plan(&onnx_path, &manifest)?;
+        let graph = load_graph(&onnx_path, &manifest)?;
+        let parallel = manifest
+            .parallel
+            .as_ref()
+            .map(|section| ParallelRunner::load(dir, section, &graph))
+            .transpose()?;
+        let plan = graph
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| ModelError::Onnx {
+                path: onnx_path.clone(),
+                source: e.into(),
+            })?;
         let negative_idx = manifest
             .labels
             .sentiment
@@ -100,6 +115,7 @@ impl Model {
             dir: dir.to_path_buf(),
             tokenizer,
             plan,
+            parallel,
             negative_idx,
             load_id: NEXT_LOAD_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             warm_per_text_us: Default::default(),
@@ -117,6 +133,7 @@ impl Model {
                 got: g.got.clone(),
             });
         }
+        model.check_parallel()?;
         Ok(model)
     }
 
@@ -187,6 +204,32 @@ impl Model {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let (ids, mask) = self.padded(batch);
+        let outputs = self
+            .plan
+            .run(tvec!(ids.into(), mask.into()))
+            .map_err(|e| ModelError::Run(e.into()))?;
+        self.predictions(&outputs, batch.len())
+    }
+
+    /// Run one text on two threads through the package's tensor-parallel stages; `None` when the
+    /// package has none or another text is running split (run it with `run` then).
+    pub fn run_split(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+        let (ids, mask) = self.padded(&[text]);
+        let outputs = self.parallel.as_ref()?.run(ids, mask)?;
+        Some(
+            outputs
+                .and_then(|o| self.predictions(&o, 1))
+                .map(|mut p| p.remove(0)),
+        )
+    }
+
+    pub fn has_parallel_stages(&self) -> bool {
+        self.parallel.is_some()
+    }
+
+    /// Ids and attention mask of a batch, padded to its longest row.
+    fn padded(&self, batch: &[&Encoded]) -> (Tensor, Tensor) {
         let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
         let rows = batch.len();
         let mut ids = vec![self.manifest.pad_id; rows * width];
@@ -197,10 +240,10 @@ impl Model {
         }
         let ids = tract_ndarray::Array2::from_shape_vec((rows, width), ids).expect("shape");
         let mask = tract_ndarray::Array2::from_shape_vec((rows, width), mask).expect("shape");
-        let outputs = self
-            .plan
-            .run(tvec!(Tensor::from(ids).into(), Tensor::from(mask).into()))
-            .map_err(|e| ModelError::Run(e.into()))?;
+        (Tensor::from(ids), Tensor::from(mask))
+    }
+
+    fn predictions(&self, outputs: &[TValue], rows: usize) -> Result<Vec<Prediction>, ModelError> {
         let heads = [
             (self.manifest.labels.intent.len(), "intent"),
             (self.manifest.labels.sentiment.len(), "sentiment"),
@@ -237,6 +280,39 @@ impl Model {
             .collect())
     }
 
+    /// The stages must compute what model.onnx computes: stale stages (a retrained model.onnx,
+    /// stages left from before) would answer single calls differently from batches.
+    fn check_parallel(&self) -> Result<(), ModelError> {
+        const TOLERANCE: f32 = 1e-3;
+        if self.parallel.is_none() {
+            return Ok(());
+        }
+        for g in &self.manifest.golden {
+            let encoded = self.encode(&g.text)?;
+            let whole = self.run(&[&encoded])?.remove(0);
+            let Some(split) = self.run_split(&encoded) else {
+                continue; // not reachable at load: nothing else runs yet
+            };
+            let split = split?;
+            let diff = [
+                (&whole.intent_probs, &split.intent_probs),
+                (&whole.sentiment_probs, &split.sentiment_probs),
+                (&whole.embedding, &split.embedding),
+            ]
+            .iter()
+            .flat_map(|(a, b)| a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+            if diff > TOLERANCE || diff.is_nan() {
+                return Err(ModelError::ParallelMismatch {
+                    text: g.text.clone(),
+                    diff,
+                    tolerance: TOLERANCE,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Run every golden example of the manifest, all in one batch.
     pub fn check_golden(&self) -> Result<Vec<GoldenResult>, ModelError> {
         let encoded = self
@@ -271,7 +347,9 @@ impl Model {
     }
 }
 
-fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, ModelError> {
+/// The package's graph with its inputs and outputs named and typed, not yet optimised: the whole
+/// plan is made from it, and the parallel runner cuts its embedding stage out of a copy.
+fn load_graph(path: &Path, m: &Manifest) -> Result<InferenceModel, ModelError> {
     let err = |e: anyhow::Error| ModelError::Onnx {
         path: path.to_path_buf(),
         source: e.into(),
@@ -324,10 +402,5 @@ fn load_plan(path: &Path, m: &Manifest) -> Result<Arc<TypedRunnableModel>, Model
             )
             .map_err(err)?;
     }
-    let plan = model
-        .into_optimized()
-        .map_err(err)?
-        .into_runnable()
-        .map_err(err)?;
-    Ok(plan)
+    Ok(model)
 }

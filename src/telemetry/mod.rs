@@ -15,6 +15,7 @@ pub const INFERENCE_QUEUE_WAIT: &str = "handoff_inference_queue_wait_seconds";
 pub const TOKENIZE_TIME: &str = "handoff_tokenize_duration_seconds";
 pub const INFERENCE_TIME: &str = "handoff_inference_duration_seconds";
 pub const BATCH_SIZE: &str = "handoff_batch_size";
+pub const INFERENCE_RUNS: &str = "handoff_inference_runs_total";
 pub const BATCH_TOKENS: &str = "handoff_batch_tokens";
 pub const SHED: &str = "handoff_shed_requests_total";
 pub const SKIPPED: &str = "handoff_skipped_requests_total";
@@ -117,6 +118,10 @@ fn describe() {
     describe_histogram!(TOKENIZE_TIME, Unit::Seconds, "Tokenisation time per text");
     describe_histogram!(INFERENCE_TIME, Unit::Seconds, "Model run time per batch");
     describe_histogram!(BATCH_SIZE, "Texts per model batch");
+    describe_counter!(
+        INFERENCE_RUNS,
+        "Model runs by mode: whole (the whole graph on one worker, any batch size) or split (one text on two threads, when nothing else is running)"
+    );
     describe_histogram!(BATCH_TOKENS, "Padded tokens per model batch");
     describe_counter!(
         SHED,

@@ -297,8 +297,10 @@ impl TempRepo {
     ) -> PathBuf {
         let dir = self.root.join("handoff-zh-en").join(version);
         std::fs::create_dir_all(&dir).unwrap();
-        for f in ["model.onnx", "tokenizer.json"] {
-            std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
+        for f in ["model.onnx", "tokenizer.json", "tp2"] {
+            if src.join(f).exists() {
+                std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
+            }
         }
         let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
         let manifest = manifest

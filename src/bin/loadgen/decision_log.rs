@@ -11,9 +11,9 @@ use anyhow::Context;
 use crate::texts::Mix;
 use crate::{closed_loop, connect, Rpc};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub addr: String,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -24,11 +24,16 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// `handoff serve` from beside this binary, with `config`.
 fn spawn(config: &Path, workers: usize) -> anyhow::Result<Server> {
+    spawn_with(&["--config".as_ref(), config.as_os_str()], workers)
+}
+
+/// `handoff serve` from beside this binary on free loopback ports, with `args`.
+pub(crate) fn spawn_with(args: &[&std::ffi::OsStr], workers: usize) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?.with_file_name("handoff");
     let (grpc, metrics) = (free_port()?, free_port()?);
     let child = Command::new(&exe)
-        .args(["serve", "--workers", &workers.to_string(), "--config"])
-        .arg(config)
+        .args(["serve", "--workers", &workers.to_string()])
+        .args(args)
         .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
         .stdout(Stdio::null())
@@ -63,7 +68,7 @@ impl Drop for Server {
     }
 }
 
-async fn ready(
+pub(crate) async fn ready(
     addr: &str,
     connections: usize,
 ) -> anyhow::Result<Vec<crate::HandoffClient<tonic::transport::Channel>>> {

@@ -18,9 +18,11 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
 
+mod compare;
 mod decision_log;
 mod growth;
 mod peer;
+mod single_call;
 mod soak;
 mod texts;
 
@@ -65,6 +67,18 @@ struct Args {
     /// Instead of the benchmark: start two servers (decision log off and on) and compare them.
     #[arg(long)]
     decision_log_cost: bool,
+    /// Instead of the benchmark: start two servers (split_single_calls on and off) and compare one
+    /// caller's latency, with where the time goes (with --peer, the naive Python server too).
+    #[arg(long)]
+    single_call: bool,
+    /// Instead of the benchmark: one server per setting (`--set` syntax, e.g. max_batch_size=8;
+    /// repeat the flag), compared in turns at 1 and --concurrency callers.
+    #[arg(long)]
+    compare: Vec<String>,
+    /// Instead of the benchmark: only the peak phase (--concurrency callers, unique texts) against
+    /// --addr, e.g. to read the server's batch metrics under load.
+    #[arg(long)]
+    peak_only: bool,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -105,7 +119,7 @@ impl Stats {
     }
 }
 
-fn new_hist() -> Histogram<u64> {
+pub(crate) fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
 }
 
@@ -373,6 +387,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
     }
+    if !args.compare.is_empty() {
+        let (seconds, n) = (args.seconds, args.concurrency);
+        return compare::run(&args.compare, seconds, n, args.threads, args.connections).await;
+    }
+    if args.peak_only {
+        let clients = connect(&args.addr, args.connections).await?;
+        let (n, seconds) = (args.concurrency, args.seconds);
+        classify_phase(&clients, n, seconds, Mix::Unique, &format!("{n} in flight")).await;
+        return Ok(());
+    }
     if let Some(rate) = args.soak_rate {
         let clients = connect(&args.addr, args.connections).await?;
         let deadline = Duration::from_millis(args.deadline_ms);
@@ -382,6 +406,10 @@ async fn main() -> anyhow::Result<()> {
     let model = Arc::new(
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
     );
+    if args.single_call {
+        let (seconds, threads) = (args.seconds, args.threads);
+        return single_call::run(model, &args.model, seconds, threads, args.peer).await;
+    }
     let clients = connect(&args.addr, args.connections).await?;
     println!(
         "model {} {}, {} messages, {} s per phase",

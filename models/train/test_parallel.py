@@ -1,0 +1,82 @@
+"""The tensor-parallel stages (parallel.py) compute what model.onnx computes: run stage by stage in
+onnxruntime, both halves and their sums, they give the whole graph's outputs; and the stages shipped
+in the package are the ones parallel.py writes today from its model.onnx."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import sys
+import tomllib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import parallel  # noqa: E402
+
+PACKAGE = os.path.join(HERE, "..", "handoff-zh-en", "2.1.0")
+TEXTS = ["转人工", "I want a real person, this bot is useless 😡", "我的订单三天了还没发货，到底怎么回事？？", "hi", "发票开错了 thanks"]
+
+
+def _session(model: onnx.ModelProto | str) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    data = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(data, so)
+
+
+def _batch(manifest) -> tuple[np.ndarray, np.ndarray]:
+    tok = Tokenizer.from_file(os.path.join(PACKAGE, manifest["files"]["tokenizer"]))
+    rows = [tok.encode(manifest["text_prefix"] + t).ids for t in TEXTS]
+    width = max(map(len, rows))
+    ids = np.full((len(rows), width), manifest["pad_id"], np.int64)
+    mask = np.zeros_like(ids)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)], mask[r, : len(row)] = row, 1
+    return ids, mask
+
+
+def test_stages_run_in_halves_give_the_whole_graphs_outputs(tmp_path):
+    manifest = tomllib.load(open(os.path.join(PACKAGE, "manifest.toml"), "rb"))
+    model = onnx.load(os.path.join(PACKAGE, "model.onnx"))
+    parallel.write_stages(model, str(tmp_path))
+    ids, mask = _batch(manifest)
+    whole = _session(os.path.join(PACKAGE, "model.onnx"))
+    want = dict(zip([o.name for o in whole.get_outputs()], whole.run(None, {"input_ids": ids, "attention_mask": mask})))
+
+    tokens, bias_name = parallel.embed_outputs(model)
+    embed = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(["input_ids", "attention_mask"], [tokens, bias_name])
+    x, bias = _session(embed).run(None, {"input_ids": ids, "attention_mask": mask})
+    stage = lambda name, feeds: _session(str(tmp_path / "tp2" / name)).run(None, feeds)  # noqa: E731
+    parts = [stage(f"l0_attn_{k}.onnx", {"x": x, "bias": bias})[0] for k in range(2)]
+    layers = manifest["metrics"]["encoder_layers"]
+    for n in range(layers):
+        for part in ["attn", "ffn"] if n else ["ffn"]:
+            feeds = {"state": x + (parts[0] + parts[1])}  # as the server sums them
+            if part == "attn":
+                feeds["bias"] = bias
+            outs = [stage(f"l{n}_{part}_{k}.onnx", feeds) for k in range(2)]
+            np.testing.assert_array_equal(outs[0][0], outs[1][0])  # both halves hold the same x
+            x, parts = outs[0][0], [o[1] for o in outs]
+    got = _session(str(tmp_path / "tp2" / "head.onnx")).run(
+        ["intent_probs", "sentiment_probs", "embedding"],
+        {"state": x + (parts[0] + parts[1]), "attention_mask": mask},
+    )
+    for name, value in zip(["intent_probs", "sentiment_probs", "embedding"], got):
+        np.testing.assert_allclose(value, want[name], atol=2e-5, err_msg=name)
+
+
+def test_the_shipped_stages_are_the_ones_parallel_py_writes(tmp_path):
+    manifest = tomllib.load(open(os.path.join(PACKAGE, "manifest.toml"), "rb"))
+    lines = parallel.write_stages(onnx.load(os.path.join(PACKAGE, "model.onnx")), str(tmp_path))
+    shipped = os.path.join(PACKAGE, manifest["parallel"]["dir"])
+    names = sorted(os.listdir(tmp_path / "tp2"))
+    assert sorted(os.listdir(shipped)) == names
+    _, mismatch, errors = filecmp.cmpfiles(shipped, tmp_path / "tp2", names, shallow=False)
+    assert not mismatch and not errors
+    section = tomllib.loads("\n".join(lines))["parallel"]
+    assert section == manifest["parallel"]

@@ -1,0 +1,63 @@
+//! `--compare SET ...`: one server per setting (`--set` syntax, e.g. `max_batch_size=8`; several
+//! joined by commas), all from
+//! this build, take turns in rounds at one caller and at `--concurrency` callers, unique texts.
+//! How the batcher's defaults were chosen: settings compared in one run, not across runs on a
+//! noisy machine.
+
+use crate::decision_log::{ready, spawn_with};
+use crate::texts::Mix;
+use crate::{closed_loop, Rpc, Stats};
+
+const ROUNDS: u64 = 4;
+
+pub async fn run(
+    settings: &[String],
+    seconds: u64,
+    concurrency: usize,
+    workers: usize,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let mut servers = Vec::new();
+    for set in settings {
+        // "a=1,b=2": one server with both settings.
+        let args: Vec<&std::ffi::OsStr> = set
+            .split(',')
+            .flat_map(|one| ["--set".as_ref(), one.as_ref()])
+            .collect();
+        let server = spawn_with(&args, workers)?;
+        let clients = ready(&server.addr, connections).await?;
+        servers.push((set, server, clients, Stats::empty(), Stats::empty()));
+    }
+    let per_round = (seconds / ROUNDS).max(1);
+    for _ in 0..ROUNDS {
+        for (_, _, clients, single, peak) in &mut servers {
+            merge(
+                single,
+                closed_loop(clients, 1, per_round, Rpc::Classify, Mix::Unique).await,
+            );
+            merge(
+                peak,
+                closed_loop(clients, concurrency, per_round, Rpc::Classify, Mix::Unique).await,
+            );
+        }
+    }
+    println!(
+        "settings compared in one run, {ROUNDS} rounds of {per_round} s per phase, taking turns"
+    );
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "setting", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    for (set, _, _, single, peak) in &servers {
+        println!("{}", single.line(&format!("{set}: 1 in flight")));
+        println!("{}", peak.line(&format!("{set}: {concurrency} in flight")));
+    }
+    Ok(())
+}
+
+fn merge(into: &mut Stats, more: Stats) {
+    into.hist.add(&more.hist).expect("same bounds");
+    into.errors += more.errors;
+    into.elapsed += more.elapsed;
+    into.count = into.hist.len();
+}

@@ -1,0 +1,86 @@
+//! One text on two threads: the package's tensor-parallel stages give what the whole graph gives,
+//! and the server runs a call that way only when it is alone (counted on /metrics by mode).
+
+mod common;
+
+use common::{counter, Server};
+use handoff::grpc::pb::{ClassifyBatchRequest, ClassifyRequest};
+use handoff::model::Model;
+
+const TEXTS: &[&str] = &[
+    "转人工",
+    "hi",
+    "我的账号被盗了，有人在转我的钱，快帮我冻结！！",
+    "I was charged twice for the same order and the bot keeps sending me the FAQ link 😡",
+    "@ShopHelp thanks for nothing, 3 weeks and still no refund #fail",
+];
+
+#[test]
+fn split_runs_give_the_whole_graphs_outputs() {
+    let model = Model::load(&common::model_dir()).unwrap();
+    assert!(model.has_parallel_stages());
+    let long = "my parcel is late again and nobody answers ".repeat(20); // past max_tokens
+    for text in TEXTS.iter().copied().chain([long.as_str()]) {
+        let encoded = model.encode(text).unwrap();
+        let whole = model.run(&[&encoded]).unwrap().remove(0);
+        let split = model.run_split(&encoded).expect("stages idle").unwrap();
+        for (head, a, b) in [
+            ("intent", &whole.intent_probs, &split.intent_probs),
+            ("sentiment", &whole.sentiment_probs, &split.sentiment_probs),
+            ("embedding", &whole.embedding, &split.embedding),
+        ] {
+            assert_eq!(a.len(), b.len(), "{head} width for {text:?}");
+            let diff = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-4, "{head} differs by {diff} for {text:?}");
+        }
+        assert_eq!(whole.top_intent(), split.top_intent(), "{text:?}");
+    }
+}
+
+async fn runs(server: &Server) -> (f64, f64) {
+    let m = server.metrics();
+    (
+        counter(&m, r#"handoff_inference_runs_total{mode="split"}"#),
+        counter(&m, r#"handoff_inference_runs_total{mode="whole"}"#),
+    )
+}
+
+#[tokio::test]
+async fn a_lone_call_runs_split_a_batch_does_not_and_the_setting_turns_it_off() {
+    let server = Server::start(&[]);
+    let mut client = common::client(&server).await;
+    let lone = client
+        .classify(ClassifyRequest {
+            text: "I want a real person".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(lone.timing.unwrap().batch_size, 1);
+    assert_eq!(runs(&server).await, (1.0, 0.0), "a lone call runs split");
+    let texts: Vec<String> = TEXTS.iter().map(|t| format!("{t} (batch)")).collect();
+    client
+        .classify_batch(ClassifyBatchRequest { texts })
+        .await
+        .unwrap();
+    let (split, whole) = runs(&server).await;
+    assert!(whole >= 1.0, "texts queued together run as a batch");
+    assert!(
+        split <= 2.0,
+        "at most the first text of the batch ran alone"
+    );
+
+    let off = Server::start(&["--set", "split_single_calls=false"]);
+    let mut client = common::client(&off).await;
+    client
+        .classify(ClassifyRequest {
+            text: "I want a real person".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs(&off).await, (0.0, 1.0), "split_single_calls = false");
+}
