@@ -9,6 +9,7 @@ pub mod batcher;
 pub mod cache;
 pub mod config;
 pub mod conversations;
+mod cpu_slots;
 pub mod decision_log;
 pub mod grpc;
 pub mod model;

@@ -9,8 +9,12 @@ use super::{Encoded, ModelError, Prediction};
 pub trait Backend: Send + Sync + 'static {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError>;
     fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError>;
-    /// Run one text when nothing else is running: a backend that can spread one text over more
-    /// cores does so here. `None` when it ran it no differently from `run`.
+    /// Whether `run_alone` can spread one text over two cores (the batcher then reserves both).
+    fn splits(&self) -> bool {
+        false
+    }
+    /// Run one text when nothing else is running, over two cores. `None` when it cannot now (the
+    /// caller runs it with `run`).
     fn run_alone(&self, _text: &Encoded) -> Option<Result<Prediction, ModelError>> {
         None
     }
@@ -26,6 +30,9 @@ impl Backend for super::Model {
     }
     fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
         super::Model::run(self, batch)
+    }
+    fn splits(&self) -> bool {
+        self.has_parallel_stages()
     }
     fn run_alone(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
         super::Model::run_split(self, text)

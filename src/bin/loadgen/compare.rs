@@ -1,12 +1,11 @@
 //! `--compare SET ...`: one server per setting (`--set` syntax, e.g. `max_batch_size=8`; several
-//! joined by commas), all from
-//! this build, take turns in rounds at one caller and at `--concurrency` callers, unique texts.
-//! How the batcher's defaults were chosen: settings compared in one run, not across runs on a
-//! noisy machine.
+//! joined by commas), all from this build, take turns in rounds at one caller, at `--concurrency`
+//! callers and (with `--compare-rate`) in an open loop, unique texts. How the batcher's defaults
+//! were chosen: settings compared in one run, not across runs on a noisy machine.
 
 use crate::decision_log::{ready, spawn_with};
 use crate::texts::Mix;
-use crate::{closed_loop, Rpc, Stats};
+use crate::{closed_loop, open_loop, Rpc, Stats};
 
 const ROUNDS: u64 = 4;
 
@@ -16,6 +15,7 @@ pub async fn run(
     concurrency: usize,
     workers: usize,
     connections: usize,
+    open_rate: Option<f64>,
 ) -> anyhow::Result<()> {
     let mut servers = Vec::new();
     for set in settings {
@@ -26,19 +26,20 @@ pub async fn run(
             .collect();
         let server = spawn_with(&args, workers)?;
         let clients = ready(&server.addr, connections).await?;
-        servers.push((set, server, clients, Stats::empty(), Stats::empty()));
+        let phases = [Stats::empty(), Stats::empty(), Stats::empty()];
+        servers.push((set, server, clients, phases));
     }
     let per_round = (seconds / ROUNDS).max(1);
     for _ in 0..ROUNDS {
-        for (_, _, clients, single, peak) in &mut servers {
-            merge(
-                single,
-                closed_loop(clients, 1, per_round, Rpc::Classify, Mix::Unique).await,
-            );
-            merge(
-                peak,
-                closed_loop(clients, concurrency, per_round, Rpc::Classify, Mix::Unique).await,
-            );
+        for (_, _, clients, [single, peak, open]) in &mut servers {
+            let one = closed_loop(clients, 1, per_round, Rpc::Classify, Mix::Unique).await;
+            merge(single, one);
+            let many = closed_loop(clients, concurrency, per_round, Rpc::Classify, Mix::Unique);
+            merge(peak, many.await);
+            if let Some(rate) = open_rate {
+                let mut at_rate = open_loop(clients, rate, per_round, &[Rpc::Classify]).await;
+                merge(open, at_rate.remove(0));
+            }
         }
     }
     println!(
@@ -48,9 +49,12 @@ pub async fn run(
         "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
         "setting", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
     );
-    for (set, _, _, single, peak) in &servers {
+    for (set, _, _, [single, peak, open]) in &servers {
         println!("{}", single.line(&format!("{set}: 1 in flight")));
         println!("{}", peak.line(&format!("{set}: {concurrency} in flight")));
+        if let Some(rate) = open_rate {
+            println!("{}", open.line(&format!("{set}: open loop {rate:.0}/s")));
+        }
     }
     Ok(())
 }

@@ -75,6 +75,9 @@ struct Args {
     /// repeat the flag), compared in turns at 1 and --concurrency callers.
     #[arg(long)]
     compare: Vec<String>,
+    /// With --compare: also an open-loop phase at this many requests a second.
+    #[arg(long)]
+    compare_rate: Option<f64>,
     /// Instead of the benchmark: only the peak phase (--concurrency callers, unique texts) against
     /// --addr, e.g. to read the server's batch metrics under load.
     #[arg(long)]
@@ -389,7 +392,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if !args.compare.is_empty() {
         let (seconds, n) = (args.seconds, args.concurrency);
-        return compare::run(&args.compare, seconds, n, args.threads, args.connections).await;
+        let (threads, connections) = (args.threads, args.connections);
+        return compare::run(
+            &args.compare,
+            seconds,
+            n,
+            threads,
+            connections,
+            args.compare_rate,
+        )
+        .await;
     }
     if args.peak_only {
         let clients = connect(&args.addr, args.connections).await?;
