@@ -98,32 +98,43 @@ struct Job<B> {
 struct Backlog {
     pending: std::sync::atomic::AtomicUsize,
     per_text_us: std::sync::atomic::AtomicU64,
-    /// Share of recent arrivals that found nothing queued or running (an exponential average over
-    /// ~32 arrivals, in 1/65536ths); see `quiet`.
-    idle_arrivals: std::sync::atomic::AtomicU32,
+    /// Texts ever queued: a run that sees it move had company arrive meanwhile.
+    arrivals: std::sync::atomic::AtomicU64,
+    /// Share of recent lone runs (one text, nothing else queued or running) during which no other
+    /// text arrived: an exponential average over ~16 runs, in 1/65536ths; see `quiet`.
+    undisturbed: std::sync::atomic::AtomicU32,
 }
 
-/// A text runs split only while at least this share of arrivals find the server idle: a split run
-/// holds both cores, so a text arriving during it waits (~2 ms on average). Measured at half of
-/// peak (open loop), splitting every lone text raised p99 from 17 to 25 ms; a single caller, the
-/// case splitting is for, finds the server idle every time.
+/// A lone text runs split only while at least this share of recent lone runs saw no other text
+/// arrive. A split run holds both cores and does ~3/4 of the work per core-second a whole run
+/// does, so under steady load it queues the texts that arrive meanwhile: at half of peak (open
+/// loop, a request every 4.7 ms) splitting every lone text raised p99 from 15 to 23 ms. A single
+/// caller, the case splitting is for, never sends while its call runs.
 const QUIET_SHARE: u32 = 58_982; // 0.9 of 65536
 
 impl Backlog {
     fn added(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let idle = self.pending.fetch_add(1, Relaxed) == 0;
-        // Racy read-modify-write on purpose: an average, and a lost update costs nothing.
-        let old = self.idle_arrivals.load(Relaxed);
-        let sample = if idle { 65_536 } else { 0 };
-        self.idle_arrivals.store((old * 31 + sample) / 32, Relaxed);
+        self.pending.fetch_add(1, Relaxed);
+        self.arrivals.fetch_add(1, Relaxed);
     }
 
-    /// Most recent arrivals found the server idle: splitting a lone text delays almost nobody.
+    fn arrivals(&self) -> u64 {
+        self.arrivals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A lone run ended; `disturbed`: another text arrived while it ran.
+    fn lone_run_done(&self, disturbed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Racy read-modify-write on purpose: an average, and a lost update costs nothing.
+        let old = self.undisturbed.load(Relaxed);
+        let sample = if disturbed { 0 } else { 65_536 };
+        self.undisturbed.store((old * 15 + sample) / 16, Relaxed);
+    }
+
+    /// Lone runs have recently had the server to themselves: splitting delays almost nobody.
     fn quiet(&self) -> bool {
-        self.idle_arrivals
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= QUIET_SHARE
+        self.undisturbed.load(std::sync::atomic::Ordering::Relaxed) >= QUIET_SHARE
     }
 
     /// `texts` left the queue without running (refused by the tokenizer), or never entered it.
@@ -187,11 +198,14 @@ impl<B: Backend> Batcher<B> {
         let backlog = Arc::new(Backlog::default());
         // A server starts idle.
         backlog
-            .idle_arrivals
+            .undisturbed
             .store(65_536, std::sync::atomic::Ordering::Relaxed);
         // One slot per worker; a split run needs two even when there is one worker (its helper
         // thread is the second; the config turns splitting off on a one-core machine).
-        let cores = config.workers.max(1).max(if config.split_single_calls { 2 } else { 1 });
+        let cores = config
+            .workers
+            .max(1)
+            .max(if config.split_single_calls { 2 } else { 1 });
         let slots = Arc::new(CpuSlots::new(cores));
         let workers = (0..config.workers.max(1))
             .map(|i| {
@@ -361,7 +375,6 @@ impl<B: Backend> Batcher<B> {
     }
 }
 
-/// Where a worker's results go besides the callers.
 /// What a worker shares with the others: where results go, and the cores runs take turns on.
 struct Sinks<B> {
     tap: Option<Arc<dyn InferenceTap<B>>>,
@@ -447,9 +460,13 @@ fn worker_loop<B: Backend>(
         metrics::gauge!(t::INFERENCE_QUEUE_DEPTH).set(rx.len() as f64);
         let (started, texts) = (Instant::now(), jobs.len());
         // Nothing queued and nothing running elsewhere: the other core is free for this text.
-        let alone =
-            config.split_single_calls && texts == 1 && backlog.pending() == 1 && backlog.quiet();
-        run_batch(jobs, &registry, &sinks, alone, config.max_padding_percent);
+        let lone = texts == 1 && backlog.pending() == 1;
+        let split = config.split_single_calls && lone && backlog.quiet();
+        let arrivals = backlog.arrivals();
+        run_batch(jobs, &registry, &sinks, split, config.max_padding_percent);
+        if lone {
+            backlog.lone_run_done(backlog.arrivals() != arrivals);
+        }
         backlog.done(started.elapsed(), texts);
     }
 }
@@ -547,7 +564,16 @@ fn run_group<B: Backend>(
     let t0 = Instant::now();
     // A panic inside tract must not kill the worker and strand the queue: answer with an error.
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let split = two.as_ref().and_then(|_| model.run_alone(encoded[0]));
+        // A split run that fails (a stage error, a starved helper) is run again whole: the
+        // caller gets an answer if the whole graph can give one.
+        let split = two
+            .as_ref()
+            .and_then(|_| model.run_alone(encoded[0]))
+            .and_then(|r| {
+                r.map_err(|e| tracing::warn!(error = %e, "split run failed; running it whole"))
+                    .ok()
+            })
+            .map(Ok);
         metrics::counter!(t::INFERENCE_RUNS, "mode" => if split.is_some() { "split" } else { "whole" })
             .increment(1);
         split.map_or_else(|| model.run(&encoded), |r| r.map(|p| vec![p]))

@@ -1,4 +1,5 @@
-//! One slot per inference core. A text alone in the server runs on two threads (two slots); any
+//! One slot per inference worker (at least two when splitting is on: the helper thread is the
+//! second). Set `workers` to at most the core count, as the default does. A text alone in the server runs on two threads (two slots); any
 //! other run takes one. A worker that finds no free slot waits for one instead of running beside a
 //! split run: three busy threads on two cores slow every run they share a core with, and a split
 //! run, whose halves wait for each other after every stage, worst of all (at half of peak, p99 went

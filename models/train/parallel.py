@@ -194,11 +194,14 @@ def emb_dim(w, hidden: int) -> int:
     return w["embed_b"].shape[0] if "embed_b" in w else hidden
 
 
-def write_stages(model: onnx.ModelProto, out: str, heads: int = 12) -> list[str]:
-    """Write the stages of `model` (a graph.py encoder with fused QKV) to `out/tp2/`; returns the
-    manifest lines of its [parallel] section."""
+def write_stages(model: onnx.ModelProto, out: str) -> list[str]:
+    """Write the stages of `model` (a graph.py encoder with fused QKV and the attention scale
+    folded into Q) to `out/tp2/`; returns the manifest lines of its [parallel] section."""
     w = _inits(model)
     layers = _layers(w)
+    if "scale" in w:
+        raise ValueError("the attention scale is not folded into Q: re-export with graph.Options(fold_scale=True)")
+    heads = int(w["shp_heads"][2])  # [0, -1, heads, head_dim]
     eps = float(w["eps"].reshape(-1)[0])
     os.makedirs(os.path.join(out, DIR), exist_ok=True)
     files = []

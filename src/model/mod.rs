@@ -104,6 +104,8 @@ pub enum ModelError {
     },
     #[error("inference failed: the model panicked")]
     Panicked,
+    #[error("inference failed: parallel stages: {0}")]
+    Parallel(&'static str),
     #[error("the tensor-parallel stages disagree with the whole graph on {text:?}: outputs differ by {diff} (at most {tolerance}); rewrite them with models/train/parallel.py")]
     ParallelMismatch {
         text: String,

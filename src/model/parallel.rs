@@ -96,8 +96,8 @@ impl Drop for FailOnDrop<'_> {
     }
 }
 
-fn stage_error(what: &str) -> ModelError {
-    ModelError::Run(format!("parallel stages: {what}").into())
+fn stage_error(what: &'static str) -> ModelError {
+    ModelError::Parallel(what)
 }
 
 fn run_err(e: TractError) -> ModelError {
@@ -253,6 +253,9 @@ fn run_half(states: &mut [State], k: usize, run: &Run) -> Result<TValue, ModelEr
                 .ok_or_else(|| stage_error("a stage gave no normalised state"))?
         };
         let _ = run.partials[k][s].set(partial);
+    }
+    if k == 1 {
+        return Ok(x); // the leader runs the head; nothing reads this half's last sum
     }
     residual_sum(x, run, states.len() - 1)
 }

@@ -49,7 +49,10 @@ pub async fn run(
         "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
         "setting", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
     );
-    for (set, _, _, [single, peak, open]) in &servers {
+    for (set, server, _, [single, peak, open]) in &servers {
+        let split = server.metric(r#"handoff_inference_runs_total{mode="split"}"#)?;
+        let whole = server.metric(r#"handoff_inference_runs_total{mode="whole"}"#)?;
+        println!("{set}: {split} split runs, {whole} whole runs in all phases");
         println!("{}", single.line(&format!("{set}: 1 in flight")));
         println!("{}", peak.line(&format!("{set}: {concurrency} in flight")));
         if let Some(rate) = open_rate {

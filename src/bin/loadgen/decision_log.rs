@@ -14,6 +14,7 @@ use crate::{closed_loop, connect, Rpc};
 pub(crate) struct Server {
     child: Child,
     pub addr: String,
+    metrics_port: u16,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -43,10 +44,25 @@ pub(crate) fn spawn_with(args: &[&std::ffi::OsStr], workers: usize) -> anyhow::R
     Ok(Server {
         child,
         addr: format!("http://127.0.0.1:{grpc}"),
+        metrics_port: metrics,
     })
 }
 
 impl Server {
+    /// The sum of the series of `/metrics` whose line starts with `series`.
+    pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))?;
+        conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text)?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// SIGTERM and wait: the log-on server flushes its log on the way out.
     fn stop(mut self) -> anyhow::Result<()> {
         unsafe {
