@@ -33,12 +33,12 @@ pub async fn run(
     for _ in 0..ROUNDS {
         for (_, _, clients, [single, peak, open]) in &mut servers {
             let one = closed_loop(clients, 1, per_round, Rpc::Classify, Mix::Unique).await;
-            merge(single, one);
+            single.merge(one);
             let many = closed_loop(clients, concurrency, per_round, Rpc::Classify, Mix::Unique);
-            merge(peak, many.await);
+            peak.merge(many.await);
             if let Some(rate) = open_rate {
                 let mut at_rate = open_loop(clients, rate, per_round, &[Rpc::Classify]).await;
-                merge(open, at_rate.remove(0));
+                open.merge(at_rate.remove(0));
             }
         }
     }
@@ -60,11 +60,4 @@ pub async fn run(
         }
     }
     Ok(())
-}
-
-fn merge(into: &mut Stats, more: Stats) {
-    into.hist.add(&more.hist).expect("same bounds");
-    into.errors += more.errors;
-    into.elapsed += more.elapsed;
-    into.count = into.hist.len();
 }

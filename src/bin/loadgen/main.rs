@@ -96,6 +96,14 @@ struct Stats {
 }
 
 impl Stats {
+    /// Add another phase's figures (same bounds), as one longer phase.
+    fn merge(&mut self, more: Stats) {
+        self.hist.add(&more.hist).expect("same bounds");
+        self.errors += more.errors;
+        self.elapsed += more.elapsed;
+        self.count = self.hist.len();
+    }
+
     fn empty() -> Stats {
         Stats {
             count: 0,
@@ -330,39 +338,46 @@ struct EnginePhases {
     peak_repeats: Stats,
 }
 
+/// Rounds of the engine phases: the servers take turns, a round each, so a slow minute of this
+/// shared machine falls on all of them rather than on whichever ran then.
+const ENGINE_ROUNDS: u64 = 4;
+
+/// The engine phases of every server in `targets` (name, clients), in rounds; printed at the end.
 async fn engine_phases(
-    name: &str,
-    clients: &[HandoffClient<Channel>],
+    targets: &[(&str, Vec<HandoffClient<Channel>>)],
     args: &Args,
-) -> EnginePhases {
-    let (n, seconds) = (args.concurrency, args.seconds);
-    EnginePhases {
-        name: name.to_string(),
-        single: classify_phase(
-            clients,
-            1,
-            seconds,
-            Mix::Unique,
-            &format!("{name}: 1 in flight"),
-        )
-        .await,
-        peak: classify_phase(
-            clients,
-            n,
-            seconds,
-            Mix::Unique,
-            &format!("{name}: {n} in flight"),
-        )
-        .await,
-        peak_repeats: classify_phase(
-            clients,
-            n,
-            seconds,
-            Mix::Repeats,
-            &format!("{name}: {n} in flight, repeats"),
-        )
-        .await,
+) -> Vec<EnginePhases> {
+    let (n, per_round) = (args.concurrency, (args.seconds / ENGINE_ROUNDS).max(1));
+    let mut out: Vec<EnginePhases> = targets
+        .iter()
+        .map(|(name, _)| EnginePhases {
+            name: name.to_string(),
+            single: Stats::empty(),
+            peak: Stats::empty(),
+            peak_repeats: Stats::empty(),
+        })
+        .collect();
+    for _ in 0..ENGINE_ROUNDS {
+        for ((_, clients), phases) in targets.iter().zip(&mut out) {
+            let single = closed_loop(clients, 1, per_round, Rpc::Classify, Mix::Unique).await;
+            phases.single.merge(single);
+            let peak = closed_loop(clients, n, per_round, Rpc::Classify, Mix::Unique).await;
+            phases.peak.merge(peak);
+            let repeats = closed_loop(clients, n, per_round, Rpc::Classify, Mix::Repeats).await;
+            phases.peak_repeats.merge(repeats);
+        }
     }
+    for p in &out {
+        let name = &p.name;
+        println!("{}", p.single.line(&format!("{name}: 1 in flight")));
+        println!("{}", p.peak.line(&format!("{name}: {n} in flight")));
+        println!(
+            "{}",
+            p.peak_repeats
+                .line(&format!("{name}: {n} in flight, repeats"))
+        );
+    }
+    out
 }
 
 /// A closed-loop Classify phase, printed as it ends.
@@ -460,15 +475,19 @@ async fn main() -> anyhow::Result<()> {
         "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
         "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
     );
-    let ours = engine_phases("handoff", &clients, &args).await;
-    let mut peers = Vec::new();
+    let mut targets = vec![("handoff", clients.clone())];
+    let mut running_peers = Vec::new();
     if args.peer {
         for batching in [false, true] {
             let peer = peer::Peer::start(&args.model, batching).await?;
-            let peer_clients = connect(&peer.addr, args.connections).await?;
-            peers.push(engine_phases(peer.name, &peer_clients, &args).await);
+            targets.push((peer.name, connect(&peer.addr, args.connections).await?));
+            running_peers.push(peer);
         }
     }
+    let mut phases = engine_phases(&targets, &args).await.into_iter();
+    let ours = phases.next().expect("ours ran");
+    let peers: Vec<_> = phases.collect();
+    drop(running_peers);
     println!("\nhandoff against message length (unique texts; tract alone: batch 1, one thread)");
     println!(
         "{:<8} {:>9} {:>9} {:>12} {:>14}",
