@@ -475,7 +475,7 @@ fn run_batch<B: Backend>(
     jobs: Vec<Job<B>>,
     registry: &ModelRegistry<B>,
     sinks: &Sinks<B>,
-    alone: bool,
+    may_split: bool,
     max_padding_percent: usize,
 ) {
     let started = Instant::now();
@@ -520,7 +520,7 @@ fn run_batch<B: Backend>(
     let groups = length_groups(&live, max_padding_percent);
     for range in groups.into_iter().rev() {
         let group = live.split_off(range.start);
-        run_group(group, &model, batch_size, started, sinks, alone);
+        run_group(group, &model, batch_size, started, sinks, may_split);
     }
 }
 
@@ -551,13 +551,13 @@ fn run_group<B: Backend>(
     batch_size: usize,
     started: Instant,
     sinks: &Sinks<B>,
-    alone: bool,
+    may_split: bool,
 ) {
     let encoded: Vec<&Encoded> = group.iter().map(|j| &j.encoded).collect();
     let width = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     metrics::histogram!(t::BATCH_TOKENS).record((width * encoded.len()) as f64);
     // Slots are taken before the clock starts: waiting for a core is queueing, not inference.
-    let two = (alone && encoded.len() == 1 && model.splits())
+    let two = (may_split && encoded.len() == 1 && model.splits())
         .then(|| sinks.slots.try_two())
         .flatten();
     let one = two.is_none().then(|| sinks.slots.one());

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Server, TempRepo};
+use common::{classify, Server, TempRepo};
 use handoff::grpc::pb::model_admin_client::ModelAdminClient;
-use handoff::grpc::pb::{ActivateModelRequest, ClassifyRequest, ClassifyResponse};
+use handoff::grpc::pb::ActivateModelRequest;
 
 fn metric(metrics: &str, name: &str) -> f64 {
     metrics
@@ -15,15 +15,6 @@ fn metric(metrics: &str, name: &str) -> f64 {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
-}
-
-async fn classify(server: &Server, text: &str) -> ClassifyResponse {
-    let mut client = common::client(server).await;
-    client
-        .classify(ClassifyRequest { text: text.into() })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 #[tokio::test]

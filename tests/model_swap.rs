@@ -27,14 +27,7 @@ fn activate(version: &str) -> ActivateModelRequest {
 }
 
 async fn serving_version(server: &Server) -> String {
-    let mut client = common::client(server).await;
-    let resp = client
-        .classify(ClassifyRequest {
-            text: "我的订单到哪了".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let resp = common::classify(server, "我的订单到哪了").await;
     resp.model.unwrap().version
 }
 

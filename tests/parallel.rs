@@ -4,7 +4,7 @@
 mod common;
 
 use common::{counter, Server};
-use handoff::grpc::pb::{ClassifyBatchRequest, ClassifyRequest};
+use handoff::grpc::pb::ClassifyBatchRequest;
 use handoff::model::Model;
 
 const TEXTS: &[&str] = &[
@@ -52,17 +52,11 @@ async fn runs(server: &Server) -> (f64, f64) {
 #[tokio::test]
 async fn a_lone_call_runs_split_a_batch_does_not_and_the_setting_turns_it_off() {
     let server = Server::start(&[]);
-    let mut client = common::client(&server).await;
-    let lone = client
-        .classify(ClassifyRequest {
-            text: "I want a real person".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let lone = common::classify(&server, "I want a real person").await;
     assert_eq!(lone.timing.unwrap().batch_size, 1);
     assert_eq!(runs(&server).await, (1.0, 0.0), "a lone call runs split");
     let texts: Vec<String> = TEXTS.iter().map(|t| format!("{t} (batch)")).collect();
+    let mut client = common::client(&server).await;
     client
         .classify_batch(ClassifyBatchRequest { texts })
         .await
@@ -75,12 +69,6 @@ async fn a_lone_call_runs_split_a_batch_does_not_and_the_setting_turns_it_off() 
     );
 
     let off = Server::start(&["--set", "split_single_calls=false"]);
-    let mut client = common::client(&off).await;
-    client
-        .classify(ClassifyRequest {
-            text: "I want a real person".into(),
-        })
-        .await
-        .unwrap();
+    common::classify(&off, "I want a real person").await;
     assert_eq!(runs(&off).await, (0.0, 1.0), "split_single_calls = false");
 }

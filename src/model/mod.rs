@@ -54,6 +54,15 @@ pub enum GraphMismatch {
     },
 }
 
+/// A package file that must exist, refused with its path before tract reads it.
+fn require_file(path: &std::path::Path) -> Result<(), ModelError> {
+    if path.is_file() {
+        return Ok(());
+    }
+    let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+    Err(ModelError::Io(path.to_path_buf(), missing))
+}
+
 /// An error from a library below us (tokenizers, tract), kept as the source of ours.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,6 +1,7 @@
 //! One message on two threads: the package's tensor-parallel stages (`[parallel]` in the manifest,
 //! written by `models/train/parallel.py`) give each thread half of every layer, so an idle server
-//! answers a single call in about half the time one thread takes. tract itself runs a graph on one
+//! answers a single call in about two thirds of the time one thread takes (each half costs more
+//! than half: layer norms run on both threads, and two cores share the L3). tract itself runs a graph on one
 //! thread (its multi-threaded matmul gains <10 % at chat lengths), onnxruntime spreads one call
 //! over both cores: this is how a call here uses both too.
 //!
@@ -34,14 +35,6 @@ type State = TypedSimpleState;
 const HELPER_SPIN: Duration = Duration::from_micros(100);
 /// A stage takes ~0.3 ms: a partner that has not answered in this long is gone (a bug, not load).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-
-struct Plans {
-    /// model.onnx cut at the embedding: (input_ids, attention_mask) -> (tokens, attention bias).
-    embed: Plan,
-    /// Per half: l0_attn, l0_ffn, l1_attn, l1_ffn, ...
-    halves: [Vec<Plan>; 2],
-    head: Plan,
-}
 
 /// One message in flight: what each half has published so far.
 struct Run {
@@ -104,15 +97,16 @@ fn run_err(e: TractError) -> ModelError {
     ModelError::Run(e.into())
 }
 
-/// The leader's run states: embedding, its half, head.
+/// The leader's run states (each holds its plan).
 struct LeaderStates {
+    /// model.onnx cut at the embedding: (input_ids, attention_mask) -> (tokens, attention bias).
     embed: State,
+    /// Half 0: l0_attn, l0_ffn, l1_attn, l1_ffn, ... (the helper holds half 1's).
     half: Vec<State>,
     head: State,
 }
 
 pub struct ParallelRunner {
-    plans: Arc<Plans>,
     /// Only one message at a time runs split; a second caller runs the whole graph instead.
     leading: Mutex<LeaderStates>,
     helper: Sender<Arc<Run>>,
@@ -138,12 +132,7 @@ impl ParallelRunner {
         let embed = optimize(embed).map_err(onnx_err(&dir.join("model.onnx")))?;
         let stage = |name: String| -> Result<Plan, ModelError> {
             let path = dir.join(&section.dir).join(name);
-            if !path.is_file() {
-                return Err(ModelError::Io(
-                    path,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                ));
-            }
+            super::require_file(&path)?;
             let model = tract_onnx::onnx()
                 .model_for_path(&path)
                 .map_err(onnx_err(&path))?;
@@ -157,30 +146,24 @@ impl ParallelRunner {
             }
             Ok(plans)
         };
-        let plans = Arc::new(Plans {
-            embed,
-            halves: [half(0)?, half(1)?],
-            head: stage("head.onnx".into())?,
-        });
-        let states = |plans: &[Plan]| -> Result<Vec<State>, ModelError> {
+        let states = |plans: Vec<Plan>| -> Result<Vec<State>, ModelError> {
             plans
                 .iter()
                 .map(|p| State::new(p).map_err(run_err))
                 .collect()
         };
         let leader = LeaderStates {
-            embed: State::new(&plans.embed).map_err(run_err)?,
-            half: states(&plans.halves[0])?,
-            head: State::new(&plans.head).map_err(run_err)?,
+            embed: State::new(&embed).map_err(run_err)?,
+            half: states(half(0)?)?,
+            head: State::new(&stage("head.onnx".into())?).map_err(run_err)?,
         };
-        let helper_states = states(&plans.halves[1])?;
+        let helper_states = states(half(1)?)?;
         let (helper, jobs) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("inference-half".into())
             .spawn(move || helper_loop(helper_states, jobs))
             .map_err(|e| ModelError::Io(dir.to_path_buf(), e))?;
         Ok(ParallelRunner {
-            plans,
             leading: Mutex::new(leader),
             helper,
         })
@@ -190,7 +173,7 @@ impl ParallelRunner {
     /// caller then runs the whole graph).
     pub fn run(&self, ids: Tensor, mask: Tensor) -> Option<Result<TVec<TValue>, ModelError>> {
         let mut states = self.leading.try_lock().ok()?;
-        let run = Arc::new(Run::new(self.plans.halves[0].len()));
+        let run = Arc::new(Run::new(states.half.len()));
         // Wake the helper first: it comes up while we embed.
         if self.helper.try_send(run.clone()).is_err() {
             return None;

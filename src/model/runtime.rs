@@ -361,12 +361,7 @@ fn load_graph(path: &Path, m: &Manifest) -> Result<InferenceModel, ModelError> {
         path: path.to_path_buf(),
         source: e.into(),
     };
-    if !path.is_file() {
-        return Err(ModelError::Io(
-            path.to_path_buf(),
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        ));
-    }
+    super::require_file(path)?;
     let mut model = tract_onnx::onnx().model_for_path(path).map_err(err)?;
     let names = |model: &InferenceModel, outputs: bool| -> Vec<String> {
         let outlets = if outputs {

@@ -245,6 +245,13 @@ pub async fn client(server: &Server) -> HandoffClient<Channel> {
         .expect("connect")
 }
 
+/// One Classify call on a new connection, which must succeed.
+pub async fn classify(server: &Server, text: &str) -> handoff::grpc::pb::ClassifyResponse {
+    let request = handoff::grpc::pb::ClassifyRequest { text: text.into() };
+    let reply = client(server).await.classify(request).await;
+    reply.expect("classify").into_inner()
+}
+
 pub async fn health_status(endpoint: &str, service: &str) -> Option<ServingStatus> {
     let channel = Channel::from_shared(endpoint.to_string())
         .ok()?
