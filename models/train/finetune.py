@@ -165,6 +165,50 @@ def train(
     enc.eval()
 
 
+def fit_projection(
+    enc: EN.Encoder,
+    triplets: list[tuple[list[int], list[int], list[int]]],
+    seed: int,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    temperature: float = 0.2,
+) -> None:
+    """Refit the embedding projection alone on the paraphrase triplets, the encoder frozen.
+    Joint training shares the pooled vector with the intent head, which pulls every message of
+    an intent together, and the distillation pulls the embedding back towards e5; a projection
+    fitted afterwards only has to separate a rewording from a same-topic follow-up. Cheap (the
+    pooled vectors are computed once) and it leaves both heads exactly as they were."""
+    if not triplets:
+        return
+    torch.manual_seed(seed)
+    enc.eval()
+    with torch.no_grad():
+        pooled = []
+        for k in range(3):
+            rows = [t[k] for t in triplets]
+            parts = []
+            for b in range(0, len(rows), 64):
+                ids, mask = pad(rows[b : b + 64])
+                parts.append(enc.pooled(enc.lower(ids, mask), mask))
+            pooled.append(torch.cat(parts))
+    proj = nn.Linear(enc.proj.in_features, enc.proj.out_features)
+    proj.load_state_dict(enc.proj.state_dict())
+    opt = torch.optim.AdamW(proj.parameters(), lr=lr, weight_decay=0.01)
+    n = len(triplets)
+    for _ in tqdm(range(epochs), desc="paraphrase projection", unit="epoch", mininterval=2.0):
+        perm = torch.randperm(n)
+        for b in range(0, n, batch_size):
+            i = perm[b : b + batch_size]
+            a, p, neg = (nn.functional.normalize(proj(x[i]), dim=-1) for x in pooled)
+            # Each anchor picks its rewording among every rewording and follow-up of the batch.
+            loss = nn.functional.cross_entropy(a @ torch.cat([p, neg]).T / temperature, torch.arange(len(i)))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    enc.proj.load_state_dict(proj.state_dict())
+
+
 @torch.no_grad()
 def predict(enc: EN.Encoder, token_ids: list[list[int]], word: torch.Tensor | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Logits of both heads and the embedding for every text, in input order."""
