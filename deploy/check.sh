@@ -108,7 +108,7 @@ done
 if [ -n "$bin" ]; then
   echo "== $bin check-policy (ConfigMap policy.toml against the default model)"
   python3 -c 'import yaml; print(yaml.safe_load(open("deploy/kubernetes/configmap.yaml"))["data"]["policy.toml"], end="")' >"$tmp/policy.toml"
-  "$bin" check-policy "$tmp/policy.toml" --model models/handoff-zh-en/2.1.0
+  "$bin" check-policy "$tmp/policy.toml" --model models/handoff-zh-en/2.2.0
 else
   echo "== no handoff binary built: check-policy skipped"
 fi

@@ -15,7 +15,7 @@ use crate::security::auth::AuthConfig;
 use crate::security::tls::TlsConfig;
 
 /// The shipped default model package, relative to the working directory.
-pub const DEFAULT_MODEL_DIR: &str = "models/handoff-zh-en/2.1.0";
+pub const DEFAULT_MODEL_DIR: &str = "models/handoff-zh-en/2.2.0";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

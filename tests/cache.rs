@@ -20,12 +20,12 @@ fn metric(metrics: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn a_swap_never_serves_the_previous_models_results() {
     let repo = TempRepo::new("cache");
-    let v1 = repo.add("2.1.0", |m| m);
+    let v1 = repo.add("2.2.0", |m| m);
     repo.add("2.0.1", |m| m);
     let server = repo.start(&v1, &[]);
     let hits = r#"handoff_cache_lookups_total{result="hit"}"#;
     let first = classify(&server, "转人工").await;
-    assert_eq!(first.model.unwrap().version, "2.1.0");
+    assert_eq!(first.model.unwrap().version, "2.2.0");
     assert!(
         first.timing.unwrap().batch_size >= 1,
         "the first call runs the model"
@@ -51,7 +51,7 @@ async fn a_swap_never_serves_the_previous_models_results() {
     assert_eq!(after.model.unwrap().version, "2.0.1");
     assert!(
         after.timing.unwrap().batch_size >= 1,
-        "after a swap the new model runs: no result of 2.1.0 is served"
+        "after a swap the new model runs: no result of 2.2.0 is served"
     );
     assert_eq!(metric(&server.metrics(), hits), 1.0);
     let cached = classify(&server, "转人工").await;

@@ -145,7 +145,7 @@ async fn traffic(server: &common::Server) {
     admin
         .set_shadow(SetShadowRequest {
             name: "handoff-zh-en".into(),
-            version: "2.1.0".into(),
+            version: "2.2.0".into(),
             share: 1.0,
         })
         .await

@@ -25,7 +25,7 @@ fn decision(
         degraded: false,
         reasons: Vec::new(),
         model: "handoff-zh-en".into(),
-        model_version: "2.1.0".into(),
+        model_version: "2.2.0".into(),
         policy_version: "p".into(),
         unix_s: 0,
         sent_unix_s: 0,

@@ -360,7 +360,7 @@ async fn deleting_model_files_under_a_running_server_does_not_crash_it() {
 #[tokio::test]
 async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has() {
     let repo = TempRepo::new("v1v2");
-    let v2 = repo.add_from(&common::model_dir(), "2.1.0", |m| m);
+    let v2 = repo.add_from(&common::model_dir(), "2.2.0", |m| m);
     repo.add_from(&common::model_dir_v1(), "1.0.0", |m| m);
 
     // The built-in policy escalates `security_incident`, which 1.0.0 does not have.
@@ -375,10 +375,10 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
         refused.message().contains("security_incident"),
         "{refused:?}"
     );
-    assert_eq!(serving_version(&server).await, "2.1.0");
+    assert_eq!(serving_version(&server).await, "2.2.0");
     drop(server);
 
-    // A policy that names only intents both packages have: swap to 1.0.0 and roll back to 2.1.0.
+    // A policy that names only intents both packages have: swap to 1.0.0 and roll back to 2.2.0.
     let builtin = include_str!("../src/policy/builtin.toml");
     let shared = builtin.replace(
         "intent == 'security_incident' and intent_score >= 0.5",
@@ -395,5 +395,5 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
     admin.activate_model(activate("1.0.0")).await.unwrap();
     assert_eq!(serving_version(&server).await, "1.0.0");
     admin.rollback(RollbackRequest {}).await.unwrap();
-    assert_eq!(serving_version(&server).await, "2.1.0");
+    assert_eq!(serving_version(&server).await, "2.2.0");
 }

@@ -70,7 +70,7 @@ fn generate_log(dir: &Path) {
             degraded: false,
             reasons: d.reasons.iter().map(LoggedReason::from).collect(),
             model: "handoff-zh-en".into(),
-            model_version: "2.1.0".into(),
+            model_version: "2.2.0".into(),
             policy_version: policy.version().into(),
             unix_s: clock.unix_seconds,
             sent_unix_s: clock.sent_unix_seconds,

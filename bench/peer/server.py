@@ -1,7 +1,7 @@
 """The alternative a user would pick: a Python gRPC server that answers `handoff.v1.Handoff/Classify`
 with onnxruntime on the same model package, one `session.run` per request, 2 intra-op threads.
 
-    python3 bench/peer/server.py --model models/handoff-zh-en/2.1.0 --port 50061
+    python3 bench/peer/server.py --model models/handoff-zh-en/2.2.0 --port 50061
 
 The load generator starts it (`--peer`) and drives it with the same client and the same messages as
 our server, so the two are compared in one run. It speaks our proto (stubs are generated at start
@@ -154,7 +154,7 @@ async def serve_batching(pb, pbg, engine: Engine, port: int, max_batch: int = 32
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "handoff-zh-en", "2.1.0"))
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "handoff-zh-en", "2.2.0"))
     ap.add_argument("--port", type=int, default=50061)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--batching", action="store_true", help="grpc.aio with a dynamic batcher")

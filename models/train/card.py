@@ -1,7 +1,7 @@
 """Rewrite a package's MODEL_CARD.md from its metrics.json (the figures of the run that trained it),
 after a change to the card's template in package.py, without retraining:
 
-    python3 models/train/card.py models/handoff-zh-en/2.1.0
+    python3 models/train/card.py models/handoff-zh-en/2.2.0
 """
 
 import json

@@ -1,6 +1,6 @@
 """Compare the held-out metrics of two runs (timings excluded): exit 1 if any differs.
 
-    python3 models/train/compare_metrics.py models/handoff-zh-en/2.1.0/metrics.json /tmp/rebuild/metrics.json
+    python3 models/train/compare_metrics.py models/handoff-zh-en/2.2.0/metrics.json /tmp/rebuild/metrics.json
 """
 
 import json

@@ -166,6 +166,37 @@ def _depth_rows(results: dict, chosen: int) -> str:
     return "\n".join(rows)
 
 
+def missed_targets(r: dict, targets: dict) -> list[str]:
+    """Each target a depth's held-out results miss, with the figure ("intent accuracy zh 0.907 < 0.92")."""
+    out = []
+    for lang in D.LANGS:
+        for key, name in (("accuracy", "intent accuracy"), ("macro_f1", "intent macro-F1")):
+            if r["intent"][lang][key] < targets["intent"]:
+                out.append(f"{name} {lang} {r['intent'][lang][key]:.3f} < {targets['intent']}")
+        chat = r["sentiment"][lang].get("accuracy_written", 0.0)
+        if chat < targets["sentiment_written"]:
+            out.append(f"chat sentiment {lang} {chat:.3f} < {targets['sentiment_written']}")
+    if r["paraphrase"]["auc"] < targets["paraphrase_auc"]:
+        out.append(f"paraphrase AUC {r['paraphrase']['auc']:.3f} < {targets['paraphrase_auc']}")
+    if r.get("golden_failures"):
+        out.append(f"{len(r['golden_failures'])} golden examples")
+    return out
+
+
+def _why_not_faster(results: dict, chosen: int, info: dict) -> str:
+    """Why the default is not a cheaper depth: what each faster depth misses."""
+    ms = results[chosen]["tract_ms_per_message"]
+    faster = [d for d in sorted(results) if results[d]["tract_ms_per_message"] < ms]
+    lines = []
+    base = info.get("baseline_ms")
+    if base:
+        lines.append(f"The default costs {ms:.1f} ms/message, {base / ms:.2f}x less than 1.0.0's {base:.1f} ms in the same run.")
+    for d in faster:
+        missed = missed_targets(results[d], info["targets"])
+        lines.append(f"Depth {d} ({results[d]['tract_ms_per_message']:.1f} ms) " + ("misses " + "; ".join(missed) + "." if missed else "meets every target."))
+    return " ".join(lines)
+
+
 def _fidelity(info: dict) -> str:
     f = info.get("tokenizer_fidelity")
     if not f:
@@ -304,6 +335,8 @@ chat sentiment accuracy: every message pays for the depth, so a point of accurac
 | layers | intent acc zh | intent acc en | macro-F1 zh | macro-F1 en | sentiment zh (chat) | sentiment en (chat) | zh reviews | paraphrase AUC | tract ms/msg |
 |---|---|---|---|---|---|---|---|---|---|
 {_depth_rows(results, chosen)}
+
+{_why_not_faster(results, chosen, info)}
 
 ## Tokenizer fidelity
 {_fidelity(info)}

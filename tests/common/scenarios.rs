@@ -162,8 +162,12 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
         (
             "zh low confidence turn after turn",
             vec![
-                step("优惠券和物流还有会员", Bot, "default"),
-                step("优惠券、物流、会员", Offer, "low_confidence"),
+                step("怎么弄", Bot, "default"),
+                // Asked again in other words: the repeat is the first reason, the model's doubt the second.
+                Step {
+                    also: "low_confidence",
+                    ..step("要怎么弄", Offer, "repeated_question")
+                },
             ],
         ),
         (
@@ -177,8 +181,8 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
         (
             "sustained negativity",
             vec![
-                step("还是不行啊", Bot, "default"),
-                step("还是不行啊", Offer, "sustained_negativity"),
+                step("感觉不太好", Bot, "default"),
+                step("还行吧，不太好", Offer, "sustained_negativity"),
             ],
         ),
         (

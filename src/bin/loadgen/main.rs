@@ -53,7 +53,7 @@ struct Args {
     connections: usize,
     /// Candidate version for the shadow phases (a second copy of the live version works too);
     /// "" skips them.
-    #[arg(long, default_value = "2.1.0")]
+    #[arg(long, default_value = "2.2.0")]
     shadow_version: String,
     /// Soak instead of the benchmark: this many Route requests a second (say, twice the peak) for
     /// --seconds, each with --deadline-ms.
