@@ -1,8 +1,12 @@
 //! Labelled conversations, replayed through `Route` over gRPC, scored turn by turn against what a
-//! supervisor wanted. The file is JSON lines, one conversation each:
-//! `{"id", "lang", "channel", "tier", "turns": [{"text", "expect", "bot_failed"?, "accepted_offer"?}]}`
-//! with `expect` one of `bot` (CONTINUE_BOT), `offer` (OFFER_HUMAN or ESCALATE are both right) and
-//! `escalate` (ESCALATE). Each run uses fresh conversation ids, so state never leaks between runs.
+//! supervisor wanted, overall, per phenomenon (the turns' tags) and as false and missed hand-offs.
+//! The file is JSON lines, one conversation each:
+//! `{"id", "lang", "channel", "tier", "turns": [{"text", "expect", "tags", "bot_failed"?,
+//! "accepted_offer"?, "declined_offer"?, "handed_back"?, "retry"?}]}` with `expect` one of `bot`
+//! (CONTINUE_BOT), `offer` (OFFER_HUMAN or ESCALATE are both right) and `escalate` (ESCALATE). A
+//! `retry` turn re-sends the previous turn's message id (a network retry). The labelling rules are
+//! in `models/train/data/conversations/README.md`. Each run uses fresh conversation ids, so state
+//! never leaks between runs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,6 +75,16 @@ pub struct Turn {
     pub bot_failed: bool,
     #[serde(default)]
     pub accepted_offer: bool,
+    #[serde(default)]
+    pub declined_offer: bool,
+    #[serde(default)]
+    pub handed_back: bool,
+    /// The previous turn sent again with the same message id.
+    #[serde(default)]
+    pub retry: bool,
+    /// The phenomena the turn exercises (greeting, waiting_after_escalation, …).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
@@ -90,6 +104,28 @@ impl Expect {
             Expect::Escalate => action == Action::Escalate,
         }
     }
+}
+
+/// Every `.jsonl` file of a directory (in name order), or one file.
+pub fn load_all(path: &Path) -> Result<Vec<Conversation>, Error> {
+    if !path.is_dir() {
+        return load(path);
+    }
+    let read_err = |source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(load(&f)?);
+    }
+    Ok(out)
 }
 
 pub fn load(path: &Path) -> Result<Vec<Conversation>, Error> {
@@ -138,6 +174,9 @@ pub struct TurnResult {
     pub action: String,
     pub agree: bool,
     pub top_reason: String,
+    pub tags: Vec<String>,
+    /// The answer said `retry`.
+    pub retry: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -148,15 +187,49 @@ pub struct Report {
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
     /// language → (turns, agree)
     pub by_lang: BTreeMap<String, (usize, usize)>,
+    /// phenomenon (tag) → (turns, agree)
+    pub by_tag: BTreeMap<String, (usize, usize)>,
+    /// Turns where the bot was fine, and of those, the ones a person was offered or escalated on.
+    pub bot_fine: usize,
+    pub false_handoffs: usize,
+    /// Turns where a person was needed, and of those, the ones left with the bot.
+    pub human_needed: usize,
+    pub missed_handoffs: usize,
+    /// Retry turns whose answer did not say `retry`, or differed from the first answer.
+    pub retry_mismatches: usize,
     pub results: Vec<TurnResult>,
+}
+
+fn share(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
 }
 
 impl Report {
     pub fn agreement(&self) -> f64 {
-        if self.turns == 0 {
-            return 0.0;
-        }
-        self.agree as f64 / self.turns as f64
+        share(self.agree, self.turns)
+    }
+
+    /// Share of bot-fine turns where a person was offered or escalated.
+    pub fn false_handoff_rate(&self) -> f64 {
+        share(self.false_handoffs, self.bot_fine)
+    }
+
+    /// Share of human-needed turns left with the bot.
+    pub fn missed_handoff_rate(&self) -> f64 {
+        share(self.missed_handoffs, self.human_needed)
+    }
+
+    /// Agreement per phenomenon with at least `min_turns` turns.
+    pub fn phenomena(&self, min_turns: usize) -> Vec<(&str, usize, f64)> {
+        self.by_tag
+            .iter()
+            .filter(|(_, (n, _))| *n >= min_turns)
+            .map(|(t, (n, a))| (t.as_str(), *n, share(*a, *n)))
+            .collect()
     }
 }
 
@@ -172,15 +245,22 @@ pub async fn run(
     let mut report = Report::default();
     for c in conversations {
         let (channel, tier) = (channel(c)?, tier(c)?);
+        let mut message = 0;
+        let mut previous: Option<(String, Action, i32)> = None;
         for (i, t) in c.turns.iter().enumerate() {
+            if !t.retry {
+                message = i;
+            }
             let request = RouteRequest {
                 conversation_id: format!("eval-{}-{}", &run_id[..8], c.id),
-                message_id: format!("{}-{i}", c.id),
+                message_id: format!("{}-{message}", c.id),
                 text: t.text.clone(),
                 channel: channel as i32,
                 tier: tier as i32,
                 bot_failed: t.bot_failed,
                 accepted_offer: t.accepted_offer,
+                declined_offer: t.declined_offer,
+                handed_back: t.handed_back,
                 ..Default::default()
             };
             let reply = client
@@ -192,7 +272,12 @@ pub async fn run(
                     status: Box::new(status),
                 })?
                 .into_inner();
-            if send_feedback {
+            let first = (reply.decision_id.clone(), reply.action(), reply.priority);
+            if t.retry && (!reply.retry || previous.as_ref() != Some(&first)) {
+                report.retry_mismatches += 1;
+            }
+            previous = Some(first);
+            if send_feedback && !reply.retry {
                 let needed = match t.expect {
                     Expect::Bot => HumanNeeded::NotNeeded,
                     Expect::Offer | Expect::Escalate => HumanNeeded::Needed,
@@ -213,7 +298,7 @@ pub async fn run(
             }
             let action = reply.action();
             let agree = t.expect.accepts(action);
-            report.record(c, i, t.expect, action, agree, &reply.reasons);
+            report.record(c, i, t, action, agree, &reply);
         }
     }
     Ok(report)
@@ -224,11 +309,24 @@ impl Report {
         &mut self,
         c: &Conversation,
         turn: usize,
-        expect: Expect,
+        t: &Turn,
         action: Action,
         agree: bool,
-        reasons: &[crate::grpc::pb::Reason],
+        reply: &crate::grpc::pb::RouteResponse,
     ) {
+        let expect = t.expect;
+        for tag in &t.tags {
+            let e = self.by_tag.entry(tag.clone()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(agree);
+        }
+        if expect == Expect::Bot {
+            self.bot_fine += 1;
+            self.false_handoffs += usize::from(action != Action::ContinueBot);
+        } else {
+            self.human_needed += 1;
+            self.missed_handoffs += usize::from(action == Action::ContinueBot);
+        }
         let action_name = action
             .as_str_name()
             .trim_start_matches("ACTION_")
@@ -250,10 +348,13 @@ impl Report {
             expect,
             action: action_name,
             agree,
-            top_reason: reasons
+            top_reason: reply
+                .reasons
                 .first()
                 .map(|r| r.rule_id.clone())
                 .unwrap_or_default(),
+            tags: t.tags.clone(),
+            retry: reply.retry,
         });
     }
 }

@@ -14,6 +14,7 @@ pub mod decision_log;
 pub mod grpc;
 pub mod model;
 pub mod policy;
+pub mod route;
 pub mod security;
 pub mod server;
 pub mod shadow;

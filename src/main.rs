@@ -49,8 +49,9 @@ enum Command {
     },
     /// Replay labelled conversations through a running server's Route and print per-turn agreement.
     Conversations {
-        /// JSON lines, one conversation each (see models/train/data/conversations.jsonl).
-        #[arg(default_value = "models/train/data/conversations.jsonl")]
+        /// A JSON-lines file of conversations, or a directory of them (the held-out set by default;
+        /// `models/train/data/conversations/tuning` is the set rules are tuned on).
+        #[arg(default_value = "models/train/data/conversations/heldout")]
         file: PathBuf,
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         addr: String,
@@ -78,6 +79,8 @@ enum Command {
     },
     /// Validate a model package and print the verdict and its golden examples.
     CheckModel { dir: PathBuf },
+    /// Print the shipped phrase lists of the text signals (a policy's [keywords] replaces any of them).
+    Phrases,
     /// List the signals policy rules can read, with what each means.
     Signals,
     /// Print the SHA-256 to put in [[auth.api_keys]] for the API key read from stdin.
@@ -295,7 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             min_agreement,
             feedback,
         } => {
-            let conversations = handoff::conversations::load(&file)?;
+            let conversations = handoff::conversations::load_all(&file)?;
             let report = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
@@ -326,6 +329,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("no key on stdin (make one with: openssl rand -hex 32)");
             }
             println!("{}", handoff::security::auth::hash_key(&key));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Phrases => {
+            print!("{}", handoff::policy::phrases::SHIPPED);
             Ok(ExitCode::SUCCESS)
         }
         Command::Signals => {
@@ -457,6 +464,31 @@ fn print_conversation_report(report: &handoff::conversations::Report) {
             *agree as f64 / *turns as f64
         );
     }
+    println!("\nphenomenon                  turns  agreement");
+    for (tag, (turns, agree)) in &report.by_tag {
+        println!(
+            "{tag:<27} {turns:>5}  {:.3}{}",
+            *agree as f64 / *turns as f64,
+            if *turns < 10 {
+                "  (under 10 turns)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "\nfalse hand-offs: {}/{} bot-fine turns = {:.3}",
+        report.false_handoffs,
+        report.bot_fine,
+        report.false_handoff_rate()
+    );
+    println!(
+        "missed hand-offs: {}/{} human-needed turns = {:.3}",
+        report.missed_handoffs,
+        report.human_needed,
+        report.missed_handoff_rate()
+    );
+    println!("retries answered differently: {}", report.retry_mismatches);
     println!(
         "per-turn agreement: {}/{} = {:.3}",
         report.agree,

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::model::{Model, Prediction};
-use crate::policy::{ConversationState, Policy, SharedPolicy, Turn};
+use crate::policy::{ConversationState, Policy, SharedPolicy};
 use crate::telemetry as t;
 
 /// Something that wants to see every live prediction (the batcher calls it after replying).
@@ -151,7 +151,7 @@ fn compare(
     let cand_sentiment = &cand_model.sentiment_labels()[cand.top_sentiment()];
     // The first turn of a conversation: shadow compares the models, not conversation histories.
     let action = |model: &Model, p: &Prediction| {
-        let turn = Turn::from_prediction(model, p, text);
+        let turn = crate::route::turn(model, p, text);
         policy.decide(&turn, &ConversationState::default()).action
     };
     let agree = [

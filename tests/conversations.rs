@@ -1,44 +1,219 @@
-//! The labelled conversations (`models/train/data/conversations.jsonl`), replayed through Route on
-//! the shipped model and the built-in policy over real gRPC: per-turn agreement with what a
-//! supervisor wanted must stay above the floor the model card reports against.
+//! The labelled conversations (`models/train/data/conversations/`), replayed through Route on the
+//! shipped model and the built-in policy over real gRPC. The held-out set (never tuned on) must meet
+//! the product's targets overall, per phenomenon, and in false and missed hand-offs; the tuning set
+//! must not regress; every retry must get its first answer.
 
 mod common;
 
 use std::path::PathBuf;
 
-/// 2.2.0 with the built-in policy measures 0.911 (the product target is 0.90; 2.1.0 measured 0.901).
-/// The floor leaves room for a few turns that sit on a threshold and may flip on another CPU's
-/// float rounding; a real regression still fails the suite.
-const FLOOR: f64 = 0.88;
+use handoff::conversations::{self, Report};
 
-#[tokio::test]
-async fn labelled_conversations_agree_with_the_supervisor_per_turn() {
-    let file =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/train/data/conversations.jsonl");
-    let conversations = handoff::conversations::load(&file).unwrap();
-    assert!(
-        conversations.len() >= 40,
-        "{} conversations",
-        conversations.len()
-    );
-    let mut client = common::client(common::shared()).await;
-    let report = handoff::conversations::run(&mut client, &conversations, false)
-        .await
-        .unwrap();
+fn set(name: &str) -> Vec<conversations::Conversation> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("models/train/data/conversations")
+        .join(name);
+    conversations::load_all(&dir).unwrap()
+}
+
+fn show(name: &str, report: &Report) {
     for r in report.results.iter().filter(|r| !r.agree) {
         eprintln!(
-            "disagree: {} turn {} expected {:?} got {} ({})",
-            r.conversation, r.turn, r.expect, r.action, r.top_reason
+            "{name} disagree: {} turn {} expected {:?} got {} ({}) {:?}",
+            r.conversation, r.turn, r.expect, r.action, r.top_reason, r.tags
         );
     }
-    assert!(
-        report.agreement() >= FLOOR,
-        "per-turn agreement {:.3} ({}/{}) is below {FLOOR}",
+    for (tag, turns, agreement) in report.phenomena(1) {
+        eprintln!("{name} {tag:<27} {turns:>4} {agreement:.3}");
+    }
+    eprintln!(
+        "{name}: agreement {:.3} ({}/{}), false hand-offs {:.3} ({}/{}), missed {:.3} ({}/{})",
         report.agreement(),
         report.agree,
-        report.turns
+        report.turns,
+        report.false_handoff_rate(),
+        report.false_handoffs,
+        report.bot_fine,
+        report.missed_handoff_rate(),
+        report.missed_handoffs,
+        report.human_needed
     );
-    for (lang, (turns, _)) in &report.by_lang {
-        assert!(*turns >= 60, "{lang}: only {turns} turns");
+}
+
+/// The product targets are 0.95 overall, 0.90 per phenomenon with 10 turns or more, 2 % false and
+/// 3 % missed hand-offs; the README reports what the shipped model and policy measure. The floors
+/// sit a little below the measured figures, leaving room for a few turns that sit on a threshold
+/// and may flip on another CPU's float rounding, while a real regression still fails.
+const HELDOUT_AGREEMENT: f64 = 0.94;
+const HELDOUT_PHENOMENON: f64 = 0.85;
+const HELDOUT_FALSE: f64 = 0.03;
+const HELDOUT_MISSED: f64 = 0.04;
+const TUNING_AGREEMENT: f64 = 0.94;
+
+#[tokio::test]
+async fn held_out_conversations_meet_the_targets_per_phenomenon() {
+    let convs = set("heldout");
+    let turns: usize = convs.iter().map(|c| c.turns.len()).sum();
+    assert!(
+        convs.len() >= 150 && turns >= 600,
+        "{} conversations",
+        convs.len()
+    );
+    let mut client = common::client(common::shared()).await;
+    let report = conversations::run(&mut client, &convs, false)
+        .await
+        .unwrap();
+    show("heldout", &report);
+    assert_eq!(report.retry_mismatches, 0, "a retry got a different answer");
+    assert!(
+        report.agreement() >= HELDOUT_AGREEMENT,
+        "agreement {:.3}",
+        report.agreement()
+    );
+    for (tag, turns, agreement) in report.phenomena(10) {
+        assert!(
+            agreement >= HELDOUT_PHENOMENON,
+            "{tag}: {agreement:.3} over {turns} turns"
+        );
     }
+    assert!(report.false_handoff_rate() <= HELDOUT_FALSE);
+    assert!(report.missed_handoff_rate() <= HELDOUT_MISSED);
+    for (lang, (turns, _)) in &report.by_lang {
+        assert!(*turns >= 100, "{lang}: only {turns} turns");
+    }
+}
+
+#[tokio::test]
+async fn tuning_conversations_do_not_regress() {
+    let convs = set("tuning");
+    let mut client = common::client(common::shared()).await;
+    let report = conversations::run(&mut client, &convs, false)
+        .await
+        .unwrap();
+    show("tuning", &report);
+    assert_eq!(report.retry_mismatches, 0, "a retry got a different answer");
+    assert!(
+        report.agreement() >= TUNING_AGREEMENT,
+        "agreement {:.3}",
+        report.agreement()
+    );
+}
+
+use handoff::grpc::pb::{Action, Channel, RouteRequest, RouteResponse};
+
+async fn say(
+    client: &mut handoff::grpc::pb::handoff_client::HandoffClient<tonic::transport::Channel>,
+    conversation: &str,
+    message_id: &str,
+    text: &str,
+    tweak: impl FnOnce(&mut RouteRequest),
+) -> RouteResponse {
+    let mut req = RouteRequest {
+        conversation_id: conversation.to_string(),
+        message_id: message_id.to_string(),
+        text: text.to_string(),
+        channel: Channel::Web as i32,
+        ..Default::default()
+    };
+    tweak(&mut req);
+    client.route(req).await.unwrap().into_inner()
+}
+
+fn fresh(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The examples, as a new user tried them.
+#[tokio::test]
+async fn small_talk_and_follow_ups_with_new_information_stay_with_the_bot() {
+    let mut client = common::client(common::shared()).await;
+    for pair in [
+        ["hi", "hello"],
+        ["ok", "ok"],
+        ["你好", "在吗"],
+        ["好的", "好的"],
+        ["where is my order 12345", "the tracking number is 1Z999"],
+    ] {
+        let c = fresh("small");
+        for (i, text) in pair.iter().enumerate() {
+            let r = say(&mut client, &c, &format!("m{i}"), text, |_| {}).await;
+            assert_eq!(
+                r.action(),
+                Action::ContinueBot,
+                "{pair:?} turn {i}: {:?}",
+                r.reasons
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_customer_stays_escalated_until_handed_back() {
+    let mut client = common::client(common::shared()).await;
+    for (ask, waiting) in [("I want a human", "hello?"), ("转人工", "在吗")] {
+        let c = fresh("wait");
+        let first = say(&mut client, &c, "m0", ask, |_| {}).await;
+        assert_eq!(first.action(), Action::Escalate);
+        let r = say(&mut client, &c, "m1", waiting, |_| {}).await;
+        assert_eq!(
+            (r.action(), r.queue.as_str(), r.reasons[0].rule_id.as_str()),
+            (Action::Escalate, first.queue.as_str(), "already_escalated")
+        );
+        let back = say(&mut client, &c, "m2", "thanks, bye", |r| {
+            r.handed_back = true
+        })
+        .await;
+        assert_eq!(back.action(), Action::ContinueBot, "{:?}", back.reasons);
+    }
+}
+
+#[tokio::test]
+async fn person_words_in_other_senses_stay_with_the_bot() {
+    let mut client = common::client(common::shared()).await;
+    for text in [
+        "is the delivery agent bringing it today?",
+        "I'm a travel agent booking for a client",
+        "it was a human error on my side",
+    ] {
+        let r = say(&mut client, &fresh("sense"), "m0", text, |_| {}).await;
+        assert_eq!(r.action(), Action::ContinueBot, "{text}: {:?}", r.reasons);
+    }
+}
+
+#[tokio::test]
+async fn a_retried_offer_comes_back_as_the_same_offer() {
+    let mut client = common::client(common::shared()).await;
+    let c = fresh("retry");
+    let angry = "THIS IS RIDICULOUS, you charged me twice and nobody fixes it!! 😡";
+    let first = say(&mut client, &c, "m0", angry, |_| {}).await;
+    assert_eq!(first.action(), Action::OfferHuman, "{:?}", first.reasons);
+    assert!(!first.retry);
+    for _ in 0..3 {
+        let again = say(&mut client, &c, "m0", angry, |_| {}).await;
+        assert!(again.retry);
+        assert_eq!(
+            (
+                again.decision_id.as_str(),
+                again.action(),
+                again.priority,
+                &again.reasons
+            ),
+            (
+                first.decision_id.as_str(),
+                first.action(),
+                first.priority,
+                &first.reasons
+            )
+        );
+    }
+    let declined = say(&mut client, &c, "m1", "no thanks, I'll wait", |r| {
+        r.declined_offer = true
+    })
+    .await;
+    assert_eq!(
+        declined.action(),
+        Action::ContinueBot,
+        "{:?}",
+        declined.reasons
+    );
 }

@@ -138,8 +138,8 @@ async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
     let next = route(&b, "fleet", "m9", "垃圾，烦死了[怒]").await;
     assert_eq!(
         summary(&next),
-        (Action::Escalate, "offer_ladder".to_string()),
-        "state survived the restart"
+        (Action::Escalate, "already_escalated".to_string()),
+        "state survived the restart: the customer is still waiting for a person"
     );
 }
 
@@ -292,4 +292,150 @@ async fn concurrent_turns_on_two_replicas_lose_no_update() {
         "{turns} stored, {recorded} reported: {state}"
     );
     assert!(turns >= 12, "most turns recorded: {turns} of 24");
+}
+
+async fn route_with(server: &Server, req: RouteRequest) -> RouteResponse {
+    let mut client = common::client(server).await;
+    client.route(req).await.unwrap().into_inner()
+}
+
+fn message(conversation: &str, message_id: &str, text: &str) -> RouteRequest {
+    RouteRequest {
+        conversation_id: conversation.into(),
+        message_id: message_id.into(),
+        text: text.into(),
+        channel: pb::Channel::Web as i32,
+        ..Default::default()
+    }
+}
+
+/// The lifecycle (waiting after an escalation, hand-back, declined offers) and retries decide the
+/// same when the turns alternate between two replicas sharing Redis as in one process.
+#[tokio::test]
+async fn lifecycle_and_retries_hold_across_two_replicas() {
+    let redis = Redis::start(common::free_port());
+    let a = Server::start(&["--state", &redis.url()]);
+    let b = Server::start(&["--state", &redis.url()]);
+    let angry = "THIS IS RIDICULOUS, you charged me twice and nobody fixes it!! 😡";
+    let script: Vec<(RouteRequest, Action, &str)> = vec![
+        (
+            message("life", "m0", "转人工"),
+            Action::Escalate,
+            "explicit_request",
+        ),
+        (
+            message("life", "m1", "在吗"),
+            Action::Escalate,
+            "already_escalated",
+        ),
+        (
+            message("life", "m1", "在吗"),
+            Action::Escalate,
+            "already_escalated",
+        ),
+        (
+            message("life", "m2", "hello?"),
+            Action::Escalate,
+            "already_escalated",
+        ),
+        (
+            RouteRequest {
+                handed_back: true,
+                ..message("life", "m3", "谢谢，没事了")
+            },
+            Action::ContinueBot,
+            "default",
+        ),
+        (message("life", "m4", angry), Action::OfferHuman, ""),
+        (
+            RouteRequest {
+                declined_offer: true,
+                ..message("life", "m5", "no thanks, I'll keep trying here")
+            },
+            Action::ContinueBot,
+            "",
+        ),
+        (
+            message("life", "m6", angry),
+            Action::ContinueBot,
+            "offer_declined",
+        ),
+    ];
+    let mut first_ids = std::collections::HashMap::new();
+    for (i, (req, action, rule)) in script.into_iter().enumerate() {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let id = req.message_id.clone();
+        let r = route_with(replica, req).await;
+        assert_eq!(r.action(), action, "turn {i}: {:?}", r.reasons);
+        if !rule.is_empty() {
+            assert_eq!(r.reasons[0].rule_id, rule, "turn {i}");
+        }
+        let first = first_ids.entry(id).or_insert_with(|| r.decision_id.clone());
+        assert_eq!(
+            &r.decision_id, first,
+            "turn {i}: a retry keeps its decision id"
+        );
+        assert_eq!(r.retry, i == 2, "turn {i}");
+    }
+    let raw: String = redis::cmd("GET")
+        .arg("handoff:conv:life")
+        .query(
+            &mut redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(state["turns"], 7, "the retry counted nothing: {state}");
+    assert_eq!(state["escalations"], 1, "{state}");
+}
+
+/// The same message sent eight times at once to two replicas: one decision, eight times.
+#[tokio::test]
+async fn concurrent_retries_on_two_replicas_get_one_decision() {
+    let redis = Redis::start(common::free_port());
+    let a = Server::start(&["--state", &redis.url()]);
+    let b = Server::start(&["--state", &redis.url()]);
+    let (ca, cb) = (common::client(&a).await, common::client(&b).await);
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let mut client = if i % 2 == 0 { ca.clone() } else { cb.clone() };
+            tokio::spawn(async move {
+                let req = message("dup", "m0", "气死了，你们扣了我两次钱！！");
+                client.route(req).await.unwrap().into_inner()
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for call in calls {
+        replies.push(call.await.unwrap());
+    }
+    let recorded: Vec<_> = replies
+        .iter()
+        .filter(|r| r.reasons.iter().all(|x| x.rule_id != "state_unavailable"))
+        .collect();
+    assert!(recorded.len() >= 6, "{} recorded", recorded.len());
+    let first = recorded
+        .iter()
+        .find(|r| !r.retry)
+        .expect("one first answer");
+    for r in &recorded {
+        assert_eq!(
+            (&r.decision_id, r.action(), &r.reasons),
+            (&first.decision_id, first.action(), &first.reasons)
+        );
+    }
+    assert_eq!(recorded.iter().filter(|r| !r.retry).count(), 1);
+    let raw: String = redis::cmd("GET")
+        .arg("handoff:conv:dup")
+        .query(
+            &mut redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(state["turns"], 1, "{state}");
 }

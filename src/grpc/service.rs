@@ -11,22 +11,20 @@ use super::pb::{
     ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse,
     FeedbackRequest, FeedbackResponse, RouteRequest, RouteResponse,
 };
-use super::record::DecisionRecord;
 use super::{convert, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
 use crate::decision_log::{FeedbackEntry, Journal};
 use crate::model::repository::compare_versions;
-use crate::policy::{ReplayClock, SharedPolicy, StateStore, Turn};
+use crate::policy::{ReplayClock, SharedPolicy, StateStore};
+use crate::route::{Message, Router};
 use crate::telemetry as t;
 
 pub struct HandoffService {
     batcher: Arc<Batcher>,
-    policy: Arc<SharedPolicy>,
-    state: Arc<dyn StateStore>,
+    router: Router,
     limits: Limits,
-    audit: AuditLog,
     journal: Arc<Journal>,
 }
 
@@ -40,11 +38,9 @@ impl HandoffService {
         journal: Arc<Journal>,
     ) -> Self {
         HandoffService {
+            router: Router::new(batcher.clone(), policy, state, audit, journal.clone()),
             batcher,
-            policy,
-            state,
             limits,
-            audit,
             journal,
         }
     }
@@ -113,47 +109,31 @@ impl Handoff for HandoffService {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
         let input = validate::route(&req, &self.limits)?;
-        let inf = self.batcher.infer(req.text.clone(), deadline).await?;
-        count_labels(&inf);
-        let turn = Turn {
+        let message = Message {
+            conversation_id: &req.conversation_id,
             message_id: &req.message_id,
+            text: &req.text,
             channel: input.channel,
             tier: input.tier,
             attributes: Some(&req.attributes),
             bot_fallbacks: req.bot_fallbacks,
             bot_failed: req.bot_failed,
             accepted_offer: req.accepted_offer,
-            unix_seconds: input.now,
-            sent_unix_seconds: input.sent,
-            ..Turn::from_prediction(&inf.model, &inf.prediction, &req.text)
-        };
-        // One policy for the whole decision, even across a reload.
-        let policy = self.policy.get();
-        let decision = policy
-            .route(self.state.as_ref(), &req.conversation_id, &turn)
-            .await;
-        let id = uuid::Uuid::new_v4();
-        let decision_id = id.to_string();
-        DecisionRecord {
-            decision_id: &decision_id,
-            caller: &caller,
-            conversation_id: &req.conversation_id,
-            message_id: &req.message_id,
-            channel: turn.channel,
-            decision: &decision,
-            policy_version: policy.version(),
-            model_name: inf.model.name(),
-            model_version: inf.model.version(),
-            text: &req.text,
+            declined_offer: req.declined_offer,
+            handed_back: req.handed_back,
             clock: ReplayClock {
                 unix_seconds: input.now,
                 sent_unix_seconds: input.sent,
             },
-        }
-        .record(&self.audit, &self.journal, &id);
-        let response =
-            convert::route_response(decision_id, decision, &inf, policy.version(), started);
-        Ok(Response::new(response))
+        };
+        let routed = self.router.route(&message, &caller, deadline).await?;
+        count_labels(&routed.inferred);
+        Ok(Response::new(convert::route_response(
+            routed.decision,
+            &routed.inferred,
+            &routed.policy_version,
+            started,
+        )))
     }
 
     async fn feedback(

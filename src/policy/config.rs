@@ -32,8 +32,39 @@ pub struct PolicyConfig {
     /// Opening hours per queue; a queue not listed is always open.
     #[serde(default)]
     pub queues: Vec<QueueHours>,
+    /// After an escalation and after a declined offer.
+    #[serde(default)]
+    pub lifecycle: Lifecycle,
+    /// Phrase lists of the text signals; a list given replaces the shipped one
+    /// (`handoff phrases` prints them).
+    #[serde(default)]
+    pub keywords: super::phrases::PhraseLists,
     /// Checked in order; the first whose condition holds decides.
     pub rules: Vec<RuleConfig>,
+}
+
+/// What happens once a person holds the conversation, and after the customer declines one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lifecycle {
+    /// After a declined offer, offers are held back for this many turns (escalating rules still
+    /// fire).
+    pub decline_quiet_turns: u32,
+    /// While a person holds the conversation, the priority rises by one every this many turns the
+    /// customer writes…
+    pub waiting_raise_every: u32,
+    /// …and by one when a rule fires again, by at most this much in all.
+    pub max_waiting_raise: i32,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            decline_quiet_turns: 3,
+            waiting_raise_every: 3,
+            max_waiting_raise: 2,
+        }
+    }
 }
 
 fn general() -> String {

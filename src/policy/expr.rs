@@ -689,18 +689,19 @@ mod tests {
     #[test]
     fn parses_and_evaluates() {
         let e = p("(request_human >= 0.5 or keyword_request) and not keyword_negated");
-        let mut v = Values {
-            request_human: 0.7,
-            ..Default::default()
-        };
+        let mut v = Values::default();
+        v.s.request_human = 0.7;
         assert!(e.eval(&v));
-        v.keyword_negated = true;
+        v.s.keyword_negated = true;
         assert!(!e.eval(&v));
         let e = p("intent in ['complaint', 'refund'] and tier != 'vip' and attr.plan == 'gold'");
         let attrs = [("plan".to_string(), "gold".to_string())].into();
         let v = Values {
-            intent: "refund",
-            tier: "standard",
+            s: crate::policy::Snapshot {
+                intent: "refund".into(),
+                tier: "standard".into(),
+                ..Default::default()
+            },
             attributes: Some(&attrs),
             ..Default::default()
         };

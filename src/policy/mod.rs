@@ -10,115 +10,34 @@ pub mod config;
 pub mod expr;
 pub mod file;
 mod hours;
+mod lifecycle;
+pub mod phrases;
 mod redis_store;
 pub mod rules;
-pub mod signals;
 pub mod state;
+pub mod vocab;
 
 use std::collections::HashMap;
 use std::ops::Range;
 
 pub use config::{PolicyConfig, QueueHours, RuleAction};
 pub use file::SharedPolicy;
+use phrases::Phrases;
 pub use redis_store::RedisStore;
-use signals::KeywordHit;
 pub use state::{ConversationState, MemoryStore, RecentTurn, Repair, StateError, StateStore};
+pub use vocab::{Action, Channel, Holder, Tier};
 
 pub use catalog::Snapshot;
 use catalog::Values;
 use config::{ChannelSettings, TierSettings};
 use rules::Rule;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    ContinueBot,
-    OfferHuman,
-    Escalate,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::ContinueBot => "continue_bot",
-            Action::OfferHuman => "offer_human",
-            Action::Escalate => "escalate",
-        }
-    }
-}
-
-impl From<RuleAction> for Action {
-    fn from(a: RuleAction) -> Self {
-        match a {
-            RuleAction::ContinueBot => Action::ContinueBot,
-            RuleAction::OfferHuman => Action::OfferHuman,
-            RuleAction::Escalate => Action::Escalate,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Channel {
-    #[default]
-    Unspecified,
-    Web,
-    App,
-    WeChat,
-    WhatsApp,
-    Sms,
-    Email,
-    Voice,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 8] = [
-        Channel::Unspecified,
-        Channel::Web,
-        Channel::App,
-        Channel::WeChat,
-        Channel::WhatsApp,
-        Channel::Sms,
-        Channel::Email,
-        Channel::Voice,
-    ];
-
-    pub fn parse(name: &str) -> Option<Channel> {
-        Channel::ALL.into_iter().find(|c| c.as_str() == name)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Unspecified => "unspecified",
-            Channel::Web => "web",
-            Channel::App => "app",
-            Channel::WeChat => "wechat",
-            Channel::WhatsApp => "whatsapp",
-            Channel::Sms => "sms",
-            Channel::Email => "email",
-            Channel::Voice => "voice",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Tier {
-    #[default]
-    Standard,
-    Vip,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Standard => "standard",
-            Tier::Vip => "vip",
-        }
-    }
-}
-
 /// What the policy knows about this turn.
 #[derive(Debug, Clone, Default)]
 pub struct Turn<'a> {
     pub message_id: &'a str,
+    /// The id this turn's decision gets (a retry answers with the first one's instead).
+    pub decision_id: &'a str,
     /// The customer's text: read by the keyword nets only, never logged or stored.
     pub text: &'a str,
     pub intent: &'a str,
@@ -137,36 +56,17 @@ pub struct Turn<'a> {
     pub bot_failed: bool,
     /// The customer accepted the human offered on an earlier turn.
     pub accepted_offer: bool,
+    /// The customer declined the human offered on an earlier turn.
+    pub declined_offer: bool,
+    /// The caller hands the conversation back to the bot with this turn.
+    pub handed_back: bool,
     /// Now (seconds since the Unix epoch): queues' opening hours depend on it.
     pub unix_seconds: i64,
     /// When the customer sent the message; reply windows run from it.
     pub sent_unix_seconds: i64,
 }
 
-impl<'a> Turn<'a> {
-    /// The model's side of a turn: intent, scores, negativity and embedding of `prediction`. The
-    /// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
-    /// to fill with struct-update syntax.
-    pub fn from_prediction(
-        model: &'a crate::model::Model,
-        prediction: &'a crate::model::Prediction,
-        text: &'a str,
-    ) -> Turn<'a> {
-        let top = prediction.top_intent();
-        Turn {
-            text,
-            intent: &model.intent_labels()[top],
-            intent_score: prediction.intent_probs[top],
-            intent_margin: prediction.intent_margin(),
-            request_human: model.intent_prob(prediction, "request_human"),
-            negativity: model.negativity(prediction),
-            embedding: &prediction.embedding,
-            ..Default::default()
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Reason {
     pub rule_id: String,
     pub signal: String,
@@ -177,6 +77,7 @@ pub struct Reason {
 
 #[derive(Debug, Clone)]
 pub struct Decision {
+    pub decision_id: String,
     pub action: Action,
     pub queue: String,
     pub priority: i32,
@@ -187,8 +88,22 @@ pub struct Decision {
     pub fallback: String,
     /// Priority was raised because the channel's reply window closes soon.
     pub reply_window_raised: bool,
+    /// Whether this is a message decided before (`retry` in the response).
+    pub retry: Retry,
     /// What the rules read, for the decision log and replay.
     pub signals: Snapshot,
+}
+
+/// A message id seen before in the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retry {
+    /// A new message (or no message id).
+    #[default]
+    No,
+    /// Its first answer again, nothing counted.
+    Answered,
+    /// Counted, but its answer is no longer kept: decided again without changing the state.
+    Expired,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +149,7 @@ impl PolicyError {
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
+    phrases: Phrases,
     rules: Vec<Rule>,
     tiers: HashMap<&'static str, TierSettings>,
     channels: HashMap<&'static str, ChannelSettings>,
@@ -304,9 +220,26 @@ impl Policy {
                 ));
             }
         }
+        let l = &config.lifecycle;
+        if l.decline_quiet_turns > state::MAX_QUIET_TURNS || l.waiting_raise_every == 0 {
+            let message = format!(
+                "decline_quiet_turns is at most {}, waiting_raise_every at least 1",
+                state::MAX_QUIET_TURNS
+            );
+            return Err(PolicyError::Setting {
+                key: "lifecycle".into(),
+                message,
+            });
+        }
+        let phrases =
+            Phrases::compile(config.keywords.clone()).map_err(|e| PolicyError::Setting {
+                key: "keywords".into(),
+                message: e.to_string(),
+            })?;
         let rules = rules::compile(&config.rules)?;
         Ok(Policy {
             config,
+            phrases,
             rules,
             tiers,
             channels,
@@ -413,10 +346,28 @@ impl Policy {
         self.finish(turn, stored, decision)
     }
 
-    /// The decision inside the store's update: read the state, say if the store had to repair it,
-    /// and record this turn (once per message id).
+    /// The decision inside the store's update: a retry gets its first answer and changes nothing;
+    /// otherwise read the state, say if the store had to repair it, and record this turn.
     fn decide_in_state(&self, turn: &Turn, state: &mut ConversationState) -> Decision {
-        let mut d = self.decide(turn, state);
+        if let Some(answer) = state.answer(turn.message_id) {
+            return answer.decision();
+        }
+        if state.has_message(turn.message_id) {
+            // Counted, but its answer is gone: decide it again without counting it twice.
+            let mut d = self.decide(turn, state);
+            d.retry = Retry::Expired;
+            let detail =
+                "a retry of a message whose answer is no longer kept: decided again, not counted";
+            d.reasons
+                .push(reason("retry_expired", "message_id", 0.0, 0.0, detail));
+            self.shape(turn, &mut d);
+            return d;
+        }
+        if turn.handed_back {
+            state.hand_back();
+        }
+        let v = self.values(turn, state);
+        let mut d = self.decide_values(&v);
         if let Some(repair) = state.repair {
             let detail = match repair {
                 Repair::Unreadable => {
@@ -427,9 +378,11 @@ impl Policy {
             d.reasons
                 .push(reason("state_reset", "state", 0.0, 0.0, detail));
         }
-        if !state.has_message(turn.message_id) {
-            self.record(state, turn, &d);
-        }
+        d.decision_id = turn.decision_id.to_string();
+        // A waiting conversation keeps the priority the rules gave it, before hours and windows.
+        let rules_priority = d.priority;
+        self.shape(turn, &mut d);
+        self.record(state, turn, &v, &d, rules_priority);
         d
     }
 
@@ -441,24 +394,24 @@ impl Policy {
         stored: Result<(), StateError>,
         decision: Option<Decision>,
     ) -> Decision {
-        let mut d = match (stored, decision) {
+        match (stored, decision) {
             (Ok(()), Some(d)) => d,
             (result, _) => {
                 let mut d = self.decide(turn, &ConversationState::default());
+                d.decision_id = turn.decision_id.to_string();
                 d.degraded = true;
                 let detail = result.err().map(|e| e.to_string()).unwrap_or_default();
                 d.reasons
                     .push(reason("state_unavailable", "state", 0.0, 0.0, &detail));
+                self.shape(turn, &mut d);
                 d
             }
-        };
-        self.shape(turn, &mut d);
-        d
+        }
     }
 
     /// Opening hours and reply windows: they depend on the clock and the channel, not the rules.
     fn shape(&self, turn: &Turn, d: &mut Decision) {
-        if d.action != Action::ContinueBot {
+        if d.action != Action::ContinueBot && d.retry != Retry::Answered {
             let opens = hours::apply(&self.config.queues, d, turn.unix_seconds);
             if let Some(c) = self.channels.get(turn.channel.as_str()) {
                 hours::apply_reply_window(c, turn, opens, d);
@@ -486,48 +439,87 @@ impl Policy {
 
     /// Every signal's value for this turn.
     pub fn values<'a>(&self, turn: &Turn<'a>, state: &ConversationState) -> Values<'a> {
-        let (keyword, keyword_negated) = match signals::explicit_request(turn.text) {
-            KeywordHit::None => (None, false),
-            KeywordHit::Request(k) => (Some(k), false),
-            KeywordHit::Negated(k) => (Some(k), true),
+        let read = self.phrases.read(turn.text);
+        let sig = &self.config.signals;
+        let negative = turn.negativity >= sig.negative_turn;
+        let unsure = turn.intent_score < sig.low_confidence || turn.intent_margin < sig.low_margin;
+        // Small talk is never unsure: "ok" has no intent to be sure of.
+        let low_confidence_turns = match (read.small_talk, unsure) {
+            (true, _) | (false, false) => 0,
+            (false, true) => state.low_confidence_streak + 1,
         };
-        let (negative_turns, low_confidence_turns) = self.streaks(state, turn);
         // The rise over the turn two back, so one calm message in between does not hide it.
         let negativity_rise = state
             .recent
             .len()
             .checked_sub(2)
             .map_or(0.0, |i| turn.negativity - state.recent[i].negativity);
-        let similarity = state
-            .recent
-            .iter()
-            .filter(|t| t.intent == turn.intent)
-            .filter(|t| turn.message_id.is_empty() || t.message_id != turn.message_id)
-            .map(|t| t.embedding.dot(turn.embedding))
-            .fold(-1.0, f32::max);
+        let seen = |id: &u32| state.recent.iter().any(|t| t.info.contains(id));
+        let new_info = read.info.iter().any(|id| !seen(id));
+        // A repeat is a substantive question asked again: small talk, and a turn that brings an
+        // order number or a date the conversation has not seen, repeat nothing.
+        let similarity = if read.small_talk || new_info {
+            -1.0
+        } else {
+            state
+                .recent
+                .iter()
+                .filter(|t| !t.small_talk && t.intent == turn.intent)
+                .filter(|t| turn.message_id.is_empty() || t.message_id != turn.message_id)
+                .map(|t| t.embedding.dot(turn.embedding))
+                .fold(-1.0, f32::max)
+        };
+        let holding = state.holder == Holder::Person;
         Values {
-            request_human: turn.request_human,
-            keyword,
-            keyword_negated,
-            intent: turn.intent,
-            intent_score: turn.intent_score,
-            intent_margin: turn.intent_margin,
-            threat: signals::threat(turn.text),
-            negativity: turn.negativity,
-            negativity_avg: self.decayed(state, turn.negativity),
-            negative_turns,
-            negativity_rise,
-            similarity,
-            bot_fallbacks: turn.bot_fallbacks,
-            bot_failed: turn.bot_failed,
-            low_confidence_turns,
-            accepted_offer: turn.accepted_offer,
-            offers_made: state.offers_made,
-            escalated: state.escalated,
-            turns: state.turns,
-            channel: turn.channel.as_str(),
-            tier: turn.tier.as_str(),
+            s: Snapshot {
+                request_human: turn.request_human,
+                keyword: read.keyword,
+                keyword_negated: read.keyword_negated,
+                other_sense: read.other_sense,
+                intent: turn.intent.to_string(),
+                intent_score: turn.intent_score,
+                intent_margin: turn.intent_margin,
+                threat: read.threat,
+                negativity: turn.negativity,
+                negativity_avg: self.decayed(state, turn.negativity),
+                negative_turns: if negative {
+                    state.consecutive_negative + 1
+                } else {
+                    0
+                },
+                negativity_rise,
+                upset_cues: read.upset_cues,
+                hedged: read.hedged,
+                small_talk: read.small_talk,
+                new_info,
+                repeat_cue: read.repeat_cue,
+                similarity,
+                bot_fallbacks: turn.bot_fallbacks,
+                bot_failed: turn.bot_failed,
+                low_confidence_turns,
+                accepted_offer: turn.accepted_offer,
+                declined_offer: turn.declined_offer,
+                handed_back: turn.handed_back,
+                offers_made: state.offers_made,
+                offers_declined: state.offers_declined + u32::from(turn.declined_offer),
+                offer_quiet: state.offer_quiet,
+                holder: state.holder.as_str().to_string(),
+                waiting_turns: if holding { state.waiting_turns + 1 } else { 0 },
+                held_queue: if holding {
+                    state.held_queue.clone()
+                } else {
+                    String::new()
+                },
+                held_priority: if holding { state.held_priority } else { 0 },
+                escalated: false,
+                escalations: state.escalations,
+                turns: state.turns,
+                channel: turn.channel.as_str().to_string(),
+                tier: turn.tier.as_str().to_string(),
+                had_attributes: false,
+            },
             attributes: turn.attributes,
+            info: read.info,
         }
     }
 
@@ -539,6 +531,7 @@ impl Policy {
     /// `decide` on signal values already computed (a live turn, or a logged one being replayed).
     pub fn decide_values(&self, v: &Values) -> Decision {
         let mut d = self.decide_rules(v);
+        lifecycle::while_held(&self.config.lifecycle, v, &mut d);
         d.signals = v.snapshot();
         d
     }
@@ -557,8 +550,14 @@ impl Policy {
         let rule = &self.rules[first];
         let mut reasons = rule_reasons(rule, v);
         let mut action = Action::from(rule.action);
+        if action == Action::OfferHuman {
+            if let Some(held) = lifecycle::offer_held_back(v) {
+                reasons.insert(0, held);
+                return continue_bot(reasons);
+            }
+        }
         let mut priority = rule.priority.unwrap_or(self.config.base_priority);
-        let channel = self.channels.get(v.channel);
+        let channel = self.channels.get(v.channel.as_str());
         if action == Action::OfferHuman {
             // Everything else that would offer a person explains the offer too.
             for later in &self.rules[first + 1..] {
@@ -570,13 +569,15 @@ impl Policy {
             let max_offers = channel
                 .and_then(|c| c.max_offers)
                 .unwrap_or(ladder.max_offers);
-            if v.offers_made >= max_offers {
+            // Declined offers do not push a customer up the ladder.
+            let open_offers = v.offers_made.saturating_sub(v.offers_declined);
+            if open_offers >= max_offers {
                 action = Action::Escalate;
                 priority += ladder.escalate_priority_boost;
                 let r = reason(
                     "offer_ladder",
                     "offers_made",
-                    v.offers_made as f64,
+                    open_offers as f64,
                     max_offers as f64,
                     "offered before; escalating",
                 );
@@ -586,7 +587,7 @@ impl Policy {
         if action == Action::ContinueBot {
             return continue_bot(reasons);
         }
-        let tier = self.tiers.get(v.tier);
+        let tier = self.tiers.get(v.tier.as_str());
         let queue = rule
             .queue
             .as_ref()
@@ -595,6 +596,7 @@ impl Policy {
             .unwrap_or(&self.config.default_queue);
         priority += tier.map_or(0, |t| t.priority_boost) + channel.map_or(0, |c| c.priority_boost);
         Decision {
+            decision_id: String::new(),
             action,
             queue: queue.clone(),
             priority,
@@ -602,27 +604,9 @@ impl Policy {
             degraded: false,
             fallback: String::new(),
             reply_window_raised: false,
+            retry: Retry::No,
             signals: Snapshot::default(),
         }
-    }
-
-    /// Negative turns and low-confidence turns in a row, counting this one.
-    fn streaks(&self, state: &ConversationState, turn: &Turn) -> (u32, u32) {
-        let s = &self.config.signals;
-        let negative = turn.negativity >= s.negative_turn;
-        let low = turn.intent_score < s.low_confidence || turn.intent_margin < s.low_margin;
-        (
-            if negative {
-                state.consecutive_negative + 1
-            } else {
-                0
-            },
-            if low {
-                state.low_confidence_streak + 1
-            } else {
-                0
-            },
-        )
     }
 
     fn decayed(&self, state: &ConversationState, neg: f32) -> f32 {
@@ -634,29 +618,48 @@ impl Policy {
         }
     }
 
-    fn record(&self, state: &mut ConversationState, turn: &Turn, decision: &Decision) {
-        state.negativity_avg = self.decayed(state, turn.negativity);
-        (state.consecutive_negative, state.low_confidence_streak) = self.streaks(state, turn);
+    /// This turn into the conversation's state, from the values the decision read.
+    fn record(
+        &self,
+        state: &mut ConversationState,
+        turn: &Turn,
+        v: &Values,
+        d: &Decision,
+        rules_priority: i32,
+    ) {
+        state.negativity_avg = v.negativity_avg;
+        state.consecutive_negative = v.negative_turns;
+        if !v.small_talk {
+            state.low_confidence_streak = v.low_confidence_turns;
+        }
         state.turns += 1;
         state.recent.push_back(RecentTurn {
             message_id: turn.message_id.to_string(),
             intent: turn.intent.to_string(),
             embedding: state::CompactEmbedding::new(turn.embedding),
             negativity: turn.negativity,
+            small_talk: v.small_talk,
+            info: v.info.clone(),
         });
         while state.recent.len() > state::RECENT_TURNS {
             state.recent.pop_front();
         }
-        match decision.action {
-            Action::OfferHuman => state.offers_made += 1,
-            Action::Escalate => state.escalated = true,
-            Action::ContinueBot => {}
+        lifecycle::advance(&self.config.lifecycle, state, v, d, rules_priority);
+        if !turn.message_id.is_empty() {
+            state
+                .answers
+                .push_back(state::Answer::of(turn.message_id, d));
+            while state.answers.len() > state::ANSWERS_KEPT {
+                state.answers.pop_front();
+            }
         }
     }
 }
 
 fn continue_bot(reasons: Vec<Reason>) -> Decision {
     Decision {
+        decision_id: String::new(),
+        retry: Retry::No,
         action: Action::ContinueBot,
         queue: String::new(),
         priority: 0,

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::vocab::Holder;
+use super::{Action, Decision, Reason};
+
 /// Customer turns remembered for repeated-question detection and the negativity trend.
 pub const RECENT_TURNS: usize = 5;
 
@@ -21,6 +24,64 @@ pub struct RecentTurn {
     pub intent: String,
     pub embedding: CompactEmbedding,
     pub negativity: f32,
+    /// Greetings, thanks and acknowledgements are never the question a later turn repeats.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub small_talk: bool,
+    /// Hashes of the identifiers the turn carried (`phrases::identifiers`): a later turn with one
+    /// not seen here adds information.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub info: Vec<u32>,
+}
+
+/// Answers kept per conversation for retries of the same `message_id`.
+pub const ANSWERS_KEPT: usize = 3;
+
+/// The answer a message got, kept so that a retry of the message gets it again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub message_id: String,
+    pub decision_id: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub queue: String,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fallback: String,
+    #[serde(default)]
+    pub degraded: bool,
+    pub reasons: Vec<Reason>,
+}
+
+impl Answer {
+    pub fn of(message_id: &str, d: &Decision) -> Answer {
+        Answer {
+            message_id: message_id.to_string(),
+            decision_id: d.decision_id.clone(),
+            action: d.action.as_str().to_string(),
+            queue: d.queue.clone(),
+            priority: d.priority,
+            fallback: d.fallback.clone(),
+            degraded: d.degraded,
+            reasons: d.reasons.clone(),
+        }
+    }
+
+    /// The decision again, as a retry.
+    pub fn decision(&self) -> Decision {
+        Decision {
+            decision_id: self.decision_id.clone(),
+            action: Action::parse(&self.action).unwrap_or(Action::ContinueBot),
+            queue: self.queue.clone(),
+            priority: self.priority,
+            reasons: self.reasons.clone(),
+            degraded: self.degraded,
+            fallback: self.fallback.clone(),
+            reply_window_raised: false,
+            retry: super::Retry::Answered,
+            signals: Default::default(),
+        }
+    }
 }
 
 /// An L2-normalised embedding kept as int8 with one scale: 388 bytes instead of 1,536 for 384
@@ -67,7 +128,23 @@ pub struct ConversationState {
     pub consecutive_negative: u32,
     pub low_confidence_streak: u32,
     pub offers_made: u32,
+    /// Offers the customer declined since the bot last took over.
+    pub offers_declined: u32,
+    /// Turns left in which offers are held back after a declined offer.
+    pub offer_quiet: u32,
+    /// Older states: escalated once (read, never written).
+    #[serde(skip_serializing)]
     pub escalated: bool,
+    /// Times escalated, kept across hand-backs.
+    pub escalations: u32,
+    pub holder: Holder,
+    /// Where and how urgently the conversation waits while a person holds it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub held_queue: String,
+    pub held_priority: i32,
+    pub waiting_turns: u32,
+    /// The last answers, newest last, at most `ANSWERS_KEPT`.
+    pub answers: VecDeque<Answer>,
     /// Set by a store that could not use what it had stored as it was; never stored itself.
     #[serde(skip)]
     pub repair: Option<Repair>,
@@ -93,6 +170,9 @@ impl Repair {
 
 /// More turns than any conversation has: a counter beyond it was not written by us.
 const MAX_TURNS: u32 = 100_000;
+/// Bounds of values a policy can set (the policy file checks its own settings against them).
+pub const MAX_QUIET_TURNS: u32 = 100;
+pub const MAX_PRIORITY: i32 = 1000;
 
 impl ConversationState {
     /// State read back from a store's bytes, checked: unreadable bytes give a fresh state and
@@ -123,16 +203,29 @@ impl ConversationState {
             }
         };
         self.turns = self.turns.min(MAX_TURNS);
+        if self.escalated && self.escalations == 0 {
+            self.escalations = 1;
+        }
+        self.escalated = false;
         for counter in [
             &mut self.consecutive_negative,
             &mut self.low_confidence_streak,
             &mut self.offers_made,
+            &mut self.offers_declined,
+            &mut self.escalations,
+            &mut self.waiting_turns,
         ] {
             *counter = (*counter).min(self.turns);
         }
         self.negativity_avg = unit(self.negativity_avg);
+        self.offers_declined = self.offers_declined.min(self.offers_made);
+        self.offer_quiet = self.offer_quiet.min(MAX_QUIET_TURNS);
+        self.held_priority = self.held_priority.clamp(-MAX_PRIORITY, MAX_PRIORITY);
         while self.recent.len() > RECENT_TURNS {
             self.recent.pop_front();
+        }
+        while self.answers.len() > ANSWERS_KEPT {
+            self.answers.pop_front();
         }
         for t in &mut self.recent {
             t.negativity = unit(t.negativity);
@@ -146,6 +239,26 @@ impl ConversationState {
     /// Whether this message id was already counted (a re-sent message counts once).
     pub fn has_message(&self, message_id: &str) -> bool {
         !message_id.is_empty() && self.recent.iter().any(|t| t.message_id == message_id)
+    }
+
+    /// The answer this message id got, when it is among the last answers kept.
+    pub fn answer(&self, message_id: &str) -> Option<&Answer> {
+        if message_id.is_empty() {
+            return None;
+        }
+        self.answers.iter().find(|a| a.message_id == message_id)
+    }
+
+    /// The caller handed the conversation back to the bot: the bot's part starts afresh (streaks,
+    /// offers, repeats, the negativity average), while the turn count and the escalations stay.
+    pub fn hand_back(&mut self) {
+        *self = ConversationState {
+            turns: self.turns,
+            escalations: self.escalations,
+            answers: std::mem::take(&mut self.answers),
+            repair: self.repair,
+            ..Default::default()
+        };
     }
 }
 

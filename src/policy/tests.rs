@@ -329,3 +329,190 @@ fn three_negative_turns_in_a_row_offer_a_person() {
         (Action::OfferHuman, "consecutive_negative".to_string())
     );
 }
+
+fn with_id<'a>(mut t: Turn<'a>, id: &'a str) -> Turn<'a> {
+    t.message_id = id;
+    t.decision_id = id;
+    t
+}
+
+#[test]
+fn after_an_escalation_every_turn_escalates_to_the_same_queue_until_handed_back() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let first = p.route_in_memory(&store, "c", &turn("转人工", "request_human", 0.9, 0.1, &E1));
+    assert_eq!(first.action, Action::Escalate);
+    let mut priorities = Vec::new();
+    for text in ["在吗", "hello?", "还要等多久", "?", "在吗", "ok"] {
+        let d = p.route_in_memory(&store, "c", &turn(text, "greeting_chitchat", 0.9, 0.1, &E2));
+        assert_eq!(
+            (d.action, d.queue.as_str(), d.reasons[0].rule_id.as_str()),
+            (Action::Escalate, first.queue.as_str(), "already_escalated"),
+            "{text}"
+        );
+        priorities.push(d.priority);
+    }
+    // +1 every 3 waiting turns, at most +2.
+    assert_eq!(priorities, [5, 5, 6, 6, 6, 7]);
+    let d = p.route_in_memory(
+        &store,
+        "c",
+        &turn("我要投诉，气死了", "complaint", 0.9, 0.95, &E1),
+    );
+    assert_eq!((d.action, d.priority), (Action::Escalate, 7), "at most +2");
+
+    let mut back = turn("thanks, that's all", "greeting_chitchat", 0.9, 0.1, &E2);
+    back.handed_back = true;
+    let d = p.route_in_memory(&store, "c", &back);
+    assert_eq!(d.action, Action::ContinueBot, "{:?}", d.reasons);
+    assert_eq!(
+        (d.signals.escalations, d.signals.holder.as_str()),
+        (1, "bot")
+    );
+    assert_eq!(d.signals.offers_made, 0, "offers start afresh");
+}
+
+#[test]
+fn a_declined_offer_is_not_made_again_for_a_few_turns_unless_something_escalates() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let angry = turn("气死了，还没到", "complaint", 0.6, 0.95, &E1);
+    assert_eq!(
+        p.route_in_memory(&store, "c", &angry).action,
+        Action::OfferHuman
+    );
+    let mut no = turn("不用了，我再等等吧", "other", 0.6, 0.7, &E2);
+    no.declined_offer = true;
+    let d = p.route_in_memory(&store, "c", &no);
+    assert_eq!(d.action, Action::ContinueBot);
+    for _ in 0..3 {
+        let d = p.route_in_memory(&store, "c", &angry);
+        assert_eq!(
+            (d.action, d.reasons[0].rule_id.as_str()),
+            (Action::ContinueBot, "offer_declined")
+        );
+    }
+    let d = p.route_in_memory(&store, "c", &angry);
+    assert_eq!(d.action, Action::OfferHuman, "quiet turns are over");
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    p.route_in_memory(&store, "d", &angry);
+    p.route_in_memory(&store, "d", &no);
+    let d = p.route_in_memory(&store, "d", &turn("转人工", "request_human", 0.9, 0.5, &E1));
+    assert_eq!(d.action, Action::Escalate, "an explicit request is new");
+}
+
+#[test]
+fn a_retried_message_gets_its_first_answer_and_counts_nothing() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let angry = |id| with_id(turn("气死了！！", "complaint", 0.6, 0.95, &E1), id);
+    let d1 = p.route_in_memory(&store, "c", &angry("m1"));
+    assert_eq!(d1.action, Action::OfferHuman);
+    for _ in 0..3 {
+        let again = p.route_in_memory(&store, "c", &angry("m1"));
+        assert_eq!(again.retry, Retry::Answered);
+        assert_eq!(
+            (again.action, &again.decision_id, &again.reasons),
+            (d1.action, &d1.decision_id, &d1.reasons)
+        );
+    }
+    // Offers counted once: the next new message is the second offer, not the ladder's escalation.
+    let d2 = p.route_in_memory(&store, "c", &angry("m2"));
+    assert_eq!((d2.action, d2.signals.offers_made), (Action::OfferHuman, 1));
+    // Answers are kept for the last 3 messages; an older one of the last 5 is decided read-only.
+    for id in ["m3", "m4", "m5"] {
+        p.route_in_memory(
+            &store,
+            "c",
+            &with_id(turn("ok", "other", 0.9, 0.1, &E2), id),
+        );
+    }
+    let old = p.route_in_memory(&store, "c", &angry("m2"));
+    assert_eq!(old.retry, Retry::Expired);
+    let turns = p.route_in_memory(
+        &store,
+        "c",
+        &with_id(turn("ok", "other", 0.9, 0.1, &E2), "m6"),
+    );
+    assert_eq!(turns.signals.turns, 5, "the expired retry was not counted");
+}
+
+#[test]
+fn small_talk_and_new_information_are_not_repeats() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    for text in ["hi", "hello", "ok", "ok", "你好", "在吗", "好的", "好的"] {
+        let d = p.route_in_memory(&store, "c", &turn(text, "greeting_chitchat", 0.9, 0.1, &E1));
+        assert_eq!(d.action, Action::ContinueBot, "{text}: {:?}", d.reasons);
+        assert!(d.signals.small_talk, "{text}");
+    }
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    p.route_in_memory(
+        &store,
+        "c",
+        &turn("where is my order 12345", "order_status", 0.9, 0.1, &E1),
+    );
+    let d = p.route_in_memory(
+        &store,
+        "c",
+        &turn(
+            "the tracking number is 1Z999",
+            "order_status",
+            0.9,
+            0.1,
+            &E1,
+        ),
+    );
+    assert!(d.signals.new_info);
+    assert_eq!(d.action, Action::ContinueBot, "{:?}", d.reasons);
+    let d = p.route_in_memory(
+        &store,
+        "c",
+        &turn("so where is order 12345??", "order_status", 0.9, 0.1, &E1),
+    );
+    assert_eq!(
+        d.action,
+        Action::OfferHuman,
+        "the same question again: {:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn person_words_in_other_senses_do_not_escalate() {
+    let p = Policy::builtin();
+    let s = ConversationState::default();
+    for text in [
+        "is the delivery agent bringing it today?",
+        "I'm a travel agent booking for a client",
+        "it was a human error on my side",
+    ] {
+        // Even when the model reads a request for a person into it.
+        let d = p.decide(&turn(text, "request_human", 0.7, 0.1, &E1), &s);
+        assert_eq!(d.action, Action::ContinueBot, "{text}: {:?}", d.reasons);
+    }
+}
+
+#[test]
+fn lifecycle_turns_replay_from_their_signals() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let mut logged = Vec::new();
+    for (text, intent, neg) in [
+        ("气死了", "complaint", 0.95),
+        ("转人工", "request_human", 0.5),
+        ("在吗", "greeting_chitchat", 0.1),
+        ("??", "other", 0.2),
+        ("hello?", "greeting_chitchat", 0.1),
+    ] {
+        let d = p.route_in_memory(&store, "c", &turn(text, intent, 0.9, neg, &E1));
+        logged.push(d);
+    }
+    for d in &logged {
+        let again = p.replay(&d.signals, ReplayClock::default(), false);
+        assert_eq!(
+            (again.action, &again.queue, again.priority, &again.reasons),
+            (d.action, &d.queue, d.priority, &d.reasons)
+        );
+    }
+}

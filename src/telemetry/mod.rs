@@ -27,6 +27,7 @@ pub const MODEL_LOADS: &str = "handoff_model_loads_total";
 pub const POLICY_RELOADS: &str = "handoff_policy_reloads_total";
 pub const STATE_ERRORS: &str = "handoff_state_errors_total";
 pub const STATE_REPAIRS: &str = "handoff_state_repairs_total";
+pub const ROUTE_RETRIES: &str = "handoff_route_retries_total";
 pub const SHADOW_COMPARISONS: &str = "handoff_shadow_comparisons_total";
 pub const SHADOW_DROPPED: &str = "handoff_shadow_dropped_total";
 pub const SHADOW_ERRORS: &str = "handoff_shadow_errors_total";
@@ -87,6 +88,9 @@ fn zero_failure_counters() {
     metrics::counter!(POLICY_RELOADS, "result" => "error").increment(0);
     metrics::counter!(TLS_RELOADS, "result" => "error").increment(0);
     metrics::counter!(MODEL_LOADS, "result" => "refused").increment(0);
+    for kind in ["answered", "expired"] {
+        metrics::counter!(ROUTE_RETRIES, "kind" => kind).increment(0);
+    }
     for counter in [
         STATE_ERRORS,
         SHADOW_DROPPED,
@@ -156,6 +160,10 @@ fn describe() {
     describe_counter!(
         STATE_REPAIRS,
         "Stored conversation states that were unreadable (started afresh) or out of range (clamped)"
+    );
+    describe_counter!(
+        ROUTE_RETRIES,
+        "Route calls re-sending a message_id already decided: answered with the first answer, or expired (decided again, not counted)"
     );
     describe_counter!(
         POLICY_RELOADS,

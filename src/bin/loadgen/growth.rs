@@ -74,7 +74,7 @@ pub fn memory_per_conversation(model: &Model, n: usize) -> anyhow::Result<f64> {
             let t = Turn {
                 message_id: &message_id,
                 channel: Channel::Web,
-                ..Turn::from_prediction(model, &preds[k], texts[k])
+                ..handoff::route::turn(model, &preds[k], texts[k])
             };
             policy.route_in_memory(&store, &conversation, &t);
         }

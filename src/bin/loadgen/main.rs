@@ -195,7 +195,7 @@ fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)>
         let turn = Turn {
             message_id: &message_id,
             channel: Ch::Web,
-            ..Turn::from_prediction(model, &preds[i], MESSAGES[i])
+            ..handoff::route::turn(model, &preds[i], MESSAGES[i])
         };
         // Spread over 2 000 conversations: each soon holds its full window of recent turns.
         let conversation = format!("c{}", rng.gen_range(0..2_000));

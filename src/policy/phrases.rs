@@ -1,0 +1,703 @@
+//! What a message's words say, without the model: a request for a person (or a negated one, or a
+//! person word in another sense), a threat, small talk, new information, anger cues, hedges, and
+//! "I asked already". The phrase lists are data (`phrases.toml`, replaceable per list in a policy's
+//! `[keywords]`), compiled once per policy. Pure functions of the text, no state.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// The shipped lists.
+pub const SHIPPED: &str = include_str!("phrases.toml");
+
+/// Messages that are not requests for a person: a policy whose lists read any of them as one is
+/// refused (`Phrases::compile`).
+pub const NOT_REQUESTS: &[&str] = &[
+    "is the delivery agent bringing it today?",
+    "I'm a travel agent booking for a client",
+    "it was a human error on my side",
+    "my manager approved the purchase last week",
+    "our sales rep told me it ships on friday",
+    "the operator of the parking lot charged me",
+    "人工智能客服能查物流吗",
+    "人工费多少钱",
+    "我在看真人秀",
+    "客服说三天内退款",
+    "can someone tell me where my order is",
+    "are you a human or a bot?",
+    "不用转人工，我问个问题",
+    "I don't need a human, just tell me the price",
+];
+
+/// Messages that are requests for a person: a policy whose lists miss any of them is refused.
+pub const REQUESTS: &[&str] = &[
+    "转人工",
+    "人工",
+    "我要人工",
+    "有没有活人",
+    "叫你们经理出来",
+    "AGENT!!!",
+    "human please",
+    "I want to talk to an agent",
+    "get me someone who can actually help",
+    "can I speak to a real person",
+];
+
+/// The phrase lists (the shape of `phrases.toml` and of a policy's `[keywords]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhraseLists {
+    pub requests: Option<Vec<String>>,
+    pub person_words: Option<Vec<String>>,
+    pub request_words: Option<Vec<String>>,
+    pub fillers: Option<Vec<String>>,
+    pub other_senses: Option<Vec<String>>,
+    pub negations: Option<Vec<String>>,
+    pub threats: Option<Vec<String>>,
+    pub threat_other_senses: Option<Vec<String>>,
+    pub small_talk: Option<Vec<String>>,
+    pub upset_words: Option<Vec<String>>,
+    pub hedges: Option<Vec<String>>,
+    pub repeat_cues: Option<Vec<String>>,
+}
+
+impl PhraseLists {
+    pub fn shipped() -> PhraseLists {
+        toml::from_str(SHIPPED).expect("the shipped phrase lists parse (unit test)")
+    }
+
+    /// These lists where given, the shipped ones elsewhere.
+    fn over(self, base: PhraseLists) -> PhraseLists {
+        macro_rules! pick {
+            ($($f:ident),*) => { PhraseLists { $($f: self.$f.or(base.$f)),* } };
+        }
+        pick!(
+            requests,
+            person_words,
+            request_words,
+            fillers,
+            other_senses,
+            negations,
+            threats,
+            threat_other_senses,
+            small_talk,
+            upset_words,
+            hedges,
+            repeat_cues
+        )
+    }
+}
+
+/// One list, split by script: English entries as word sequences (indexed by their first word),
+/// the others as substrings (one automaton finds them all in a single pass).
+#[derive(Debug, Clone, Default)]
+struct List {
+    /// First word → the entries starting with it, longest first.
+    words: HashMap<String, Vec<Vec<String>>>,
+    substrings: Vec<String>,
+    /// Every occurrence, overlapping ones included.
+    all: Option<AhoCorasick>,
+    /// Leftmost-longest occurrences, for removing entries from a text.
+    longest: Option<AhoCorasick>,
+}
+
+impl List {
+    fn new(entries: &[String]) -> List {
+        let mut l = List::default();
+        for e in entries {
+            let e = e.to_lowercase();
+            if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
+                let w: Vec<String> = words(&e).into_iter().map(|(_, w)| w).collect();
+                if let Some(first) = w.first() {
+                    l.words.entry(first.clone()).or_default().push(w);
+                }
+            } else if !e.is_empty() {
+                l.substrings.push(e);
+            }
+        }
+        for v in l.words.values_mut() {
+            v.sort_by_key(|w| std::cmp::Reverse(w.len()));
+        }
+        if !l.substrings.is_empty() {
+            let build = |kind| {
+                AhoCorasickBuilder::new()
+                    .match_kind(kind)
+                    .build(&l.substrings)
+                    .expect("phrase lists are small")
+            };
+            l.all = Some(build(MatchKind::Standard));
+            l.longest = Some(build(MatchKind::LeftmostLongest));
+        }
+        l
+    }
+
+    /// The longest entry of this list starting at word `i`: its length in words.
+    fn word_match_at(&self, ws: &[(usize, String)], i: usize) -> Option<usize> {
+        self.words
+            .get(&ws[i].1)?
+            .iter()
+            .find(|p| {
+                ws.len() >= i + p.len()
+                    && ws[i..i + p.len()]
+                        .iter()
+                        .zip(p.iter())
+                        .all(|(w, e)| &w.1 == e)
+            })
+            .map(Vec::len)
+    }
+
+    /// Every match as (byte start, byte end, entry) in `lower`.
+    fn matches(&self, lower: &str, ws: &[(usize, String)]) -> Vec<(usize, usize, String)> {
+        let mut out = Vec::new();
+        if let Some(ac) = &self.all {
+            for m in ac.find_overlapping_iter(lower) {
+                let entry = self.substrings[m.pattern().as_usize()].clone();
+                out.push((m.start(), m.end(), entry));
+            }
+        }
+        if !self.words.is_empty() {
+            for i in 0..ws.len() {
+                if let Some(n) = self.word_match_at(ws, i) {
+                    let end = ws[i + n - 1].0 + ws[i + n - 1].1.len();
+                    let entry = ws[i..i + n]
+                        .iter()
+                        .map(|w| w.1.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    out.push((ws[i].0, end, entry));
+                }
+            }
+        }
+        out
+    }
+
+    fn count(&self, lower: &str, ws: &[(usize, String)]) -> usize {
+        let subs = self
+            .all
+            .as_ref()
+            .map_or(0, |ac| ac.find_overlapping_iter(lower).count());
+        let words = (0..ws.len())
+            .filter(|&i| self.word_match_at(ws, i).is_some())
+            .count();
+        subs + words
+    }
+
+    fn any(&self, lower: &str, ws: &[(usize, String)]) -> Option<String> {
+        if let Some(m) = self.all.as_ref().and_then(|ac| ac.find(lower)) {
+            return Some(self.substrings[m.pattern().as_usize()].clone());
+        }
+        (0..ws.len()).find_map(|i| {
+            let n = self.word_match_at(ws, i)?;
+            Some(
+                ws[i..i + n]
+                    .iter()
+                    .map(|w| w.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+    }
+}
+
+/// Compiled phrase lists.
+#[derive(Debug, Clone)]
+pub struct Phrases {
+    requests: List,
+    person_words: List,
+    request_words: List,
+    fillers: List,
+    other_senses: List,
+    negations: List,
+    threats: List,
+    threat_other_senses: List,
+    small_talk: List,
+    upset_words: List,
+    hedges: List,
+    repeat_cues: List,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PhrasesError {
+    #[error(
+        "the keyword lists read {0:?}, which is not a request for a person, as one (shipped check)"
+    )]
+    ReadsNonRequest(&'static str),
+    #[error("the keyword lists miss {0:?}, a request for a person (shipped check)")]
+    MissesRequest(&'static str),
+}
+
+/// What the net found about a request for a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeywordHit {
+    None,
+    Request(String),
+    Negated(String),
+}
+
+/// What a message's words say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reading {
+    pub keyword: Option<String>,
+    pub keyword_negated: bool,
+    pub other_sense: Option<String>,
+    pub threat: Option<String>,
+    pub small_talk: bool,
+    /// Hashes of the identifiers (order numbers, tracking ids, dates, emails) in the text.
+    pub info: Vec<u32>,
+    pub upset_cues: u32,
+    pub hedged: bool,
+    pub repeat_cue: bool,
+}
+
+/// Words of negation or request count when they stand this many words (English) or characters
+/// (Chinese) before the keyword.
+const EN_WINDOW: usize = 4;
+const ZH_WINDOW: usize = 5;
+
+impl Phrases {
+    /// The lists of `lists` where given, the shipped ones elsewhere; refused when they misread the
+    /// shipped examples of requests and non-requests.
+    pub fn compile(lists: PhraseLists) -> Result<Phrases, PhrasesError> {
+        let p = Phrases::compile_unchecked(lists);
+        for text in NOT_REQUESTS {
+            if let KeywordHit::Request(_) = p.request(text) {
+                return Err(PhrasesError::ReadsNonRequest(text));
+            }
+        }
+        for text in REQUESTS {
+            if !matches!(p.request(text), KeywordHit::Request(_)) {
+                return Err(PhrasesError::MissesRequest(text));
+            }
+        }
+        Ok(p)
+    }
+
+    fn compile_unchecked(lists: PhraseLists) -> Phrases {
+        let l = lists.over(PhraseLists::shipped());
+        let list = |v: &Option<Vec<String>>| List::new(v.as_deref().unwrap_or_default());
+        Phrases {
+            requests: list(&l.requests),
+            person_words: list(&l.person_words),
+            request_words: list(&l.request_words),
+            fillers: list(&l.fillers),
+            other_senses: list(&l.other_senses),
+            negations: list(&l.negations),
+            threats: list(&l.threats),
+            threat_other_senses: list(&l.threat_other_senses),
+            small_talk: list(&l.small_talk),
+            upset_words: list(&l.upset_words),
+            hedges: list(&l.hedges),
+            repeat_cues: list(&l.repeat_cues),
+        }
+    }
+
+    pub fn shipped() -> &'static Phrases {
+        static SHIPPED: OnceLock<Phrases> = OnceLock::new();
+        SHIPPED.get_or_init(|| {
+            Phrases::compile(PhraseLists::default()).expect("the shipped lists pass their checks")
+        })
+    }
+
+    /// Everything the words say.
+    pub fn read(&self, text: &str) -> Reading {
+        let lower = text.to_lowercase().replace('’', "'");
+        let ws = words(&lower);
+        let (keyword, keyword_negated) = match self.request_in(&lower, &ws) {
+            KeywordHit::None => (None, false),
+            KeywordHit::Request(k) => (Some(k), false),
+            KeywordHit::Negated(k) => (Some(k), true),
+        };
+        let other_sense = if keyword.is_some() {
+            None
+        } else {
+            self.other_senses.any(&lower, &ws)
+        };
+        let threat = self.threat_in(&lower, &ws);
+        Reading {
+            keyword,
+            keyword_negated,
+            other_sense,
+            threat,
+            small_talk: self.is_small_talk(&lower),
+            info: identifiers(text),
+            upset_cues: self.upset_cues(text, &lower, &ws),
+            hedged: self.hedges.any(&lower, &ws).is_some(),
+            repeat_cue: self.repeat_cues.any(&lower, &ws).is_some(),
+        }
+    }
+
+    /// A request for a person, a negated one, or neither.
+    pub fn request(&self, text: &str) -> KeywordHit {
+        let lower = text.to_lowercase().replace('’', "'");
+        let ws = words(&lower);
+        self.request_in(&lower, &ws)
+    }
+
+    fn request_in(&self, lower: &str, ws: &[(usize, String)]) -> KeywordHit {
+        let masked: Vec<(usize, usize)> = self
+            .other_senses
+            .matches(lower, ws)
+            .into_iter()
+            .map(|(a, b, _)| (a, b))
+            .collect();
+        let inside_other = |a: usize, b: usize| masked.iter().any(|&(s, e)| a >= s && b <= e);
+        let mut candidates: Vec<(usize, usize, String)> = self
+            .requests
+            .matches(lower, ws)
+            .into_iter()
+            .filter(|(a, b, _)| !inside_other(*a, *b))
+            .collect();
+        for (a, b, word) in self.person_words.matches(lower, ws) {
+            if inside_other(a, b) {
+                continue;
+            }
+            let before = self.window_before(lower, ws, a, &word);
+            let asked = self.request_words.any(&before.0, &before.1).is_some();
+            if asked || self.is_bare(lower, a, b) {
+                candidates.push((a, b, word));
+            }
+        }
+        candidates.sort_by_key(|c| c.0);
+        let mut negated = None;
+        for (a, _, phrase) in candidates {
+            let (window, wws) = self.window_before(lower, ws, a, &phrase);
+            if self.negations.any(&window, &wws).is_some() {
+                negated.get_or_insert(phrase);
+            } else {
+                return KeywordHit::Request(phrase);
+            }
+        }
+        negated.map_or(KeywordHit::None, KeywordHit::Negated)
+    }
+
+    /// The text just before byte `at` (with the match itself for Chinese, where "不需要人工" holds
+    /// "要人工" after "不需"): a few words or characters, lower-cased, and its words.
+    fn window_before(
+        &self,
+        lower: &str,
+        ws: &[(usize, String)],
+        at: usize,
+        phrase: &str,
+    ) -> (String, Vec<(usize, String)>) {
+        // A negation or request word in an earlier clause is about something else:
+        // "特别着急，转人工", "no, I want an agent".
+        let clause = lower[..at]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| ",.!?;，。！？；\n".contains(*c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        if phrase.is_ascii() {
+            let i = ws.iter().position(|w| w.0 >= at).unwrap_or(ws.len());
+            let first = ws.iter().position(|w| w.0 >= clause).unwrap_or(i).min(i);
+            let start = i.saturating_sub(EN_WINDOW).max(first);
+            let text = ws[start..i]
+                .iter()
+                .map(|w| w.1.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let w = words(&text);
+            (text, w)
+        } else {
+            let before: Vec<char> = lower[clause.min(at)..at].chars().collect();
+            let from = before.len().saturating_sub(ZH_WINDOW);
+            let text: String = before[from..].iter().collect::<String>() + phrase;
+            let w = words(&text);
+            (text, w)
+        }
+    }
+
+    /// The message is the person word and nothing else but fillers, punctuation and emoji
+    /// ("AGENT!!!", "人工", "human pls").
+    fn is_bare(&self, lower: &str, a: usize, b: usize) -> bool {
+        let rest = format!("{} {}", &lower[..a], &lower[b..]);
+        self.only(&rest, &self.fillers)
+    }
+
+    /// `text` holds nothing but entries of `list`, punctuation, emoji and WeChat codes.
+    fn only(&self, text: &str, list: &List) -> bool {
+        let mut rest = strip_codes(text);
+        if let Some(ac) = &list.longest {
+            rest = ac.replace_all(&rest, &vec![" "; list.substrings.len()]);
+        }
+        // Anything left that is not ASCII words (Chinese, other scripts) is not in the list.
+        if rest.chars().any(|c| !c.is_ascii() && c.is_alphanumeric()) {
+            return false;
+        }
+        let ws = words(&rest);
+        let mut i = 0;
+        while i < ws.len() {
+            match list.word_match_at(&ws, i) {
+                Some(n) => i += n,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn is_small_talk(&self, lower: &str) -> bool {
+        // Small talk is short: a long message is never only greetings and thanks.
+        lower.len() <= 80 && self.only(lower, &self.small_talk)
+    }
+
+    fn threat_in(&self, lower: &str, ws: &[(usize, String)]) -> Option<String> {
+        let masked: Vec<(usize, usize)> = self
+            .threat_other_senses
+            .matches(lower, ws)
+            .into_iter()
+            .map(|(a, b, _)| (a, b))
+            .collect();
+        self.threats
+            .matches(lower, ws)
+            .into_iter()
+            .filter(|(a, b, _)| !masked.iter().any(|&(s, e)| *a >= s && *b <= e))
+            .min_by_key(|m| m.0)
+            .map(|m| m.2)
+    }
+
+    fn upset_cues(&self, text: &str, lower: &str, ws: &[(usize, String)]) -> u32 {
+        let mut cues = self.upset_words.count(lower, ws) as u32;
+        cues += runs(text, &['!', '！']).min(2);
+        cues += runs(text, &['?', '？']).min(1);
+        cues += text
+            .chars()
+            .filter(|c| ANGRY_EMOJI.contains(c))
+            .count()
+            .min(2) as u32;
+        let shouted = text
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_uppercase()))
+            .count() as u32;
+        cues += shouted.min(2);
+        cues.min(10)
+    }
+}
+
+const ANGRY_EMOJI: &[char] = &[
+    '😡', '😠', '🤬', '💢', '😤', '🙄', '🙃', '😒', '👎', '😑', '😩', '😫',
+];
+
+/// Runs of two or more of `marks` in a row ("!!", "？？？").
+fn runs(text: &str, marks: &[char]) -> u32 {
+    let (mut n, mut len) = (0, 0);
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if marks.contains(&c) {
+            len += 1;
+        } else {
+            n += u32::from(len >= 2);
+            len = 0;
+        }
+    }
+    n
+}
+
+/// Lower-case words of a text with their byte offsets: runs of ASCII letters, digits and
+/// apostrophes (Chinese is matched by substring, not here).
+fn words(lower: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in lower
+        .char_indices()
+        .chain(std::iter::once((lower.len(), ' ')))
+    {
+        let part = c.is_ascii_alphanumeric() || c == '\'';
+        match (part, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                let w = lower[s..i].trim_matches('\'');
+                if !w.is_empty() {
+                    out.push((s, w.to_string()));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// WeChat codes such as "[微笑]" or "[OK]" are emoji, not words.
+fn strip_codes(text: &str) -> String {
+    static CODE: OnceLock<Regex> = OnceLock::new();
+    let re = CODE.get_or_init(|| Regex::new(r"\[[^\[\]\s]{1,6}\]").expect("valid regex"));
+    re.replace_all(text, " ").into_owned()
+}
+
+/// Hashes of the identifiers in a text: order numbers, tracking ids, phone numbers, amounts of
+/// three digits or more, dates and email addresses. Only hashes are kept in state, never the text.
+pub fn identifiers(text: &str) -> Vec<u32> {
+    static PATTERNS: OnceLock<Regex> = OnceLock::new();
+    let re = PATTERNS.get_or_init(|| {
+        Regex::new(concat!(
+            r"[\w.+-]+@[\w-]+\.[\w.]+",               // email
+            r"|\d{1,4}[/.-]\d{1,2}(?:[/.-]\d{1,4})?", // 3/12, 2026-01-05
+            r"|\d{1,2}\s*月\s*\d{1,2}\s*[日号]",      // 12月3日
+            r"|[A-Za-z0-9#_-]*\d[A-Za-z0-9#_-]*",     // tokens with digits, filtered below
+        ))
+        .expect("valid regex")
+    });
+    let mut out: Vec<u32> = re
+        .find_iter(text)
+        .map(|m| m.as_str())
+        .filter(|t| {
+            let digits = t.chars().filter(char::is_ascii_digit).count();
+            let letters = t.chars().filter(char::is_ascii_alphabetic).count();
+            t.contains('@')
+                || t.contains('月')
+                || t.contains(['/', '-'].as_ref()) && digits >= 2
+                || digits >= 3
+                || (digits >= 1 && letters >= 1 && t.len() >= 5)
+        })
+        .map(|t| {
+            let mut h = DefaultHasher::new();
+            t.to_lowercase().hash(&mut h);
+            h.finish() as u32
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Phrases {
+        Phrases::shipped()
+    }
+
+    #[test]
+    fn requests_for_a_person_are_found_in_both_languages() {
+        for text in [
+            "转人工",
+            "快点给我转人工[怒]",
+            "我要找真人",
+            "I want a real person",
+            "AGENT!!!",
+            "can I talk to a human?",
+            "找个能管事的来",
+            "can I speak with someone about this",
+            "zhuan ren gong pls",
+            "有没有活人啊",
+            "get me someone who can actually help",
+            "human please",
+            "人工！！",
+        ] {
+            assert!(
+                matches!(p().request(text), KeywordHit::Request(_)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn negated_requests_and_other_senses_are_not_requests() {
+        for text in [
+            "不用转人工了，谢谢",
+            "不需要人工",
+            "别转人工",
+            "I don't need a human, just tell me the price",
+            "no agent needed",
+        ] {
+            assert!(
+                matches!(p().request(text), KeywordHit::Negated(_)),
+                "{text}"
+            );
+        }
+        for text in
+            NOT_REQUESTS
+                .iter()
+                .chain(&["我的订单到哪了", "where is my refund", "the agenda"])
+        {
+            assert!(
+                !matches!(p().request(text), KeywordHit::Request(_)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            p().read("is the delivery agent bringing it today?")
+                .other_sense
+                .as_deref(),
+            Some("delivery agent")
+        );
+    }
+
+    #[test]
+    fn a_list_that_reads_a_shipped_non_request_as_a_request_is_refused() {
+        let lists = PhraseLists {
+            requests: Some(vec!["agent".into()]),
+            other_senses: Some(vec![]),
+            ..Default::default()
+        };
+        let err = Phrases::compile(lists).unwrap_err();
+        assert!(err.to_string().contains("not a request"), "{err}");
+        let lists = PhraseLists {
+            requests: Some(vec![]),
+            person_words: Some(vec![]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Phrases::compile(lists),
+            Err(PhrasesError::MissesRequest(_))
+        ));
+    }
+
+    #[test]
+    fn small_talk_is_greetings_thanks_and_acknowledgements_only() {
+        for text in [
+            "hi",
+            "hello",
+            "ok",
+            "OK!",
+            "thanks!!",
+            "👍",
+            "?",
+            "？？",
+            "在吗",
+            "你好",
+            "好的",
+            "嗯嗯",
+            "谢谢[微笑]",
+            "are you there?",
+            "hello??",
+            "ok thanks bye",
+            "好的 谢谢",
+        ] {
+            assert!(p().read(text).small_talk, "{text}");
+        }
+        for text in [
+            "where is my order",
+            "好的，那退款呢",
+            "hi, my card was charged twice",
+            "在吗 我的快递呢",
+            "no I want a refund",
+        ] {
+            assert!(!p().read(text).small_talk, "{text}");
+        }
+    }
+
+    #[test]
+    fn identifiers_threats_cues() {
+        assert_eq!(identifiers("where is my order 12345").len(), 1);
+        assert_eq!(identifiers("the tracking number is 1Z999").len(), 1);
+        assert!(identifiers("I have 2 items").is_empty());
+        assert_eq!(identifiers("订单SC20481，12月3日下的").len(), 2);
+        assert_eq!(identifiers("mail me at a.b@example.com").len(), 1);
+        assert_eq!(
+            p().read("再不解决我就去12315投诉").threat.as_deref(),
+            Some("12315")
+        );
+        assert_eq!(p().read("I will sue you").threat.as_deref(), Some("sue"));
+        assert_eq!(p().read("pursue a refund").threat, None);
+        assert_eq!(p().read("I saw your ad on twitter").threat, None);
+        assert!(p().read("I was charged TWICE!! 😡").upset_cues >= 3);
+        assert_eq!(p().read("where is my parcel").upset_cues, 0);
+        assert!(p().read("体验一般吧，物流有点慢").hedged);
+        assert!(p().read("我问的是退款多久到账").repeat_cue);
+    }
+}

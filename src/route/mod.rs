@@ -1,0 +1,147 @@
+//! One Route decision, transport aside: classify the text, make the turn, decide it with the
+//! conversation's state (the policy's lifecycle and retries included), and record it. The gRPC
+//! handler validates and converts; shadow traffic, the load generator and the tests build their
+//! turns here too, so the policy itself knows nothing of the model.
+
+pub mod record;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::audit::AuditLog;
+use crate::batcher::{BatchError, Batcher, Inferred};
+use crate::decision_log::Journal;
+use crate::model::{Model, Prediction};
+use crate::policy::{Channel, Decision, ReplayClock, Retry, SharedPolicy, StateStore, Tier, Turn};
+use crate::telemetry as t;
+use record::DecisionRecord;
+
+/// The model's side of a turn: intent, scores, negativity and embedding of `prediction`. The
+/// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
+/// to fill with struct-update syntax.
+pub fn turn<'a>(model: &'a Model, prediction: &'a Prediction, text: &'a str) -> Turn<'a> {
+    let top = prediction.top_intent();
+    Turn {
+        text,
+        intent: &model.intent_labels()[top],
+        intent_score: prediction.intent_probs[top],
+        intent_margin: prediction.intent_margin(),
+        request_human: model.intent_prob(prediction, "request_human"),
+        negativity: model.negativity(prediction),
+        embedding: &prediction.embedding,
+        ..Default::default()
+    }
+}
+
+/// What the caller says about one customer message (already validated).
+#[derive(Debug, Clone, Default)]
+pub struct Message<'a> {
+    pub conversation_id: &'a str,
+    pub message_id: &'a str,
+    pub text: &'a str,
+    pub channel: Channel,
+    pub tier: Tier,
+    pub attributes: Option<&'a HashMap<String, String>>,
+    pub bot_fallbacks: u32,
+    pub bot_failed: bool,
+    pub accepted_offer: bool,
+    pub declined_offer: bool,
+    pub handed_back: bool,
+    pub clock: ReplayClock,
+}
+
+/// A decided message: the decision, what the model read, and the policy that decided.
+pub struct Routed {
+    pub decision: Decision,
+    pub inferred: Inferred,
+    pub policy_version: String,
+}
+
+pub struct Router {
+    batcher: Arc<Batcher>,
+    policy: Arc<SharedPolicy>,
+    state: Arc<dyn StateStore>,
+    audit: AuditLog,
+    journal: Arc<Journal>,
+}
+
+impl Router {
+    pub fn new(
+        batcher: Arc<Batcher>,
+        policy: Arc<SharedPolicy>,
+        state: Arc<dyn StateStore>,
+        audit: AuditLog,
+        journal: Arc<Journal>,
+    ) -> Self {
+        Router {
+            batcher,
+            policy,
+            state,
+            audit,
+            journal,
+        }
+    }
+
+    pub fn batcher(&self) -> &Arc<Batcher> {
+        &self.batcher
+    }
+
+    /// Decide one message. A retry of a message already decided gets its first answer (same
+    /// decision id) and is neither counted nor logged again.
+    pub async fn route(
+        &self,
+        m: &Message<'_>,
+        caller: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Routed, BatchError> {
+        let inf = self.batcher.infer(m.text.to_string(), deadline).await?;
+        let id = uuid::Uuid::new_v4();
+        let decision_id = id.to_string();
+        let turn = Turn {
+            message_id: m.message_id,
+            decision_id: &decision_id,
+            channel: m.channel,
+            tier: m.tier,
+            attributes: m.attributes,
+            bot_fallbacks: m.bot_fallbacks,
+            bot_failed: m.bot_failed,
+            accepted_offer: m.accepted_offer,
+            declined_offer: m.declined_offer,
+            handed_back: m.handed_back,
+            unix_seconds: m.clock.unix_seconds,
+            sent_unix_seconds: m.clock.sent_unix_seconds,
+            ..turn(&inf.model, &inf.prediction, m.text)
+        };
+        // One policy for the whole decision, even across a reload.
+        let policy = self.policy.get();
+        let decision = policy
+            .route(self.state.as_ref(), m.conversation_id, &turn)
+            .await;
+        match decision.retry {
+            Retry::No => DecisionRecord {
+                decision_id: &decision_id,
+                caller,
+                conversation_id: m.conversation_id,
+                message_id: m.message_id,
+                channel: m.channel,
+                decision: &decision,
+                policy_version: policy.version(),
+                model_name: inf.model.name(),
+                model_version: inf.model.version(),
+                text: m.text,
+                clock: m.clock,
+            }
+            .record(&self.audit, &self.journal, &id),
+            Retry::Answered => {
+                metrics::counter!(t::ROUTE_RETRIES, "kind" => "answered").increment(1)
+            }
+            Retry::Expired => metrics::counter!(t::ROUTE_RETRIES, "kind" => "expired").increment(1),
+        }
+        Ok(Routed {
+            decision,
+            inferred: inf,
+            policy_version: policy.version().to_string(),
+        })
+    }
+}
