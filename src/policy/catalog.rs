@@ -113,6 +113,8 @@ signals! {
         "anger cues in the text: !!, ??, 😡, words in capitals, \"third time\", 无语/服了/离谱 …";
     Hedged "hedged" Kind::Flag, |s| flag(s.hedged),
         "the text softens itself (a bit, kinda, 一般吧, 有点 …)";
+    Vague "vague" Kind::Flag, |s| flag(s.vague),
+        "not small talk, yet only fillers (就是那个嘛, the the thing with my uh): counts as a low-confidence turn";
     SmallTalk "small_talk" Kind::Flag, |s| flag(s.small_talk),
         "greeting, thanks, acknowledgement, \"are you there\", bare punctuation or emoji";
     NewInfo "new_info" Kind::Flag, |s| flag(s.new_info),
@@ -224,6 +226,8 @@ pub struct Snapshot {
     pub hedged: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub small_talk: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub vague: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub new_info: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -46,6 +46,16 @@ pub(super) fn offer_held_back(v: &Values) -> Option<Reason> {
         let detail = "the customer declined the person offered: not offered again now";
         return Some(reason("offer_declined", "declined_offer", 1.0, 1.0, detail));
     }
+    if v.keyword_negated {
+        let detail = "the customer says they do not want a person: not offered now";
+        return Some(reason(
+            "offer_declined",
+            "keyword_negated",
+            1.0,
+            1.0,
+            detail,
+        ));
+    }
     (v.offer_quiet > 0).then(|| {
         let detail = "the customer declined a person recently: offers are held back";
         reason(

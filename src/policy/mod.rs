@@ -442,7 +442,9 @@ impl Policy {
         let read = self.phrases.read(turn.text);
         let sig = &self.config.signals;
         let negative = turn.negativity >= sig.negative_turn;
-        let unsure = turn.intent_score < sig.low_confidence || turn.intent_margin < sig.low_margin;
+        let unsure = read.vague
+            || turn.intent_score < sig.low_confidence
+            || turn.intent_margin < sig.low_margin;
         // Small talk is never unsure: "ok" has no intent to be sure of.
         let low_confidence_turns = match (read.small_talk, unsure) {
             (true, _) | (false, false) => 0,
@@ -491,6 +493,7 @@ impl Policy {
                 upset_cues: read.upset_cues,
                 hedged: read.hedged,
                 small_talk: read.small_talk,
+                vague: read.vague,
                 new_info,
                 repeat_cue: read.repeat_cue,
                 similarity,

@@ -64,6 +64,7 @@ pub struct PhraseLists {
     pub upset_words: Option<Vec<String>>,
     pub hedges: Option<Vec<String>>,
     pub repeat_cues: Option<Vec<String>>,
+    pub vague_words: Option<Vec<String>>,
 }
 
 impl PhraseLists {
@@ -88,7 +89,8 @@ impl PhraseLists {
             small_talk,
             upset_words,
             hedges,
-            repeat_cues
+            repeat_cues,
+            vague_words
         )
     }
 }
@@ -219,6 +221,8 @@ pub struct Phrases {
     upset_words: List,
     hedges: List,
     repeat_cues: List,
+    /// Vague words and small talk together.
+    vague: List,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,12 +256,14 @@ pub struct Reading {
     pub upset_cues: u32,
     pub hedged: bool,
     pub repeat_cue: bool,
+    /// Not small talk, yet nothing but fillers ("就是那个嘛", "the the thing with my uh").
+    pub vague: bool,
 }
 
 /// Words of negation or request count when they stand this many words (English) or characters
 /// (Chinese) before the keyword.
-const EN_WINDOW: usize = 4;
-const ZH_WINDOW: usize = 5;
+const EN_WINDOW: usize = 6;
+const ZH_WINDOW: usize = 8;
 
 impl Phrases {
     /// The lists of `lists` where given, the shipped ones elsewhere; refused when they misread the
@@ -293,6 +299,11 @@ impl Phrases {
             upset_words: list(&l.upset_words),
             hedges: list(&l.hedges),
             repeat_cues: list(&l.repeat_cues),
+            vague: {
+                let mut v = l.vague_words.clone().unwrap_or_default();
+                v.extend(l.small_talk.clone().unwrap_or_default());
+                List::new(&v)
+            },
         }
     }
 
@@ -318,12 +329,14 @@ impl Phrases {
             self.other_senses.any(&lower, &ws)
         };
         let threat = self.threat_in(&lower, &ws);
+        let small_talk = self.is_small_talk(&lower);
         Reading {
             keyword,
             keyword_negated,
             other_sense,
             threat,
-            small_talk: self.is_small_talk(&lower),
+            small_talk,
+            vague: !small_talk && lower.len() <= 120 && self.only(&lower, &self.vague),
             info: identifiers(text),
             upset_cues: self.upset_cues(text, &lower, &ws),
             hedged: self.hedges.any(&lower, &ws).is_some(),
@@ -358,7 +371,9 @@ impl Phrases {
             }
             let before = self.window_before(lower, ws, a, &word);
             let asked = self.request_words.any(&before.0, &before.1).is_some();
-            if asked || self.is_bare(lower, a, b) {
+            // "不用人工", "no human needed": a negated person word is a declined request.
+            let refused = self.negations.any(&before.0, &before.1).is_some();
+            if asked || refused || self.is_bare(lower, a, b) {
                 candidates.push((a, b, word));
             }
         }

@@ -273,7 +273,7 @@ fn shipped_policies_are_valid() {
     assert!(p.rules().len() >= 10);
     let example = include_str!("../../config/policy.toml");
     let example = Policy::new(toml::from_str(example).unwrap()).unwrap();
-    assert_eq!(example.version(), "example-3");
+    assert_eq!(example.version(), "example-4");
     assert_eq!(example.queue_capacities().count(), 2);
     assert_eq!(
         p.rules().iter().map(|r| &r.when).collect::<Vec<_>>(),
@@ -285,9 +285,9 @@ fn shipped_policies_are_valid() {
 #[test]
 fn bad_policies_are_refused_with_the_reason() {
     let err = |extra: &str| policy_with(extra).unwrap_err().to_string();
-    let e = err("[[rules]]\nid = \"late\"\nwhen = \"negativity >= 0.9\"\naction = \"escalate\"\n");
+    let e = err("[[rules]]\nid = \"late\"\nwhen = \"similarity >= 0.9\"\naction = \"escalate\"\n");
     assert!(
-        e.contains("unreachable") && e.contains("\"strong_negativity\""),
+        e.contains("unreachable") && e.contains("\"repeated_question\""),
         "{e}"
     );
     let e = err("[[rules]]\nid = \"typo\"\nwhen = \"negativty >= 0.9\"\naction = \"escalate\"\n");
