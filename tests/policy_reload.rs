@@ -52,7 +52,7 @@ fn policy(version: &str, from: &str, to: &str) -> String {
 #[tokio::test]
 async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy() {
     let path = std::env::temp_dir().join(format!("handoff-reload-{}.toml", std::process::id()));
-    let strong = "when = \"negativity >= 0.85 or (channel == 'voice' and negativity >= 0.7)\"";
+    let strong = "when = \"not hedged and not small_talk and ((negativity >= 0.5 and upset_cues >= 1) or upset_cues >= 2)\"";
     std::fs::write(&path, policy("t-1", strong, strong)).unwrap();
     let server = common::Server::start(&["--policy", path.to_str().unwrap()]);
 
@@ -72,7 +72,7 @@ async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy
         (second.policy_version.as_str(), second.action()),
         ("t-2", Action::OfferHuman)
     );
-    assert_eq!(second.reasons[0].rule_id, "strong_negativity");
+    assert_eq!(second.reasons[0].rule_id, "upset");
 
     // A bad file: refused with its line, counted, and t-2 stays in force.
     std::thread::sleep(Duration::from_millis(1100));
@@ -83,7 +83,7 @@ async fn policy_reloads_mid_conversation_and_a_bad_file_keeps_the_running_policy
     assert_eq!(route(&server, "m3", "白色呢").await.policy_version, "t-2");
     assert!(
         server.log_text().contains(&format!(
-            ":{line}: rule \"strong_negativity\": in `when`: unknown signal \"negativty\""
+            ":{line}: rule \"upset\": in `when`: unknown signal \"negativty\""
         )),
         "{}",
         server.log_text()

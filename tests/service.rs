@@ -86,7 +86,7 @@ async fn explicit_requests_for_a_person_escalate() {
     let mut client = common::client(common::shared()).await;
     for text in ["转人工", "I want a real person"] {
         let resp = client
-            .route(route("conv-escalate", text))
+            .route(route(&format!("conv-escalate-{text}"), text))
             .await
             .unwrap()
             .into_inner();

@@ -105,8 +105,8 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
         (
             "zh negativity ladder",
             vec![
-                step("气死我了，什么破服务[怒]", Offer, "strong_negativity"),
-                step("太差劲了，真的很生气[怒]", Offer, "strong_negativity"),
+                step("气死我了，什么破服务[怒]", Offer, "upset"),
+                step("太差劲了，真的很生气[怒]", Offer, "upset"),
                 step("垃圾，烦死了[怒]", Escalate, "offer_ladder"),
             ],
         ),
@@ -116,7 +116,7 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
                 step(
                     "this is the worst service ever, I'm furious",
                     Offer,
-                    "strong_negativity",
+                    "upset",
                 ),
                 Step {
                     accepted_offer: true,
@@ -129,11 +129,7 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
             vec![
                 Step {
                     channel: pb::Channel::Voice,
-                    ..step(
-                        "I'm so angry right now, this is ridiculous",
-                        Offer,
-                        "strong_negativity",
-                    )
+                    ..step("I'm so angry right now, this is ridiculous", Offer, "upset")
                 },
                 Step {
                     channel: pb::Channel::Voice,
@@ -171,18 +167,18 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
             ],
         ),
         (
-            "worsening sentiment",
+            "vague turn after turn",
             vec![
                 step("请问这个有蓝色的吗", Bot, "default"),
                 step("那个呢", Bot, "default"),
-                step("还是不行啊", Offer, "worsening"),
+                step("还是不行啊", Offer, "low_confidence"),
             ],
         ),
         (
-            "sustained negativity",
+            "hedged complaints stay with the bot",
             vec![
-                step("感觉不太好", Bot, "default"),
-                step("还行吧，不太好", Offer, "sustained_negativity"),
+                step("体验一般吧，物流有点慢", Bot, "default"),
+                step("your new app update is kinda annoying tbh", Bot, "default"),
             ],
         ),
         (
@@ -234,10 +230,13 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
                     queue: "senior",
                     ..step("cancel my subscription please", Escalate, "vip_cancel")
                 },
+                // Already with a person: the same queue, one priority up as a rule fires again.
                 Step {
                     tier: pb::CustomerTier::Vip,
                     queue: "senior",
-                    ..step("转人工", Escalate, "explicit_request")
+                    priority: 10,
+                    also: "explicit_request",
+                    ..step("转人工", Escalate, "already_escalated")
                 },
             ],
         ),

@@ -82,6 +82,9 @@ struct Args {
     /// --addr, e.g. to read the server's batch metrics under load.
     #[arg(long)]
     peak_only: bool,
+    /// Instead of the benchmark: only the decision path alone (no server), for --seconds.
+    #[arg(long)]
+    decision_path_only: bool,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -433,6 +436,13 @@ async fn main() -> anyhow::Result<()> {
     let model = Arc::new(
         Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
     );
+    if args.decision_path_only {
+        let (p50, p99, n) = decision_path(&model, args.seconds)?;
+        println!(
+            "decision path alone (built-in rules, memory store, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
+        );
+        return Ok(());
+    }
     if args.single_call {
         let (seconds, threads) = (args.seconds, args.threads);
         return single_call::run(model, &args.model, seconds, threads, args.peer).await;
