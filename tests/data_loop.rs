@@ -70,10 +70,7 @@ async fn logged_decisions_replay_exactly_and_a_changed_threshold_shows_its_effec
 
     let failures = common::scenarios::run(&mut client, "loop").await;
     assert!(failures.is_empty(), "{failures:?}");
-    let mut routed = common::scenarios::scenarios()
-        .iter()
-        .map(|(_, steps)| steps.len())
-        .sum::<usize>();
+    let mut routed = common::scenarios::decided_turns();
 
     // A conversation the bot keeps failing: 1, 2, 3 and 4 fallbacks.
     let mut fallback_decisions = Vec::new();

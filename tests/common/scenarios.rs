@@ -243,6 +243,22 @@ pub fn scenarios() -> Vec<(&'static str, Vec<Step>)> {
     ]
 }
 
+/// Turns that make a new decision: a step re-sending the previous step's message id is a retry,
+/// answered with the first decision and not recorded again.
+#[allow(dead_code)] // not every test binary counts them
+pub fn decided_turns() -> usize {
+    scenarios()
+        .iter()
+        .map(|(_, steps)| {
+            let retries = steps
+                .windows(2)
+                .filter(|w| !w[1].message_id.is_empty() && w[1].message_id == w[0].message_id)
+                .count();
+            steps.len() - retries
+        })
+        .sum()
+}
+
 pub fn sent_at_ms(hours_ago: u64) -> u64 {
     if hours_ago == 0 {
         return 0;
