@@ -65,6 +65,7 @@ pub struct PhraseLists {
     pub hedges: Option<Vec<String>>,
     pub repeat_cues: Option<Vec<String>>,
     pub vague_words: Option<Vec<String>>,
+    pub declines: Option<Vec<String>>,
 }
 
 impl PhraseLists {
@@ -90,7 +91,8 @@ impl PhraseLists {
             upset_words,
             hedges,
             repeat_cues,
-            vague_words
+            vague_words,
+            declines
         )
     }
 }
@@ -221,6 +223,7 @@ pub struct Phrases {
     upset_words: List,
     hedges: List,
     repeat_cues: List,
+    declines: List,
     /// Vague words and small talk together.
     vague: List,
 }
@@ -260,10 +263,13 @@ pub struct Reading {
     pub vague: bool,
 }
 
+/// A turn at least this much filler (by words and Chinese characters) is vague.
+const VAGUE_SHARE: f64 = 0.7;
+
 /// Words of negation or request count when they stand this many words (English) or characters
 /// (Chinese) before the keyword.
 const EN_WINDOW: usize = 6;
-const ZH_WINDOW: usize = 8;
+const ZH_WINDOW: usize = 12;
 
 impl Phrases {
     /// The lists of `lists` where given, the shipped ones elsewhere; refused when they misread the
@@ -299,6 +305,7 @@ impl Phrases {
             upset_words: list(&l.upset_words),
             hedges: list(&l.hedges),
             repeat_cues: list(&l.repeat_cues),
+            declines: list(&l.declines),
             vague: {
                 let mut v = l.vague_words.clone().unwrap_or_default();
                 v.extend(l.small_talk.clone().unwrap_or_default());
@@ -336,7 +343,7 @@ impl Phrases {
             other_sense,
             threat,
             small_talk,
-            vague: !small_talk && lower.len() <= 120 && self.only(&lower, &self.vague),
+            vague: !small_talk && lower.len() <= 120 && self.filler_share(&lower) >= VAGUE_SHARE,
             info: identifiers(text),
             upset_cues: self.upset_cues(text, &lower, &ws),
             hedged: self.hedges.any(&lower, &ws).is_some(),
@@ -378,10 +385,13 @@ impl Phrases {
             }
         }
         candidates.sort_by_key(|c| c.0);
-        let mut negated = None;
-        for (a, _, phrase) in candidates {
+        // "不用转", "别转人工", "don't transfer me": declined, with or without a person word.
+        let declines = self.declines.matches(lower, ws);
+        let mut negated = declines.first().map(|d| d.2.clone());
+        for (a, b, phrase) in candidates {
             let (window, wws) = self.window_before(lower, ws, a, &phrase);
-            if self.negations.any(&window, &wws).is_some() {
+            let declined = declines.iter().any(|d| d.0 < b && a < d.1);
+            if declined || self.negations.any(&window, &wws).is_some() {
                 negated.get_or_insert(phrase);
             } else {
                 return KeywordHit::Request(phrase);
@@ -418,7 +428,16 @@ impl Phrases {
             let w = words(&text);
             (text, w)
         } else {
-            let before: Vec<char> = lower[clause.min(at)..at].chars().collect();
+            // Chinese chat separates clauses with spaces as often as with commas.
+            let part = &lower[clause.min(at)..at];
+            let cut = part
+                .char_indices()
+                .zip(part.chars().skip(1))
+                .filter(|((_, c), next)| !c.is_ascii() && next.is_whitespace())
+                .map(|((i, c), _)| i + c.len_utf8())
+                .last();
+            let part = cut.map_or(part, |i| part[i..].trim_start());
+            let before: Vec<char> = part.chars().collect();
             let from = before.len().saturating_sub(ZH_WINDOW);
             let text: String = before[from..].iter().collect::<String>() + phrase;
             let w = words(&text);
@@ -474,6 +493,40 @@ impl Phrases {
             .map(|m| m.2)
     }
 
+    /// The share of a text's words and Chinese characters that are fillers or small talk (0 for a
+    /// text with none of either).
+    fn filler_share(&self, lower: &str) -> f64 {
+        let text = strip_codes(lower);
+        let cjk = |t: &str| {
+            t.chars()
+                .filter(|c| !c.is_ascii() && c.is_alphanumeric())
+                .count()
+        };
+        let total_cjk = cjk(&text);
+        let rest = match &self.vague.longest {
+            Some(ac) => ac.replace_all(&text, &vec![" "; self.vague.substrings.len()]),
+            None => text.clone(),
+        };
+        let covered_cjk = total_cjk - cjk(&rest);
+        let ws = words(&rest);
+        let mut covered_words = 0;
+        let mut i = 0;
+        while i < ws.len() {
+            match self.vague.word_match_at(&ws, i) {
+                Some(n) => {
+                    covered_words += n;
+                    i += n;
+                }
+                None => i += 1,
+            }
+        }
+        let total = total_cjk + ws.len();
+        if total == 0 {
+            return 0.0;
+        }
+        (covered_cjk + covered_words) as f64 / total as f64
+    }
+
     fn upset_cues(&self, text: &str, lower: &str, ws: &[(usize, String)]) -> u32 {
         let mut cues = self.upset_words.count(lower, ws) as u32;
         cues += runs(text, &['!', '！']).min(2);
@@ -483,14 +536,21 @@ impl Phrases {
             .filter(|c| ANGRY_EMOJI.contains(c))
             .count()
             .min(2) as u32;
+        // Words in capitals, not codes ("RIDE50OFF") or acronyms ("VIP", "PDF").
         let shouted = text
-            .split(|c: char| !c.is_alphabetic())
-            .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_ascii_uppercase()))
+            .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_uppercase()))
+            .filter(|w| !ACRONYMS.contains(w))
             .count() as u32;
         cues += shouted.min(2);
         cues.min(10)
     }
 }
+
+const ACRONYMS: &[&str] = &[
+    "HTTP", "HTML", "JSON", "WIFI", "USPS", "FEDEX", "IBAN", "SWIFT", "HDMI", "VISA", "ASAP",
+    "IMEI",
+];
 
 const ANGRY_EMOJI: &[char] = &[
     '😡', '😠', '🤬', '💢', '😤', '🙄', '🙃', '😒', '👎', '😑', '😩', '😫',
