@@ -366,8 +366,9 @@ impl Policy {
         if turn.handed_back {
             state.hand_back();
         }
-        let v = self.values(turn, state);
-        let mut d = self.decide_values(&v);
+        let mut v = self.values(turn, state);
+        let mut d = self.decide_rules(&v);
+        lifecycle::while_held(&self.config.lifecycle, &v, &mut d);
         if let Some(repair) = state.repair {
             let detail = match repair {
                 Repair::Unreadable => {
@@ -383,6 +384,8 @@ impl Policy {
         let rules_priority = d.priority;
         self.shape(turn, &mut d);
         self.record(state, turn, &v, &d, rules_priority);
+        v.s.had_attributes = v.attributes.is_some_and(|a| !a.is_empty());
+        d.signals = std::mem::take(&mut v.s);
         d
     }
 

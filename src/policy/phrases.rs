@@ -5,10 +5,10 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::OnceLock;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -97,12 +97,38 @@ impl PhraseLists {
     }
 }
 
+/// FNV-1a: every word of a message is looked up in a dozen lists, and SipHash's protection
+/// against chosen keys buys nothing for a fixed vocabulary.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 /// One list, split by script: English entries as word sequences (indexed by their first word),
 /// the others as substrings (one automaton finds them all in a single pass).
 #[derive(Debug, Clone, Default)]
 struct List {
     /// First word → the entries starting with it, longest first.
-    words: HashMap<String, Vec<Vec<String>>>,
+    words: FastMap<String, Vec<Vec<String>>>,
     substrings: Vec<String>,
     /// Every occurrence, overlapping ones included.
     all: Option<AhoCorasick>,
@@ -116,7 +142,7 @@ impl List {
         for e in entries {
             let e = e.to_lowercase();
             if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
-                let w: Vec<String> = words(&e).into_iter().map(|(_, w)| w).collect();
+                let w: Vec<String> = words(&e).into_iter().map(|(_, w)| w.to_string()).collect();
                 if let Some(first) = w.first() {
                     l.words.entry(first.clone()).or_default().push(w);
                 }
@@ -131,6 +157,7 @@ impl List {
             let build = |kind| {
                 AhoCorasickBuilder::new()
                     .match_kind(kind)
+                    .kind(Some(AhoCorasickKind::DFA))
                     .build(&l.substrings)
                     .expect("phrase lists are small")
             };
@@ -141,22 +168,22 @@ impl List {
     }
 
     /// The longest entry of this list starting at word `i`: its length in words.
-    fn word_match_at(&self, ws: &[(usize, String)], i: usize) -> Option<usize> {
+    fn word_match_at(&self, ws: &[(usize, &str)], i: usize) -> Option<usize> {
         self.words
-            .get(&ws[i].1)?
+            .get(ws[i].1)?
             .iter()
             .find(|p| {
                 ws.len() >= i + p.len()
                     && ws[i..i + p.len()]
                         .iter()
                         .zip(p.iter())
-                        .all(|(w, e)| &w.1 == e)
+                        .all(|(w, e)| w.1 == e.as_str())
             })
             .map(Vec::len)
     }
 
     /// Every match as (byte start, byte end, entry) in `lower`.
-    fn matches(&self, lower: &str, ws: &[(usize, String)]) -> Vec<(usize, usize, String)> {
+    fn matches(&self, lower: &str, ws: &[(usize, &str)]) -> Vec<(usize, usize, String)> {
         let mut out = Vec::new();
         if let Some(ac) = &self.all {
             for m in ac.find_overlapping_iter(lower) {
@@ -170,7 +197,7 @@ impl List {
                     let end = ws[i + n - 1].0 + ws[i + n - 1].1.len();
                     let entry = ws[i..i + n]
                         .iter()
-                        .map(|w| w.1.as_str())
+                        .map(|w| w.1)
                         .collect::<Vec<_>>()
                         .join(" ");
                     out.push((ws[i].0, end, entry));
@@ -180,7 +207,7 @@ impl List {
         out
     }
 
-    fn count(&self, lower: &str, ws: &[(usize, String)]) -> usize {
+    fn count(&self, lower: &str, ws: &[(usize, &str)]) -> usize {
         let subs = self
             .all
             .as_ref()
@@ -191,7 +218,7 @@ impl List {
         subs + words
     }
 
-    fn any(&self, lower: &str, ws: &[(usize, String)]) -> Option<String> {
+    fn any(&self, lower: &str, ws: &[(usize, &str)]) -> Option<String> {
         if let Some(m) = self.all.as_ref().and_then(|ac| ac.find(lower)) {
             return Some(self.substrings[m.pattern().as_usize()].clone());
         }
@@ -200,7 +227,7 @@ impl List {
             Some(
                 ws[i..i + n]
                     .iter()
-                    .map(|w| w.1.as_str())
+                    .map(|w| w.1)
                     .collect::<Vec<_>>()
                     .join(" "),
             )
@@ -323,7 +350,7 @@ impl Phrases {
 
     /// Everything the words say.
     pub fn read(&self, text: &str) -> Reading {
-        let lower = text.to_lowercase().replace('’', "'");
+        let lower = lowered(text);
         let ws = words(&lower);
         let (keyword, keyword_negated) = match self.request_in(&lower, &ws) {
             KeywordHit::None => (None, false),
@@ -353,12 +380,12 @@ impl Phrases {
 
     /// A request for a person, a negated one, or neither.
     pub fn request(&self, text: &str) -> KeywordHit {
-        let lower = text.to_lowercase().replace('’', "'");
+        let lower = lowered(text);
         let ws = words(&lower);
         self.request_in(&lower, &ws)
     }
 
-    fn request_in(&self, lower: &str, ws: &[(usize, String)]) -> KeywordHit {
+    fn request_in(&self, lower: &str, ws: &[(usize, &str)]) -> KeywordHit {
         let masked: Vec<(usize, usize)> = self
             .other_senses
             .matches(lower, ws)
@@ -377,9 +404,10 @@ impl Phrases {
                 continue;
             }
             let before = self.window_before(lower, ws, a, &word);
-            let asked = self.request_words.any(&before.0, &before.1).is_some();
+            let bws = words(&before);
+            let asked = self.request_words.any(&before, &bws).is_some();
             // "不用人工", "no human needed": a negated person word is a declined request.
-            let refused = self.negations.any(&before.0, &before.1).is_some();
+            let refused = self.negations.any(&before, &bws).is_some();
             if asked || refused || self.is_bare(lower, a, b) {
                 candidates.push((a, b, word));
             }
@@ -389,7 +417,8 @@ impl Phrases {
         let declines = self.declines.matches(lower, ws);
         let mut negated = declines.first().map(|d| d.2.clone());
         for (a, b, phrase) in candidates {
-            let (window, wws) = self.window_before(lower, ws, a, &phrase);
+            let window = self.window_before(lower, ws, a, &phrase);
+            let wws = words(&window);
             let declined = declines.iter().any(|d| d.0 < b && a < d.1);
             if declined || self.negations.any(&window, &wws).is_some() {
                 negated.get_or_insert(phrase);
@@ -402,13 +431,7 @@ impl Phrases {
 
     /// The text just before byte `at` (with the match itself for Chinese, where "不需要人工" holds
     /// "要人工" after "不需"): a few words or characters, lower-cased, and its words.
-    fn window_before(
-        &self,
-        lower: &str,
-        ws: &[(usize, String)],
-        at: usize,
-        phrase: &str,
-    ) -> (String, Vec<(usize, String)>) {
+    fn window_before(&self, lower: &str, ws: &[(usize, &str)], at: usize, phrase: &str) -> String {
         // A negation or request word in an earlier clause is about something else:
         // "特别着急，转人工", "no, I want an agent".
         let clause = lower[..at]
@@ -420,13 +443,11 @@ impl Phrases {
             let i = ws.iter().position(|w| w.0 >= at).unwrap_or(ws.len());
             let first = ws.iter().position(|w| w.0 >= clause).unwrap_or(i).min(i);
             let start = i.saturating_sub(EN_WINDOW).max(first);
-            let text = ws[start..i]
+            ws[start..i]
                 .iter()
-                .map(|w| w.1.as_str())
+                .map(|w| w.1)
                 .collect::<Vec<_>>()
-                .join(" ");
-            let w = words(&text);
-            (text, w)
+                .join(" ")
         } else {
             // Chinese chat separates clauses with spaces as often as with commas.
             let part = &lower[clause.min(at)..at];
@@ -439,9 +460,7 @@ impl Phrases {
             let part = cut.map_or(part, |i| part[i..].trim_start());
             let before: Vec<char> = part.chars().collect();
             let from = before.len().saturating_sub(ZH_WINDOW);
-            let text: String = before[from..].iter().collect::<String>() + phrase;
-            let w = words(&text);
-            (text, w)
+            before[from..].iter().collect::<String>() + phrase
         }
     }
 
@@ -478,7 +497,7 @@ impl Phrases {
         lower.len() <= 80 && self.only(lower, &self.small_talk)
     }
 
-    fn threat_in(&self, lower: &str, ws: &[(usize, String)]) -> Option<String> {
+    fn threat_in(&self, lower: &str, ws: &[(usize, &str)]) -> Option<String> {
         let masked: Vec<(usize, usize)> = self
             .threat_other_senses
             .matches(lower, ws)
@@ -527,7 +546,7 @@ impl Phrases {
         (covered_cjk + covered_words) as f64 / total as f64
     }
 
-    fn upset_cues(&self, text: &str, lower: &str, ws: &[(usize, String)]) -> u32 {
+    fn upset_cues(&self, text: &str, lower: &str, ws: &[(usize, &str)]) -> u32 {
         let mut cues = self.upset_words.count(lower, ws) as u32;
         cues += runs(text, &['!', '！']).min(2);
         cues += runs(text, &['?', '？']).min(1);
@@ -556,6 +575,16 @@ const ANGRY_EMOJI: &[char] = &[
     '😡', '😠', '🤬', '💢', '😤', '🙄', '🙃', '😒', '👎', '😑', '😩', '😫',
 ];
 
+/// Lower case, with typographic apostrophes as ASCII ones ("don’t").
+fn lowered(text: &str) -> String {
+    let lower = text.to_lowercase();
+    if lower.contains('’') {
+        lower.replace('’', "'")
+    } else {
+        lower
+    }
+}
+
 /// Runs of two or more of `marks` in a row ("!!", "？？？").
 fn runs(text: &str, marks: &[char]) -> u32 {
     let (mut n, mut len) = (0, 0);
@@ -572,7 +601,7 @@ fn runs(text: &str, marks: &[char]) -> u32 {
 
 /// Lower-case words of a text with their byte offsets: runs of ASCII letters, digits and
 /// apostrophes (Chinese is matched by substring, not here).
-fn words(lower: &str) -> Vec<(usize, String)> {
+fn words(lower: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut start = None;
     for (i, c) in lower
@@ -585,7 +614,7 @@ fn words(lower: &str) -> Vec<(usize, String)> {
             (false, Some(s)) => {
                 let w = lower[s..i].trim_matches('\'');
                 if !w.is_empty() {
-                    out.push((s, w.to_string()));
+                    out.push((s, w));
                 }
                 start = None;
             }
@@ -597,6 +626,9 @@ fn words(lower: &str) -> Vec<(usize, String)> {
 
 /// WeChat codes such as "[微笑]" or "[OK]" are emoji, not words.
 fn strip_codes(text: &str) -> String {
+    if !text.contains('[') {
+        return text.to_string();
+    }
     static CODE: OnceLock<Regex> = OnceLock::new();
     let re = CODE.get_or_init(|| Regex::new(r"\[[^\[\]\s]{1,6}\]").expect("valid regex"));
     re.replace_all(text, " ").into_owned()
@@ -605,6 +637,9 @@ fn strip_codes(text: &str) -> String {
 /// Hashes of the identifiers in a text: order numbers, tracking ids, phone numbers, amounts of
 /// three digits or more, dates and email addresses. Only hashes are kept in state, never the text.
 pub fn identifiers(text: &str) -> Vec<u32> {
+    if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
+        return Vec::new();
+    }
     static PATTERNS: OnceLock<Regex> = OnceLock::new();
     let re = PATTERNS.get_or_init(|| {
         Regex::new(concat!(
