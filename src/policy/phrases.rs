@@ -142,7 +142,7 @@ impl List {
         for e in entries {
             let e = e.to_lowercase();
             if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
-                let w: Vec<String> = words(&e).into_iter().map(|(_, w)| w.to_string()).collect();
+                let w: Vec<String> = words(&e).into_iter().map(|w| w.1.to_string()).collect();
                 if let Some(first) = w.first() {
                     l.words.entry(first.clone()).or_default().push(w);
                 }
@@ -168,12 +168,13 @@ impl List {
     }
 
     /// The longest entry of this list starting at word `i`: its length in words.
-    fn word_match_at(&self, ws: &[(usize, &str)], i: usize) -> Option<usize> {
+    fn word_match_at(&self, ws: &[Word<'_>], i: usize) -> Option<usize> {
         self.words
             .get(ws[i].1)?
             .iter()
             .find(|p| {
                 ws.len() >= i + p.len()
+                    && ws[i + 1..i + p.len()].iter().all(|w| w.2)
                     && ws[i..i + p.len()]
                         .iter()
                         .zip(p.iter())
@@ -183,7 +184,7 @@ impl List {
     }
 
     /// Every match as (byte start, byte end, entry) in `lower`.
-    fn matches(&self, lower: &str, ws: &[(usize, &str)]) -> Vec<(usize, usize, String)> {
+    fn matches(&self, lower: &str, ws: &[Word<'_>]) -> Vec<(usize, usize, String)> {
         let mut out = Vec::new();
         if let Some(ac) = &self.all {
             for m in ac.find_overlapping_iter(lower) {
@@ -207,7 +208,7 @@ impl List {
         out
     }
 
-    fn count(&self, lower: &str, ws: &[(usize, &str)]) -> usize {
+    fn count(&self, lower: &str, ws: &[Word<'_>]) -> usize {
         let subs = self
             .all
             .as_ref()
@@ -218,7 +219,7 @@ impl List {
         subs + words
     }
 
-    fn any(&self, lower: &str, ws: &[(usize, &str)]) -> Option<String> {
+    fn any(&self, lower: &str, ws: &[Word<'_>]) -> Option<String> {
         if let Some(m) = self.all.as_ref().and_then(|ac| ac.find(lower)) {
             return Some(self.substrings[m.pattern().as_usize()].clone());
         }
@@ -295,7 +296,7 @@ const VAGUE_SHARE: f64 = 0.7;
 
 /// Words of negation or request count when they stand this many words (English) or characters
 /// (Chinese) before the keyword.
-const EN_WINDOW: usize = 6;
+const EN_WINDOW: usize = 8;
 const ZH_WINDOW: usize = 12;
 
 impl Phrases {
@@ -385,7 +386,7 @@ impl Phrases {
         self.request_in(&lower, &ws)
     }
 
-    fn request_in(&self, lower: &str, ws: &[(usize, &str)]) -> KeywordHit {
+    fn request_in(&self, lower: &str, ws: &[Word<'_>]) -> KeywordHit {
         let masked: Vec<(usize, usize)> = self
             .other_senses
             .matches(lower, ws)
@@ -431,7 +432,7 @@ impl Phrases {
 
     /// The text just before byte `at` (with the match itself for Chinese, where "不需要人工" holds
     /// "要人工" after "不需"): a few words or characters, lower-cased, and its words.
-    fn window_before(&self, lower: &str, ws: &[(usize, &str)], at: usize, phrase: &str) -> String {
+    fn window_before(&self, lower: &str, ws: &[Word<'_>], at: usize, phrase: &str) -> String {
         // A negation or request word in an earlier clause is about something else:
         // "特别着急，转人工", "no, I want an agent".
         let clause = lower[..at]
@@ -497,7 +498,7 @@ impl Phrases {
         lower.len() <= 80 && self.only(lower, &self.small_talk)
     }
 
-    fn threat_in(&self, lower: &str, ws: &[(usize, &str)]) -> Option<String> {
+    fn threat_in(&self, lower: &str, ws: &[Word<'_>]) -> Option<String> {
         let masked: Vec<(usize, usize)> = self
             .threat_other_senses
             .matches(lower, ws)
@@ -546,7 +547,7 @@ impl Phrases {
         (covered_cjk + covered_words) as f64 / total as f64
     }
 
-    fn upset_cues(&self, text: &str, lower: &str, ws: &[(usize, &str)]) -> u32 {
+    fn upset_cues(&self, text: &str, lower: &str, ws: &[Word<'_>]) -> u32 {
         let mut cues = self.upset_words.count(lower, ws) as u32;
         cues += runs(text, &['!', '！']).min(2);
         cues += runs(text, &['?', '？']).min(1);
@@ -601,9 +602,14 @@ fn runs(text: &str, marks: &[char]) -> u32 {
 
 /// Lower-case words of a text with their byte offsets: runs of ASCII letters, digits and
 /// apostrophes (Chinese is matched by substring, not here).
-fn words(lower: &str) -> Vec<(usize, &str)> {
+/// One word of a text: where it starts, the word, and whether only spaces and punctuation
+/// separate it from the word before (in "ok 有点慢 but" the two English words are not adjacent).
+type Word<'a> = (usize, &'a str, bool);
+
+fn words(lower: &str) -> Vec<Word<'_>> {
     let mut out = Vec::new();
     let mut start = None;
+    let mut linked = true;
     for (i, c) in lower
         .char_indices()
         .chain(std::iter::once((lower.len(), ' ')))
@@ -614,11 +620,15 @@ fn words(lower: &str) -> Vec<(usize, &str)> {
             (false, Some(s)) => {
                 let w = lower[s..i].trim_matches('\'');
                 if !w.is_empty() {
-                    out.push((s, w));
+                    out.push((s, w, linked));
+                    linked = true;
                 }
                 start = None;
             }
             _ => {}
+        }
+        if !part && !c.is_ascii() && c.is_alphanumeric() {
+            linked = false;
         }
     }
     out
