@@ -291,6 +291,9 @@ pub struct Reading {
     pub vague: bool,
 }
 
+/// Marks that end a clause: a negation or request word before one is about something else.
+const CLAUSE_ENDS: &str = ",.!?;，。！？；\n";
+
 /// A turn at least this much filler (by words and Chinese characters) is vague.
 const VAGUE_SHARE: f64 = 0.7;
 
@@ -420,7 +423,11 @@ impl Phrases {
         for (a, b, phrase) in candidates {
             let window = self.window_before(lower, ws, a, &phrase);
             let wws = words(&window);
-            let declined = declines.iter().any(|d| d.0 < b && a < d.1);
+            // A decline earlier in the same clause covers the request after it: "don't bother
+            // putting me through to some call centre agent".
+            let declined = declines.iter().any(|d| {
+                d.0 < b && !lower[d.1.min(a)..a].contains(|c: char| CLAUSE_ENDS.contains(c))
+            });
             if declined || self.negations.any(&window, &wws).is_some() {
                 negated.get_or_insert(phrase);
             } else {
@@ -438,7 +445,7 @@ impl Phrases {
         let clause = lower[..at]
             .char_indices()
             .rev()
-            .find(|(_, c)| ",.!?;，。！？；\n".contains(*c))
+            .find(|(_, c)| CLAUSE_ENDS.contains(*c))
             .map_or(0, |(i, c)| i + c.len_utf8());
         if phrase.is_ascii() {
             let i = ws.iter().position(|w| w.0 >= at).unwrap_or(ws.len());

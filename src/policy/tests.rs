@@ -71,7 +71,7 @@ fn high_risk_threats_and_vip_routing() {
         (d.action, d.reasons[0].rule_id.as_str()),
         (Action::Escalate, "complaint_threat")
     );
-    let mut t = turn("cancel my plan", "cancel_service", 0.9, 0.2, &E1);
+    let mut t = turn("cancel my plan", "cancel_service", 0.95, 0.2, &E1);
     assert_eq!(p.decide(&t, &s).action, Action::ContinueBot);
     t.tier = Tier::Vip;
     let d = p.decide(&t, &s);
