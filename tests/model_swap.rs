@@ -381,7 +381,7 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
     // A policy that names only intents both packages have: swap to 1.0.0 and roll back to 2.2.0.
     let builtin = include_str!("../src/policy/builtin.toml");
     let shared = builtin.replace(
-        "intent == 'security_incident' and intent_score >= 0.5",
+        "intent == 'security_incident' and intent_score >= 0.7",
         "threat and negativity >= 0.9",
     );
     assert_ne!(

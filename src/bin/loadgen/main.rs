@@ -82,6 +82,9 @@ struct Args {
     /// --addr, e.g. to read the server's batch metrics under load.
     #[arg(long)]
     peak_only: bool,
+    /// With --peak-only: Route calls (conversations of several turns) instead of Classify.
+    #[arg(long)]
+    route: bool,
     /// Instead of the benchmark: only the decision path alone (no server), for --seconds.
     #[arg(long)]
     decision_path_only: bool,
@@ -424,7 +427,12 @@ async fn main() -> anyhow::Result<()> {
     if args.peak_only {
         let clients = connect(&args.addr, args.connections).await?;
         let (n, seconds) = (args.concurrency, args.seconds);
-        classify_phase(&clients, n, seconds, Mix::Unique, &format!("{n} in flight")).await;
+        if args.route {
+            let stats = closed_loop(&clients, n, seconds, Rpc::Route, Mix::Unique).await;
+            println!("{}", stats.line(&format!("Route, {n} in flight")));
+        } else {
+            classify_phase(&clients, n, seconds, Mix::Unique, &format!("{n} in flight")).await;
+        }
         return Ok(());
     }
     if let Some(rate) = args.soak_rate {
