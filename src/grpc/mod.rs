@@ -6,6 +6,7 @@ pub mod codec;
 mod convert;
 mod deadline;
 mod observe;
+pub mod rpcs;
 mod service;
 pub(crate) mod status;
 mod validate;

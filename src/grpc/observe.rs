@@ -58,30 +58,8 @@ pub struct Observe<S> {
 
 /// `/handoff.v1.Handoff/Route` → (`Route`, is the Handoff service); health and reflection: None.
 fn rpc_of(path: &str) -> Option<(&'static str, bool)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    let handoff = match service {
-        super::HANDOFF_SERVICE => true,
-        super::ADMIN_SERVICE => false,
-        _ => return None,
-    };
-    // Labels are a closed set: the methods of our proto, never a caller-chosen string.
-    const METHODS: &[&str] = &[
-        "Classify",
-        "ClassifyBatch",
-        "Route",
-        "Feedback",
-        "ListModels",
-        "GetStatus",
-        "ActivateModel",
-        "Rollback",
-        "SetShadow",
-    ];
-    let method = METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("unknown");
-    Some((method, handoff))
+    let found = super::rpcs::lookup(path)?;
+    Some((found.method, found.service == super::rpcs::Service::Handoff))
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Observe<S>

@@ -516,3 +516,21 @@ fn lifecycle_turns_replay_from_their_signals() {
         );
     }
 }
+
+#[test]
+fn decisions_logged_before_the_lifecycle_replay() {
+    // A builtin-3 era log line's signals: no holder, `escalated` instead of `escalations`.
+    let old = r#"{"request_human":0.97,"keyword":"转人工","intent":"request_human","intent_score":0.97,
+        "intent_margin":0.9,"negativity":0.1,"negativity_avg":0.1,"negative_turns":0,
+        "negativity_rise":0.0,"similarity":-1.0,"bot_fallbacks":0,"bot_failed":false,
+        "low_confidence_turns":0,"accepted_offer":false,"offers_made":0,"escalated":true,
+        "turns":2,"channel":"web","tier":"standard"}"#;
+    let snapshot: Snapshot = serde_json::from_str(old).unwrap();
+    let v = snapshot.values();
+    assert_eq!((v.holder.as_str(), v.escalations), ("bot", 1));
+    let d = Policy::builtin().replay(&snapshot, ReplayClock::default(), false);
+    assert_eq!(
+        (d.action, d.reasons[0].rule_id.as_str()),
+        (Action::Escalate, "explicit_request")
+    );
+}

@@ -31,22 +31,17 @@ impl Scope {
         }
     }
 
-    /// The scope a gRPC method needs; `None` for the open ones (health checks, reflection).
+    /// The scope a gRPC method needs (`grpc::rpcs`); `None` for the open ones (health checks,
+    /// reflection). Anything else under our package needs admin.
     pub fn for_path(path: &str) -> Option<Scope> {
-        use crate::grpc::{ADMIN_SERVICE, HANDOFF_SERVICE};
-        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-        if service == HANDOFF_SERVICE {
-            return Some(match method {
-                "Classify" | "ClassifyBatch" => Scope::Classify,
-                "Route" => Scope::Route,
-                "Feedback" => Scope::Feedback,
-                // Anything else is refused by tonic as UNIMPLEMENTED, after auth.
-                _ => Scope::Admin,
-            });
+        use crate::grpc::HANDOFF_SERVICE;
+        if let Some(found) = crate::grpc::rpcs::lookup(path) {
+            return Some(found.scope);
         }
-        // Every ModelAdmin RPC, and anything else under our package, needs admin.
+        let service = path.strip_prefix('/')?.split_once('/')?.0;
         let package = HANDOFF_SERVICE.rsplit_once('.').map_or("", |(p, _)| p);
-        (service == ADMIN_SERVICE || service.starts_with(&format!("{package}.")))
+        service
+            .starts_with(&format!("{package}."))
             .then_some(Scope::Admin)
     }
 }
