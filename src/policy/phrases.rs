@@ -123,15 +123,13 @@ impl Hasher for Fnv {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
-/// One list, split by script: English entries as word sequences (indexed by their first word),
-/// the others as substrings (one automaton finds them all in a single pass).
+/// A list whose entries are removed from a text to see what is left (small talk, fillers,
+/// vague words): English entries as word sequences by first word, the others as substrings.
 #[derive(Debug, Clone, Default)]
 struct List {
     /// First word → the entries starting with it, longest first.
     words: FastMap<String, Vec<Vec<String>>>,
     substrings: Vec<String>,
-    /// Every occurrence, overlapping ones included.
-    all: Option<AhoCorasick>,
     /// Leftmost-longest occurrences, for removing entries from a text.
     longest: Option<AhoCorasick>,
 }
@@ -161,7 +159,6 @@ impl List {
                     .build(&l.substrings)
                     .expect("phrase lists are small")
             };
-            l.all = Some(build(MatchKind::Standard));
             l.longest = Some(build(MatchKind::LeftmostLongest));
         }
         l
@@ -182,78 +179,136 @@ impl List {
             })
             .map(Vec::len)
     }
-
-    /// Every match as (byte start, byte end, entry) in `lower`.
-    fn matches(&self, lower: &str, ws: &[Word<'_>]) -> Vec<(usize, usize, String)> {
-        let mut out = Vec::new();
-        if let Some(ac) = &self.all {
-            for m in ac.find_overlapping_iter(lower) {
-                let entry = self.substrings[m.pattern().as_usize()].clone();
-                out.push((m.start(), m.end(), entry));
-            }
-        }
-        if !self.words.is_empty() {
-            for i in 0..ws.len() {
-                if let Some(n) = self.word_match_at(ws, i) {
-                    let end = ws[i + n - 1].0 + ws[i + n - 1].1.len();
-                    let entry = ws[i..i + n]
-                        .iter()
-                        .map(|w| w.1)
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    out.push((ws[i].0, end, entry));
-                }
-            }
-        }
-        out
-    }
-
-    fn count(&self, lower: &str, ws: &[Word<'_>]) -> usize {
-        let subs = self
-            .all
-            .as_ref()
-            .map_or(0, |ac| ac.find_overlapping_iter(lower).count());
-        let words = (0..ws.len())
-            .filter(|&i| self.word_match_at(ws, i).is_some())
-            .count();
-        subs + words
-    }
-
-    fn any(&self, lower: &str, ws: &[Word<'_>]) -> Option<String> {
-        if let Some(m) = self.all.as_ref().and_then(|ac| ac.find(lower)) {
-            return Some(self.substrings[m.pattern().as_usize()].clone());
-        }
-        (0..ws.len()).find_map(|i| {
-            let n = self.word_match_at(ws, i)?;
-            Some(
-                ws[i..i + n]
-                    .iter()
-                    .map(|w| w.1)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
-        })
-    }
 }
 
 /// Compiled phrase lists.
 #[derive(Debug, Clone)]
 pub struct Phrases {
-    requests: List,
-    person_words: List,
-    request_words: List,
+    /// The lists read on every message, matched in one pass.
+    index: Index,
     fillers: List,
-    other_senses: List,
-    negations: List,
-    threats: List,
-    threat_other_senses: List,
     small_talk: List,
-    upset_words: List,
-    hedges: List,
-    repeat_cues: List,
-    declines: List,
     /// Vague words and small talk together.
     vague: List,
+}
+
+/// The lists `Index` matches in one pass over a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum L {
+    Requests,
+    PersonWords,
+    RequestWords,
+    OtherSenses,
+    Negations,
+    Threats,
+    ThreatOtherSenses,
+    UpsetWords,
+    Hedges,
+    RepeatCues,
+    Declines,
+}
+
+const LISTS: usize = 11;
+
+/// Every entry of the scanned lists: substrings in one automaton, English phrases by first word.
+/// One pass finds what a dozen passes, one per list, would.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    entries: Vec<String>,
+    /// Substring patterns: (list, entry).
+    patterns: Vec<(L, u32)>,
+    automaton: Option<AhoCorasick>,
+    /// First word → (list, words, entry), longest first.
+    words: FastMap<String, Vec<(L, Vec<String>, u32)>>,
+}
+
+/// Where each list matched in one message: (byte start, byte end, entry).
+struct Hits {
+    per: [Vec<(usize, usize, u32)>; LISTS],
+}
+
+impl Hits {
+    fn of(&self, l: L) -> &[(usize, usize, u32)] {
+        &self.per[l as usize]
+    }
+
+    /// Some match of `l` lies within bytes `from..to`.
+    fn within(&self, l: L, from: usize, to: usize) -> bool {
+        self.of(l).iter().any(|&(a, b, _)| a >= from && b <= to)
+    }
+}
+
+impl Index {
+    fn new(lists: &[(L, &[String])]) -> Index {
+        let mut ix = Index::default();
+        let mut substrings = Vec::new();
+        for (l, entries) in lists {
+            for e in entries.iter() {
+                let e = e.to_lowercase();
+                let id = ix.entries.len() as u32;
+                if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
+                    let w: Vec<String> = words(&e).into_iter().map(|w| w.1.to_string()).collect();
+                    let Some(first) = w.first().cloned() else {
+                        continue;
+                    };
+                    ix.entries.push(w.join(" "));
+                    ix.words.entry(first).or_default().push((*l, w, id));
+                } else if !e.is_empty() {
+                    ix.entries.push(e.clone());
+                    ix.patterns.push((*l, id));
+                    substrings.push(e);
+                }
+            }
+        }
+        for v in ix.words.values_mut() {
+            v.sort_by_key(|(_, w, _)| std::cmp::Reverse(w.len()));
+        }
+        if !substrings.is_empty() {
+            ix.automaton = Some(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&substrings)
+                    .expect("phrase lists are small"),
+            );
+        }
+        ix
+    }
+
+    fn hits(&self, lower: &str, ws: &[Word<'_>]) -> Hits {
+        let mut per: [Vec<(usize, usize, u32)>; LISTS] = Default::default();
+        if let Some(ac) = &self.automaton {
+            for m in ac.find_overlapping_iter(lower) {
+                let (l, id) = self.patterns[m.pattern().as_usize()];
+                per[l as usize].push((m.start(), m.end(), id));
+            }
+        }
+        for i in 0..ws.len() {
+            let Some(candidates) = self.words.get(ws[i].1) else {
+                continue;
+            };
+            let mut seen = [false; LISTS];
+            for (l, p, id) in candidates {
+                let fits = ws.len() >= i + p.len()
+                    && ws[i + 1..i + p.len()].iter().all(|w| w.2)
+                    && ws[i..i + p.len()]
+                        .iter()
+                        .zip(p)
+                        .all(|(w, e)| w.1 == e.as_str());
+                // The longest entry of each list starting here.
+                if fits && !seen[*l as usize] {
+                    seen[*l as usize] = true;
+                    let last = &ws[i + p.len() - 1];
+                    per[*l as usize].push((ws[i].0, last.0 + last.1.len(), *id));
+                }
+            }
+        }
+        Hits { per }
+    }
+
+    fn entry(&self, id: u32) -> String {
+        self.entries[id as usize].clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,26 +377,28 @@ impl Phrases {
 
     fn compile_unchecked(lists: PhraseLists) -> Phrases {
         let l = lists.over(PhraseLists::shipped());
-        let list = |v: &Option<Vec<String>>| List::new(v.as_deref().unwrap_or_default());
+        let v = |v: &Option<Vec<String>>| v.clone().unwrap_or_default();
+        let scanned = [
+            (L::Requests, v(&l.requests)),
+            (L::PersonWords, v(&l.person_words)),
+            (L::RequestWords, v(&l.request_words)),
+            (L::OtherSenses, v(&l.other_senses)),
+            (L::Negations, v(&l.negations)),
+            (L::Threats, v(&l.threats)),
+            (L::ThreatOtherSenses, v(&l.threat_other_senses)),
+            (L::UpsetWords, v(&l.upset_words)),
+            (L::Hedges, v(&l.hedges)),
+            (L::RepeatCues, v(&l.repeat_cues)),
+            (L::Declines, v(&l.declines)),
+        ];
+        let refs: Vec<(L, &[String])> = scanned.iter().map(|(l, e)| (*l, e.as_slice())).collect();
+        let mut vague = v(&l.vague_words);
+        vague.extend(v(&l.small_talk));
         Phrases {
-            requests: list(&l.requests),
-            person_words: list(&l.person_words),
-            request_words: list(&l.request_words),
-            fillers: list(&l.fillers),
-            other_senses: list(&l.other_senses),
-            negations: list(&l.negations),
-            threats: list(&l.threats),
-            threat_other_senses: list(&l.threat_other_senses),
-            small_talk: list(&l.small_talk),
-            upset_words: list(&l.upset_words),
-            hedges: list(&l.hedges),
-            repeat_cues: list(&l.repeat_cues),
-            declines: list(&l.declines),
-            vague: {
-                let mut v = l.vague_words.clone().unwrap_or_default();
-                v.extend(l.small_talk.clone().unwrap_or_default());
-                List::new(&v)
-            },
+            index: Index::new(&refs),
+            fillers: List::new(&v(&l.fillers)),
+            small_talk: List::new(&v(&l.small_talk)),
+            vague: List::new(&vague),
         }
     }
 
@@ -356,29 +413,31 @@ impl Phrases {
     pub fn read(&self, text: &str) -> Reading {
         let lower = lowered(text);
         let ws = words(&lower);
-        let (keyword, keyword_negated) = match self.request_in(&lower, &ws) {
+        let hits = self.index.hits(&lower, &ws);
+        let (keyword, keyword_negated) = match self.request_in(&lower, &ws, &hits) {
             KeywordHit::None => (None, false),
             KeywordHit::Request(k) => (Some(k), false),
             KeywordHit::Negated(k) => (Some(k), true),
         };
-        let other_sense = if keyword.is_some() {
-            None
-        } else {
-            self.other_senses.any(&lower, &ws)
+        let other_sense = match keyword {
+            Some(_) => None,
+            None => hits
+                .of(L::OtherSenses)
+                .first()
+                .map(|h| self.index.entry(h.2)),
         };
-        let threat = self.threat_in(&lower, &ws);
         let small_talk = self.is_small_talk(&lower);
         Reading {
             keyword,
             keyword_negated,
             other_sense,
-            threat,
+            threat: self.threat_in(&hits),
             small_talk,
             vague: !small_talk && lower.len() <= 120 && self.filler_share(&lower) >= VAGUE_SHARE,
             info: identifiers(text),
-            upset_cues: self.upset_cues(text, &lower, &ws),
-            hedged: self.hedges.any(&lower, &ws).is_some(),
-            repeat_cue: self.repeat_cues.any(&lower, &ws).is_some(),
+            upset_cues: upset_cues(text, hits.of(L::UpsetWords).len()),
+            hedged: !hits.of(L::Hedges).is_empty(),
+            repeat_cue: !hits.of(L::RepeatCues).is_empty(),
         }
     }
 
@@ -386,60 +445,55 @@ impl Phrases {
     pub fn request(&self, text: &str) -> KeywordHit {
         let lower = lowered(text);
         let ws = words(&lower);
-        self.request_in(&lower, &ws)
+        let hits = self.index.hits(&lower, &ws);
+        self.request_in(&lower, &ws, &hits)
     }
 
-    fn request_in(&self, lower: &str, ws: &[Word<'_>]) -> KeywordHit {
-        let masked: Vec<(usize, usize)> = self
-            .other_senses
-            .matches(lower, ws)
-            .into_iter()
-            .map(|(a, b, _)| (a, b))
-            .collect();
-        let inside_other = |a: usize, b: usize| masked.iter().any(|&(s, e)| a >= s && b <= e);
-        let mut candidates: Vec<(usize, usize, String)> = self
-            .requests
-            .matches(lower, ws)
-            .into_iter()
+    fn request_in(&self, lower: &str, ws: &[Word<'_>], hits: &Hits) -> KeywordHit {
+        let masked = hits.of(L::OtherSenses);
+        let inside_other = |a: usize, b: usize| masked.iter().any(|&(s, e, _)| a >= s && b <= e);
+        let mut candidates: Vec<(usize, usize, u32)> = hits
+            .of(L::Requests)
+            .iter()
+            .copied()
             .filter(|(a, b, _)| !inside_other(*a, *b))
             .collect();
-        for (a, b, word) in self.person_words.matches(lower, ws) {
+        for &(a, b, id) in hits.of(L::PersonWords) {
             if inside_other(a, b) {
                 continue;
             }
-            let before = self.window_before(lower, ws, a, &word);
-            let bws = words(&before);
-            let asked = self.request_words.any(&before, &bws).is_some();
+            let (from, to) = self.window_before(lower, ws, a, b);
+            let asked = hits.within(L::RequestWords, from, a);
             // "不用人工", "no human needed": a negated person word is a declined request.
-            let refused = self.negations.any(&before, &bws).is_some();
+            let refused = hits.within(L::Negations, from, to);
             if asked || refused || self.is_bare(lower, a, b) {
-                candidates.push((a, b, word));
+                candidates.push((a, b, id));
             }
         }
         candidates.sort_by_key(|c| c.0);
         // "不用转", "别转人工", "don't transfer me": declined, with or without a person word.
-        let declines = self.declines.matches(lower, ws);
-        let mut negated = declines.first().map(|d| d.2.clone());
-        for (a, b, phrase) in candidates {
-            let window = self.window_before(lower, ws, a, &phrase);
-            let wws = words(&window);
+        let declines = hits.of(L::Declines);
+        let mut negated = declines.first().map(|d| self.index.entry(d.2));
+        for (a, b, id) in candidates {
+            let (from, to) = self.window_before(lower, ws, a, b);
             // A decline earlier in the same clause covers the request after it: "don't bother
             // putting me through to some call centre agent".
             let declined = declines.iter().any(|d| {
                 d.0 < b && !lower[d.1.min(a)..a].contains(|c: char| CLAUSE_ENDS.contains(c))
             });
-            if declined || self.negations.any(&window, &wws).is_some() {
-                negated.get_or_insert(phrase);
+            if declined || hits.within(L::Negations, from, to) {
+                negated.get_or_insert(self.index.entry(id));
             } else {
-                return KeywordHit::Request(phrase);
+                return KeywordHit::Request(self.index.entry(id));
             }
         }
         negated.map_or(KeywordHit::None, KeywordHit::Negated)
     }
 
-    /// The text just before byte `at` (with the match itself for Chinese, where "不需要人工" holds
-    /// "要人工" after "不需"): a few words or characters, lower-cased, and its words.
-    fn window_before(&self, lower: &str, ws: &[Word<'_>], at: usize, phrase: &str) -> String {
+    /// The bytes just before a match at `at..end` where a negation or request word counts: a few
+    /// words (English) or characters (Chinese) of the same clause, up to the match's start for
+    /// English and its end for Chinese, where "不需要人工" holds "要人工" after "不需".
+    fn window_before(&self, lower: &str, ws: &[Word<'_>], at: usize, end: usize) -> (usize, usize) {
         // A negation or request word in an earlier clause is about something else:
         // "特别着急，转人工", "no, I want an agent".
         let clause = lower[..at]
@@ -447,15 +501,18 @@ impl Phrases {
             .rev()
             .find(|(_, c)| CLAUSE_ENDS.contains(*c))
             .map_or(0, |(i, c)| i + c.len_utf8());
-        if phrase.is_ascii() {
+        if lower[at..end].is_ascii() {
             let i = ws.iter().position(|w| w.0 >= at).unwrap_or(ws.len());
             let first = ws.iter().position(|w| w.0 >= clause).unwrap_or(i).min(i);
             let start = i.saturating_sub(EN_WINDOW).max(first);
-            ws[start..i]
-                .iter()
-                .map(|w| w.1)
-                .collect::<Vec<_>>()
-                .join(" ")
+            // English words around Chinese read the English ones only ("报销要用 我的 manager":
+            // 要 asks for no manager).
+            let english = lower[..at]
+                .char_indices()
+                .rev()
+                .find(|(_, c)| !c.is_ascii() && c.is_alphanumeric())
+                .map_or(0, |(i, c)| i + c.len_utf8());
+            (ws.get(start).map_or(at, |w| w.0.min(at)).max(english), at)
         } else {
             // Chinese chat separates clauses with spaces as often as with commas.
             let part = &lower[clause.min(at)..at];
@@ -464,11 +521,18 @@ impl Phrases {
                 .zip(part.chars().skip(1))
                 .filter(|((_, c), next)| !c.is_ascii() && next.is_whitespace())
                 .map(|((i, c), _)| i + c.len_utf8())
-                .last();
-            let part = cut.map_or(part, |i| part[i..].trim_start());
-            let before: Vec<char> = part.chars().collect();
-            let from = before.len().saturating_sub(ZH_WINDOW);
-            before[from..].iter().collect::<String>() + phrase
+                .last()
+                .unwrap_or(0);
+            let base = clause.min(at) + cut;
+            let chars: Vec<usize> = lower[base..at]
+                .char_indices()
+                .map(|(i, _)| base + i)
+                .collect();
+            let from = chars
+                .len()
+                .checked_sub(ZH_WINDOW)
+                .map_or(base, |k| chars[k]);
+            (from, end)
         }
     }
 
@@ -505,19 +569,13 @@ impl Phrases {
         lower.len() <= 80 && self.only(lower, &self.small_talk)
     }
 
-    fn threat_in(&self, lower: &str, ws: &[Word<'_>]) -> Option<String> {
-        let masked: Vec<(usize, usize)> = self
-            .threat_other_senses
-            .matches(lower, ws)
-            .into_iter()
-            .map(|(a, b, _)| (a, b))
-            .collect();
-        self.threats
-            .matches(lower, ws)
-            .into_iter()
-            .filter(|(a, b, _)| !masked.iter().any(|&(s, e)| *a >= s && *b <= e))
+    fn threat_in(&self, hits: &Hits) -> Option<String> {
+        let masked = hits.of(L::ThreatOtherSenses);
+        hits.of(L::Threats)
+            .iter()
+            .filter(|(a, b, _)| !masked.iter().any(|&(s, e, _)| *a >= s && *b <= e))
             .min_by_key(|m| m.0)
-            .map(|m| m.2)
+            .map(|m| self.index.entry(m.2))
     }
 
     /// The share of a text's words and Chinese characters that are fillers or small talk (0 for a
@@ -553,25 +611,26 @@ impl Phrases {
         }
         (covered_cjk + covered_words) as f64 / total as f64
     }
+}
 
-    fn upset_cues(&self, text: &str, lower: &str, ws: &[Word<'_>]) -> u32 {
-        let mut cues = self.upset_words.count(lower, ws) as u32;
-        cues += runs(text, &['!', '！']).min(2);
-        cues += runs(text, &['?', '？']).min(1);
-        cues += text
-            .chars()
-            .filter(|c| ANGRY_EMOJI.contains(c))
-            .count()
-            .min(2) as u32;
-        // Words in capitals, not codes ("RIDE50OFF") or acronyms ("VIP", "PDF").
-        let shouted = text
-            .split(|c: char| !(c.is_alphanumeric() || c == '\''))
-            .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_uppercase()))
-            .filter(|w| !ACRONYMS.contains(w))
-            .count() as u32;
-        cues += shouted.min(2);
-        cues.min(10)
-    }
+/// Anger cues: `words` matches of the upset words, and !!, ??, angry emoji and words in capitals.
+fn upset_cues(text: &str, words: usize) -> u32 {
+    let mut cues = words as u32;
+    cues += runs(text, &['!', '！']).min(2);
+    cues += runs(text, &['?', '？']).min(1);
+    cues += text
+        .chars()
+        .filter(|c| ANGRY_EMOJI.contains(c))
+        .count()
+        .min(2) as u32;
+    // Words in capitals, not codes ("RIDE50OFF") or acronyms ("VIP", "PDF").
+    let shouted = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| w.len() >= 4 && w.chars().all(|c| c.is_ascii_uppercase()))
+        .filter(|w| !ACRONYMS.contains(w))
+        .count() as u32;
+    cues += shouted.min(2);
+    cues.min(10)
 }
 
 const ACRONYMS: &[&str] = &[
