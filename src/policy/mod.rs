@@ -317,17 +317,23 @@ impl Policy {
 
     /// Decide this turn with the conversation's state and record it there, atomically. When the store
     /// fails, the decision is made from this message alone and says so.
+    /// A store slower than `deadline` is given up on: the turn is decided from the message alone.
     pub async fn route(
         &self,
         store: &dyn StateStore,
         conversation_id: &str,
         turn: &Turn<'_>,
+        deadline: Option<std::time::Instant>,
     ) -> Decision {
         let mut decision = None;
         let stored = store
-            .update(conversation_id, &mut |state| {
-                decision = Some(self.decide_in_state(turn, state));
-            })
+            .update(
+                conversation_id,
+                &mut |state| {
+                    decision = Some(self.decide_in_state(turn, state));
+                },
+                deadline,
+            )
             .await;
         self.finish(turn, stored, decision)
     }

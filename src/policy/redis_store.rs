@@ -4,7 +4,7 @@
 //! replica wrote the same conversation meanwhile, so concurrent turns never lose an update. One
 //! deadline covers the whole update. Keys expire after the TTL.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
@@ -20,7 +20,14 @@ pub struct RedisStore {
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
     ttl: Duration,
     timeout: Duration,
+    /// When Redis last failed to connect or answer in time. For `RETRY_AFTER` after it updates
+    /// fail at once (the turn is decided from the message alone at full speed); then one update
+    /// probes while the others still fail fast, and a success closes the breaker.
+    down_since: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How long updates fail fast after Redis failed, before one probes it again.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 const KEY_PREFIX: &str = "handoff:conv:";
 /// Writes lost to another replica before this update gives up (and the turn is decided alone).
@@ -45,6 +52,7 @@ impl RedisStore {
             connection: tokio::sync::Mutex::new(None),
             ttl,
             timeout,
+            down_since: std::sync::Mutex::new(None),
         })
     }
 
@@ -112,19 +120,61 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Fail fast while the breaker is open; the caller that finds it expired probes (and keeps the
+    /// others failing fast meanwhile).
+    fn breaker(&self) -> Result<(), StateError> {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = *down {
+            let elapsed = since.elapsed();
+            if elapsed < RETRY_AFTER {
+                return Err(StateError::Down {
+                    since: elapsed,
+                    retry_in: RETRY_AFTER - elapsed,
+                });
+            }
+            *down = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn set_down(&self, down: bool) {
+        let mut slot = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = down.then(Instant::now);
+    }
+}
+
 impl StateStore for RedisStore {
-    fn update<'a>(&'a self, id: &'a str, f: &'a mut Update<'_>) -> StateFuture<'a> {
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        f: &'a mut Update<'_>,
+        deadline: Option<Instant>,
+    ) -> StateFuture<'a> {
         Box::pin(async move {
-            let result = tokio::time::timeout(self.timeout, self.update_checked(id, f))
+            self.breaker()?;
+            // The caller's deadline, when sooner than our own timeout, bounds the whole update.
+            let budget = deadline.map_or(self.timeout, |d| {
+                d.saturating_duration_since(Instant::now())
+                    .min(self.timeout)
+            });
+            let result = tokio::time::timeout(budget, self.update_checked(id, f))
                 .await
-                .unwrap_or(Err(StateError::Timeout(self.timeout)));
-            if result.as_ref().is_err_and(StateError::is_connection_fault) {
-                // The next update connects afresh instead of waiting out the client's own
-                // reconnect backoff: a Redis that is back serves the very next turn. Never waits:
-                // if another update holds the slot, it is connecting already.
-                if let Ok(mut slot) = self.connection.try_lock() {
-                    slot.take();
+                .unwrap_or(Err(StateError::Timeout(budget)));
+            match &result {
+                Ok(()) => self.set_down(false),
+                // A short caller deadline running out says nothing about Redis.
+                Err(StateError::Timeout(t)) if *t < self.timeout => {}
+                Err(e) if e.is_connection_fault() => {
+                    self.set_down(true);
+                    // The next update connects afresh instead of waiting out the client's own
+                    // reconnect backoff: a Redis that is back serves the very next probe. Never
+                    // waits: if another update holds the slot, it is connecting already.
+                    if let Ok(mut slot) = self.connection.try_lock() {
+                        slot.take();
+                    }
                 }
+                Err(_) => {}
             }
             result
         })

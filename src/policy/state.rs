@@ -270,6 +270,8 @@ pub enum StateError {
     Timeout(Duration),
     #[error("conversation state store unavailable: written by another replica {0} times in a row")]
     Contended(usize),
+    #[error("conversation state store unavailable: it failed {} ms ago; not asked again before {} ms", .since.as_millis(), .retry_in.as_millis())]
+    Down { since: Duration, retry_in: Duration },
 }
 
 impl StateError {
@@ -283,7 +285,7 @@ impl StateError {
                     || e.is_timeout()
             }
             StateError::Timeout(_) => true,
-            StateError::Contended(_) => false,
+            StateError::Contended(_) | StateError::Down { .. } => false,
         }
     }
 }
@@ -296,8 +298,14 @@ pub type StateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StateError>> +
 pub trait StateStore: Send + Sync {
     /// Run `f` on the conversation's state (a fresh one if unknown or expired) and store the result,
     /// atomically with respect to other updates of the same conversation. A store that waits on the
-    /// network does so asynchronously, never blocking the calling thread.
-    fn update<'a>(&'a self, conversation_id: &'a str, f: &'a mut Update<'_>) -> StateFuture<'a>;
+    /// network does so asynchronously, never blocking the calling thread, and gives up by `deadline`
+    /// (the caller's, when it has one) or its own timeout, whichever comes first.
+    fn update<'a>(
+        &'a self,
+        conversation_id: &'a str,
+        f: &'a mut Update<'_>,
+        deadline: Option<Instant>,
+    ) -> StateFuture<'a>;
 }
 
 /// The default store: in-process, sharded, with a TTL and a bound on the number of conversations
@@ -338,7 +346,12 @@ impl MemoryStore {
 }
 
 impl StateStore for MemoryStore {
-    fn update<'a>(&'a self, id: &'a str, f: &'a mut Update<'_>) -> StateFuture<'a> {
+    fn update<'a>(
+        &'a self,
+        id: &'a str,
+        f: &'a mut Update<'_>,
+        _deadline: Option<Instant>,
+    ) -> StateFuture<'a> {
         Box::pin(std::future::ready(self.update_now(id, f)))
     }
 }

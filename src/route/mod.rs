@@ -17,6 +17,10 @@ use crate::policy::{Channel, Decision, ReplayClock, Retry, SharedPolicy, StateSt
 use crate::telemetry as t;
 use record::DecisionRecord;
 
+/// Kept from the caller's deadline for deciding alone, recording and answering once the state store
+/// gave up (the observe layer answers 2 ms before the deadline itself).
+const ANSWER_RESERVE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// The model's side of a turn: intent, scores, negativity and embedding of `prediction`. The
 /// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
 /// to fill with struct-update syntax.
@@ -115,8 +119,16 @@ impl Router {
         };
         // One policy for the whole decision, even across a reload.
         let policy = self.policy.get();
+        // The state store gets what is left of the caller's deadline, less the time to answer: a
+        // slow or absent Redis turns into a decision from the message alone, not a missed deadline.
+        let state_deadline = deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or(d));
         let decision = policy
-            .route(self.state.as_ref(), m.conversation_id, &turn)
+            .route(
+                self.state.as_ref(),
+                m.conversation_id,
+                &turn,
+                state_deadline,
+            )
             .await;
         match decision.retry {
             Retry::No => DecisionRecord {
