@@ -479,6 +479,8 @@ impl Policy {
                 .filter(|t| turn.message_id.is_empty() || t.message_id != turn.message_id)
                 .map(|t| t.embedding.dot(turn.embedding))
                 .fold(-1.0, f32::max)
+                // int8 embeddings can put a cosine a hair past 1 (1.0004): it is at most 1.
+                .clamp(-1.0, 1.0)
         };
         let holding = state.holder == Holder::Person;
         Values {

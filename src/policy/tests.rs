@@ -534,3 +534,22 @@ fn decisions_logged_before_the_lifecycle_replay() {
         (Action::Escalate, "explicit_request")
     );
 }
+
+#[test]
+fn similarity_stays_within_its_range() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    // Unnormalised on purpose: the int8 copy's dot product with itself lands above 1.
+    let long = [0.7f32, 0.72];
+    p.route_in_memory(
+        &store,
+        "c",
+        &turn("where is my order", "order_status", 0.9, 0.1, &long),
+    );
+    let d = p.route_in_memory(
+        &store,
+        "c",
+        &turn("where's my order", "order_status", 0.9, 0.1, &long),
+    );
+    assert!(d.signals.similarity <= 1.0, "{}", d.signals.similarity);
+}
