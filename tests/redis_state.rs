@@ -472,3 +472,58 @@ async fn concurrent_retries_on_two_replicas_get_one_decision() {
     let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(state["turns"], 1, "{state}");
 }
+
+async fn stored_turns(redis: &Redis, conversation: &str) -> u64 {
+    let raw: String = redis::cmd("GET")
+        .arg(format!("handoff:conv:{conversation}"))
+        .query(
+            &mut redis::Client::open(redis.url())
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    state["turns"].as_u64().unwrap()
+}
+
+/// 64 distinct turns of one conversation at once, on one replica and on two: every turn is stored.
+#[tokio::test]
+async fn sixty_four_concurrent_turns_of_one_conversation_are_all_stored() {
+    let redis = Redis::start(common::free_port());
+    let a = Server::start(&["--state", &redis.url()]);
+    let b = Server::start(&["--state", &redis.url()]);
+    let (ca, cb) = (common::client(&a).await, common::client(&b).await);
+    for (conversation, replicas) in [("one-replica", 1), ("two-replicas", 2)] {
+        let calls: Vec<_> = (0..64)
+            .map(|i| {
+                let mut client = if i % replicas == 0 {
+                    ca.clone()
+                } else {
+                    cb.clone()
+                };
+                tokio::spawn(async move {
+                    let req = message(
+                        conversation,
+                        &format!("m{i}"),
+                        &format!("第{i}个问题：订单到哪了"),
+                    );
+                    client.route(req).await.unwrap().into_inner()
+                })
+            })
+            .collect();
+        for call in calls {
+            let r = call.await.unwrap();
+            assert!(
+                r.reasons.iter().all(|x| x.rule_id != "state_unavailable"),
+                "{conversation}: {:?}",
+                r.reasons
+            );
+        }
+        assert_eq!(
+            stored_turns(&redis, conversation).await,
+            64,
+            "{conversation}"
+        );
+    }
+}

@@ -1,9 +1,11 @@
 //! Conversation state in Redis, shared by a fleet of replicas, over the async client: an update never
 //! blocks a thread. Each update reads the state, decides, and writes it back with a compare-and-set
-//! script (written only if the stored value is still the one read), retried a few times when another
-//! replica wrote the same conversation meanwhile, so concurrent turns never lose an update. One
-//! deadline covers the whole update. Keys expire after the TTL.
+//! script (written only if the stored value is still the one read). Turns of one conversation on a
+//! replica take turns (a lock per conversation, by stripe), and a write lost to another replica is
+//! retried until the deadline, so concurrent turns never lose an update; one that cannot be written in
+//! time says so. One deadline covers the whole update. Keys expire after the TTL.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -24,14 +26,22 @@ pub struct RedisStore {
     /// fail at once (the turn is decided from the message alone at full speed); then one update
     /// probes while the others still fail fast, and a success closes the breaker.
     down_since: std::sync::Mutex<Option<Instant>>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// How long updates fail fast after Redis failed, before one probes it again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 const KEY_PREFIX: &str = "handoff:conv:";
-/// Writes lost to another replica before this update gives up (and the turn is decided alone).
-const MAX_ATTEMPTS: usize = 5;
+/// Locks that serialize one conversation's turns on a replica, by a hash of its id.
+const STRIPES: usize = 256;
+
+fn stripe(id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish() as usize % STRIPES
+}
 
 /// KEYS[1] = key; ARGV = [1 if a value was read, the value read, the new value, TTL seconds].
 const COMPARE_AND_SET: &str = r#"
@@ -53,6 +63,7 @@ impl RedisStore {
             ttl,
             timeout,
             down_since: std::sync::Mutex::new(None),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })
     }
 
@@ -73,15 +84,26 @@ impl RedisStore {
         Ok(c)
     }
 
-    async fn update_checked(&self, id: &str, f: &mut Update<'_>) -> Result<(), StateError> {
+    /// Retried until written: the caller's deadline (the timeout around it) bounds the retries, not
+    /// a count. `conflicts` counts the writes lost to another replica, so a deadline that runs out
+    /// during contention is reported as contention, not as Redis being down.
+    async fn update_checked(
+        &self,
+        id: &str,
+        f: &mut Update<'_>,
+        conflicts: &AtomicUsize,
+    ) -> Result<(), StateError> {
         let key = format!("{KEY_PREFIX}{id}");
+        // Turns of one conversation on this replica take turns: they never race each other through
+        // the compare-and-set; only other replicas' writes can make it retry.
+        let _turn = self.stripes[stripe(id)].lock().await;
         let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
         let script = redis::Script::new(COMPARE_AND_SET);
-        for attempt in 0..MAX_ATTEMPTS {
+        for attempt in 0u32.. {
             if attempt > 0 {
                 // Contenders that read the same version would collide again at once: spread them.
-                let jitter = rand::random::<u64>() % (2 << attempt);
+                let jitter = rand::random::<u64>() % (2u64 << attempt.min(6));
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
             let raw: Option<Vec<u8>> = con.get(&key).await?;
@@ -115,8 +137,9 @@ impl RedisStore {
                 }
                 return Ok(());
             }
+            conflicts.fetch_add(1, Ordering::Relaxed);
         }
-        Err(StateError::Contended(MAX_ATTEMPTS))
+        unreachable!("the loop returns or is cancelled by its deadline")
     }
 }
 
@@ -158,9 +181,13 @@ impl StateStore for RedisStore {
                 d.saturating_duration_since(Instant::now())
                     .min(self.timeout)
             });
-            let result = tokio::time::timeout(budget, self.update_checked(id, f))
+            let conflicts = AtomicUsize::new(0);
+            let result = tokio::time::timeout(budget, self.update_checked(id, f, &conflicts))
                 .await
-                .unwrap_or(Err(StateError::Timeout(budget)));
+                .unwrap_or_else(|_| match conflicts.load(Ordering::Relaxed) {
+                    0 => Err(StateError::Timeout(budget)),
+                    n => Err(StateError::Contended(n)),
+                });
             match &result {
                 Ok(()) => self.set_down(false),
                 // A short caller deadline running out says nothing about Redis.
