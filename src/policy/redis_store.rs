@@ -97,6 +97,9 @@ impl RedisStore {
         // Turns of one conversation on this replica take turns: they never race each other through
         // the compare-and-set; only other replicas' writes can make it retry.
         let _turn = self.stripes[stripe(id)].lock().await;
+        // Counted as one: a deadline that runs out while this replica's other turns of the
+        // conversation hold the lock is contention too, not Redis being down.
+        conflicts.fetch_add(1, Ordering::Relaxed);
         let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
         let script = redis::Script::new(COMPARE_AND_SET);
@@ -185,8 +188,11 @@ impl StateStore for RedisStore {
             let result = tokio::time::timeout(budget, self.update_checked(id, f, &conflicts))
                 .await
                 .unwrap_or_else(|_| match conflicts.load(Ordering::Relaxed) {
-                    0 => Err(StateError::Timeout(budget)),
-                    n => Err(StateError::Contended(n)),
+                    // Timed out waiting on Redis itself (the lock was taken, nothing conflicted).
+                    1 => Err(StateError::Timeout(budget)),
+                    // Still waiting for this replica's other turns of the conversation.
+                    0 => Err(StateError::Contended(0)),
+                    n => Err(StateError::Contended(n - 1)),
                 });
             match &result {
                 Ok(()) => self.set_down(false),

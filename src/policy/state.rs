@@ -268,7 +268,9 @@ pub enum StateError {
     Redis(#[from] redis::RedisError),
     #[error("conversation state store unavailable: no answer within {} ms", .0.as_millis())]
     Timeout(Duration),
-    #[error("conversation state store unavailable: written by another replica {0} times in a row")]
+    /// The deadline ran out while other turns of the conversation were being written (this many
+    /// of our writes lost to another replica; 0: still waiting for this replica's own turns).
+    #[error("conversation state store unavailable: other turns of the conversation held it until the deadline ({0} writes lost to another replica)")]
     Contended(usize),
     #[error("conversation state store unavailable: it failed {} ms ago; not asked again before {} ms", .since.as_millis(), .retry_in.as_millis())]
     Down { since: Duration, retry_in: Duration },
