@@ -307,16 +307,7 @@ async fn concurrent_turns_on_two_replicas_lose_no_update() {
             recorded += 1;
         }
     }
-    let raw: String = redis::cmd("GET")
-        .arg("handoff:conv:busy")
-        .query(
-            &mut redis::Client::open(redis.url())
-                .unwrap()
-                .get_connection()
-                .unwrap(),
-        )
-        .unwrap();
-    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let state = stored_state(&redis, "busy");
     let turns = state["turns"].as_u64().unwrap();
     // Every turn a reply called recorded is stored (a write that landed just as its deadline
     // passed is stored but reported unavailable: hence >=, never fewer).
@@ -410,16 +401,7 @@ async fn lifecycle_and_retries_hold_across_two_replicas() {
         );
         assert_eq!(r.retry, i == 2, "turn {i}");
     }
-    let raw: String = redis::cmd("GET")
-        .arg("handoff:conv:life")
-        .query(
-            &mut redis::Client::open(redis.url())
-                .unwrap()
-                .get_connection()
-                .unwrap(),
-        )
-        .unwrap();
-    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let state = stored_state(&redis, "life");
     assert_eq!(state["turns"], 7, "the retry counted nothing: {state}");
     assert_eq!(state["escalations"], 1, "{state}");
 }
@@ -460,20 +442,12 @@ async fn concurrent_retries_on_two_replicas_get_one_decision() {
         );
     }
     assert_eq!(recorded.iter().filter(|r| !r.retry).count(), 1);
-    let raw: String = redis::cmd("GET")
-        .arg("handoff:conv:dup")
-        .query(
-            &mut redis::Client::open(redis.url())
-                .unwrap()
-                .get_connection()
-                .unwrap(),
-        )
-        .unwrap();
-    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let state = stored_state(&redis, "dup");
     assert_eq!(state["turns"], 1, "{state}");
 }
 
-async fn stored_turns(redis: &Redis, conversation: &str) -> u64 {
+/// A conversation's state as the servers stored it in Redis.
+fn stored_state(redis: &Redis, conversation: &str) -> serde_json::Value {
     let raw: String = redis::cmd("GET")
         .arg(format!("handoff:conv:{conversation}"))
         .query(
@@ -483,8 +457,7 @@ async fn stored_turns(redis: &Redis, conversation: &str) -> u64 {
                 .unwrap(),
         )
         .unwrap();
-    let state: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    state["turns"].as_u64().unwrap()
+    serde_json::from_str(&raw).unwrap()
 }
 
 /// 64 distinct turns of one conversation at once, on one replica and on two: every turn is stored.
@@ -521,7 +494,7 @@ async fn sixty_four_concurrent_turns_of_one_conversation_are_all_stored() {
             );
         }
         assert_eq!(
-            stored_turns(&redis, conversation).await,
+            stored_state(&redis, conversation)["turns"],
             64,
             "{conversation}"
         );

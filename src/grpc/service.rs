@@ -17,8 +17,8 @@ use crate::batcher::{Batcher, Inferred};
 use crate::config::Limits;
 use crate::decision_log::{FeedbackEntry, Journal};
 use crate::model::repository::compare_versions;
-use crate::policy::{ReplayClock, SharedPolicy, StateStore};
-use crate::route::{Message, Router};
+use crate::policy::{SharedPolicy, StateStore, Turn};
+use crate::route::Router;
 use crate::telemetry as t;
 
 pub struct HandoffService {
@@ -109,8 +109,7 @@ impl Handoff for HandoffService {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
         let input = validate::route(&req, &self.limits)?;
-        let message = Message {
-            conversation_id: &req.conversation_id,
+        let caller_turn = Turn {
             message_id: &req.message_id,
             text: &req.text,
             channel: input.channel,
@@ -121,12 +120,14 @@ impl Handoff for HandoffService {
             accepted_offer: req.accepted_offer,
             declined_offer: req.declined_offer,
             handed_back: req.handed_back,
-            clock: ReplayClock {
-                unix_seconds: input.now,
-                sent_unix_seconds: input.sent,
-            },
+            unix_seconds: input.now,
+            sent_unix_seconds: input.sent,
+            ..Default::default()
         };
-        let routed = self.router.route(&message, &caller, deadline).await?;
+        let routed = self
+            .router
+            .route(&req.conversation_id, caller_turn, &caller, deadline)
+            .await?;
         count_labels(&routed.inferred);
         Ok(Response::new(convert::route_response(
             routed.decision,

@@ -316,8 +316,7 @@ impl Policy {
     }
 
     /// Decide this turn with the conversation's state and record it there, atomically. When the store
-    /// fails, the decision is made from this message alone and says so.
-    /// A store slower than `deadline` is given up on: the turn is decided from the message alone.
+    /// fails, or is slower than `deadline`, the decision is made from this message alone and says so.
     pub async fn route(
         &self,
         store: &dyn StateStore,
@@ -373,8 +372,7 @@ impl Policy {
             state.hand_back();
         }
         let mut v = self.values(turn, state);
-        let mut d = self.decide_rules(&v);
-        lifecycle::while_held(&self.config.lifecycle, &v, &mut d);
+        let mut d = self.decide_unrecorded(&v);
         if let Some(repair) = state.repair {
             let detail = match repair {
                 Repair::Unreadable => {
@@ -420,7 +418,7 @@ impl Policy {
 
     /// Opening hours and reply windows: they depend on the clock and the channel, not the rules.
     fn shape(&self, turn: &Turn, d: &mut Decision) {
-        if d.action != Action::ContinueBot && d.retry != Retry::Answered {
+        if d.action != Action::ContinueBot {
             let opens = hours::apply(&self.config.queues, d, turn.unix_seconds);
             if let Some(c) = self.channels.get(turn.channel.as_str()) {
                 hours::apply_reply_window(c, turn, opens, d);
@@ -544,9 +542,15 @@ impl Policy {
 
     /// `decide` on signal values already computed (a live turn, or a logged one being replayed).
     pub fn decide_values(&self, v: &Values) -> Decision {
+        let mut d = self.decide_unrecorded(v);
+        d.signals = v.snapshot();
+        d
+    }
+
+    /// The rules, then the lifecycle, without the snapshot of what they read.
+    fn decide_unrecorded(&self, v: &Values) -> Decision {
         let mut d = self.decide_rules(v);
         lifecycle::while_held(&self.config.lifecycle, v, &mut d);
-        d.signals = v.snapshot();
         d
     }
 

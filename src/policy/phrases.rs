@@ -134,18 +134,33 @@ struct List {
     longest: Option<AhoCorasick>,
 }
 
+/// How a list entry is matched.
+enum Entry {
+    /// English: whole words in order.
+    Words(Vec<String>),
+    /// Chinese and anything else: a substring of the lower-cased text.
+    Substring(String),
+}
+
+impl Entry {
+    fn of(entry: &str) -> Option<Entry> {
+        let e = entry.to_lowercase();
+        if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
+            let w: Vec<String> = words(&e).into_iter().map(|w| w.1.to_string()).collect();
+            (!w.is_empty()).then_some(Entry::Words(w))
+        } else {
+            (!e.is_empty()).then_some(Entry::Substring(e))
+        }
+    }
+}
+
 impl List {
     fn new(entries: &[String]) -> List {
         let mut l = List::default();
-        for e in entries {
-            let e = e.to_lowercase();
-            if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
-                let w: Vec<String> = words(&e).into_iter().map(|w| w.1.to_string()).collect();
-                if let Some(first) = w.first() {
-                    l.words.entry(first.clone()).or_default().push(w);
-                }
-            } else if !e.is_empty() {
-                l.substrings.push(e);
+        for e in entries.iter().filter_map(|e| Entry::of(e)) {
+            match e {
+                Entry::Words(w) => l.words.entry(w[0].clone()).or_default().push(w),
+                Entry::Substring(s) => l.substrings.push(s),
             }
         }
         for v in l.words.values_mut() {
@@ -243,20 +258,18 @@ impl Index {
         let mut ix = Index::default();
         let mut substrings = Vec::new();
         for (l, entries) in lists {
-            for e in entries.iter() {
-                let e = e.to_lowercase();
+            for e in entries.iter().filter_map(|e| Entry::of(e)) {
                 let id = ix.entries.len() as u32;
-                if e.is_ascii() && e.chars().any(|c| c.is_ascii_alphabetic()) {
-                    let w: Vec<String> = words(&e).into_iter().map(|w| w.1.to_string()).collect();
-                    let Some(first) = w.first().cloned() else {
-                        continue;
-                    };
-                    ix.entries.push(w.join(" "));
-                    ix.words.entry(first).or_default().push((*l, w, id));
-                } else if !e.is_empty() {
-                    ix.entries.push(e.clone());
-                    ix.patterns.push((*l, id));
-                    substrings.push(e);
+                match e {
+                    Entry::Words(w) => {
+                        ix.entries.push(w.join(" "));
+                        ix.words.entry(w[0].clone()).or_default().push((*l, w, id));
+                    }
+                    Entry::Substring(s) => {
+                        ix.entries.push(s.clone());
+                        ix.patterns.push((*l, id));
+                        substrings.push(s);
+                    }
                 }
             }
         }

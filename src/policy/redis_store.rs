@@ -103,7 +103,8 @@ impl RedisStore {
         let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
         let script = redis::Script::new(COMPARE_AND_SET);
-        for attempt in 0u32.. {
+        let mut attempt = 0u32;
+        loop {
             if attempt > 0 {
                 // Contenders that read the same version would collide again at once: spread them.
                 let jitter = rand::random::<u64>() % (2u64 << attempt.min(6));
@@ -141,8 +142,8 @@ impl RedisStore {
                 return Ok(());
             }
             conflicts.fetch_add(1, Ordering::Relaxed);
+            attempt += 1;
         }
-        unreachable!("the loop returns or is cancelled by its deadline")
     }
 }
 

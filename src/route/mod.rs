@@ -5,7 +5,6 @@
 
 pub mod record;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +12,7 @@ use crate::audit::AuditLog;
 use crate::batcher::{BatchError, Batcher, Inferred};
 use crate::decision_log::Journal;
 use crate::model::{Model, Prediction};
-use crate::policy::{Channel, Decision, ReplayClock, Retry, SharedPolicy, StateStore, Tier, Turn};
+use crate::policy::{Decision, ReplayClock, Retry, SharedPolicy, StateStore, Turn};
 use crate::telemetry as t;
 use record::DecisionRecord;
 
@@ -25,34 +24,28 @@ const ANSWER_RESERVE: std::time::Duration = std::time::Duration::from_millis(5);
 /// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
 /// to fill with struct-update syntax.
 pub fn turn<'a>(model: &'a Model, prediction: &'a Prediction, text: &'a str) -> Turn<'a> {
+    with_prediction(
+        Turn {
+            text,
+            ..Default::default()
+        },
+        model,
+        prediction,
+    )
+}
+
+/// `caller` (what the caller said of the message) with the model's side from `prediction`.
+fn with_prediction<'a>(caller: Turn<'a>, model: &'a Model, prediction: &'a Prediction) -> Turn<'a> {
     let top = prediction.top_intent();
     Turn {
-        text,
         intent: &model.intent_labels()[top],
         intent_score: prediction.intent_probs[top],
         intent_margin: prediction.intent_margin(),
         request_human: model.intent_prob(prediction, "request_human"),
         negativity: model.negativity(prediction),
         embedding: &prediction.embedding,
-        ..Default::default()
+        ..caller
     }
-}
-
-/// What the caller says about one customer message (already validated).
-#[derive(Debug, Clone, Default)]
-pub struct Message<'a> {
-    pub conversation_id: &'a str,
-    pub message_id: &'a str,
-    pub text: &'a str,
-    pub channel: Channel,
-    pub tier: Tier,
-    pub attributes: Option<&'a HashMap<String, String>>,
-    pub bot_fallbacks: u32,
-    pub bot_failed: bool,
-    pub accepted_offer: bool,
-    pub declined_offer: bool,
-    pub handed_back: bool,
-    pub clock: ReplayClock,
 }
 
 /// A decided message: the decision, what the model read, and the policy that decided.
@@ -91,31 +84,25 @@ impl Router {
         &self.batcher
     }
 
-    /// Decide one message. A retry of a message already decided gets its first answer (same
-    /// decision id) and is neither counted nor logged again.
+    /// Decide one message of a conversation: `caller` is the caller's side of the turn (ids, text,
+    /// channel, tier, flags, times), already validated. A retry of a message already decided gets
+    /// its first answer (same decision id) and is neither counted nor logged again.
     pub async fn route(
         &self,
-        m: &Message<'_>,
-        caller: &str,
+        conversation_id: &str,
+        caller: Turn<'_>,
+        caller_name: &str,
         deadline: Option<Instant>,
     ) -> Result<Routed, BatchError> {
-        let inf = self.batcher.infer(m.text.to_string(), deadline).await?;
+        let inf = self
+            .batcher
+            .infer(caller.text.to_string(), deadline)
+            .await?;
         let id = uuid::Uuid::new_v4();
         let decision_id = id.to_string();
         let turn = Turn {
-            message_id: m.message_id,
             decision_id: &decision_id,
-            channel: m.channel,
-            tier: m.tier,
-            attributes: m.attributes,
-            bot_fallbacks: m.bot_fallbacks,
-            bot_failed: m.bot_failed,
-            accepted_offer: m.accepted_offer,
-            declined_offer: m.declined_offer,
-            handed_back: m.handed_back,
-            unix_seconds: m.clock.unix_seconds,
-            sent_unix_seconds: m.clock.sent_unix_seconds,
-            ..turn(&inf.model, &inf.prediction, m.text)
+            ..with_prediction(caller, &inf.model, &inf.prediction)
         };
         // One policy for the whole decision, even across a reload.
         let policy = self.policy.get();
@@ -123,26 +110,24 @@ impl Router {
         // slow or absent Redis turns into a decision from the message alone, not a missed deadline.
         let state_deadline = deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or(d));
         let decision = policy
-            .route(
-                self.state.as_ref(),
-                m.conversation_id,
-                &turn,
-                state_deadline,
-            )
+            .route(self.state.as_ref(), conversation_id, &turn, state_deadline)
             .await;
         match decision.retry {
             Retry::No => DecisionRecord {
                 decision_id: &decision_id,
-                caller,
-                conversation_id: m.conversation_id,
-                message_id: m.message_id,
-                channel: m.channel,
+                caller: caller_name,
+                conversation_id,
+                message_id: turn.message_id,
+                channel: turn.channel,
                 decision: &decision,
                 policy_version: policy.version(),
                 model_name: inf.model.name(),
                 model_version: inf.model.version(),
-                text: m.text,
-                clock: m.clock,
+                text: turn.text,
+                clock: ReplayClock {
+                    unix_seconds: turn.unix_seconds,
+                    sent_unix_seconds: turn.sent_unix_seconds,
+                },
             }
             .record(&self.audit, &self.journal, &id),
             Retry::Answered => {
