@@ -162,6 +162,23 @@ def test_paraphrase_training_triplets_never_contain_an_evaluation_text():
     assert not shared, shared[:5]
 
 
+def test_upset_training_lines_never_appear_in_the_held_out_upset_set():
+    import csv
+    import glob
+
+    data = os.path.join(HERE, "data")
+    held = set()
+    for path in glob.glob(os.path.join(data, "upset_heldout", "*.tsv")):
+        with open(path, encoding="utf-8") as f:
+            held |= {D._key(row["text"]) for row in csv.DictReader(f, delimiter="\t")}
+    assert len(held) >= 900
+    shared = []
+    for path in glob.glob(os.path.join(data, "upset", "*", "*.txt")):
+        with open(path, encoding="utf-8") as f:
+            shared += [line.strip() for line in f if D._key(line.strip()) in held]
+    assert not shared, shared[:5]
+
+
 def test_exported_real_traffic_has_its_own_held_out_split(tmp_path):
     folder = tmp_path / "intents" / "en"
     folder.mkdir(parents=True)
