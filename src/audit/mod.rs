@@ -12,9 +12,12 @@ use std::path::Path;
 
 use crossbeam_channel::Sender;
 use serde_json::Value;
-use tracing::error;
 
 use crate::telemetry as t;
+use crate::telemetry::throttle::Throttled;
+
+/// A full disk fails every record: one log line per interval says so.
+static WRITE_FAILURES: Throttled = Throttled::new(std::time::Duration::from_secs(10));
 
 /// Records waiting for the writer before new ones are dropped.
 const QUEUE: usize = 8192;
@@ -42,11 +45,11 @@ impl AuditLog {
                     for record in std::iter::once(first).chain(rx.try_iter()) {
                         let line = serde_json::to_string(&record).unwrap_or_default();
                         if let Err(e) = writeln!(out, "{line}") {
-                            error!("audit log write failed: {e}");
+                            WRITE_FAILURES.error(|| format!("audit log write failed: {e}"));
                         }
                     }
                     if let Err(e) = out.flush() {
-                        error!("audit log flush failed: {e}");
+                        WRITE_FAILURES.error(|| format!("audit log flush failed: {e}"));
                     }
                 }
             })?;

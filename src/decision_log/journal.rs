@@ -1,6 +1,7 @@
 //! The service's side of the data loop: remember each decision for feedback, write the sampled ones
 //! to the log, and take feedback on them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -12,7 +13,7 @@ use super::writer::{DecisionLog, DecisionLogConfig, DecisionLogError};
 pub struct Journal {
     log: DecisionLog,
     /// Only with a log: feedback without one would be lost.
-    recent: Option<RecentDecisions>,
+    recent: Option<Arc<RecentDecisions>>,
     salt: String,
 }
 
@@ -25,10 +26,10 @@ impl Journal {
         };
         let log = DecisionLog::open(config)?;
         let recent = log.enabled().then(|| {
-            RecentDecisions::new(
+            Arc::new(RecentDecisions::new(
                 config.max_pending_feedback,
                 Duration::from_secs(config.feedback_window_s),
-            )
+            ))
         });
         Ok(Journal { log, recent, salt })
     }
@@ -60,18 +61,36 @@ impl Journal {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Record feedback once per decision (`id` is `entry.decision_id` parsed); the log is written
-    /// only for new feedback, and feedback the log could not queue is not recorded either.
-    pub fn feedback(&self, id: &uuid::Uuid, entry: FeedbackEntry) -> FeedbackOutcome {
+    /// Record feedback once per decision (`id` is `entry.decision_id` parsed). New feedback is
+    /// answered once its line is on the file: feedback the log could not queue or write is not
+    /// recorded, so the caller's retry is taken as new.
+    pub async fn feedback(&self, id: &uuid::Uuid, entry: FeedbackEntry) -> FeedbackOutcome {
         let Some(recent) = &self.recent else {
             return FeedbackOutcome::Unknown;
         };
         let outcome = recent.feedback(id, entry.content_digest());
-        if outcome == FeedbackOutcome::New && !self.log.feedback(entry) {
-            recent.unrecord(id);
+        if outcome != FeedbackOutcome::New {
+            return outcome;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // The writer forgets failed feedback itself: a caller that gave up waiting still gets its
+        // retry taken as new.
+        let ack = {
+            let (recent, id) = (Arc::clone(recent), *id);
+            Box::new(move |written: Result<(), String>| {
+                recent.written(&id, written.is_ok());
+                let _ = tx.send(written);
+            })
+        };
+        if !self.log.feedback(entry, ack) {
+            recent.written(id, false);
             return FeedbackOutcome::Busy;
         }
-        outcome
+        match rx.await {
+            Ok(Ok(())) => FeedbackOutcome::New,
+            Ok(Err(why)) => FeedbackOutcome::Unwritten(why),
+            Err(_) => FeedbackOutcome::Unwritten("the decision log writer stopped".into()),
+        }
     }
 
     /// Flush and stop the writer (after the server has answered its last call).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedbackOutcome {
     /// First feedback for this decision: write it.
     New,
@@ -19,6 +19,8 @@ pub enum FeedbackOutcome {
     Unknown,
     /// The log's queue is full: nothing was recorded, the caller should retry.
     Busy,
+    /// The line could not be written (a full disk, say): not recorded, the caller should retry.
+    Unwritten(String),
 }
 
 pub struct RecentDecisions {
@@ -28,7 +30,13 @@ pub struct RecentDecisions {
 
 struct Pending {
     at: Instant,
-    feedback: Option<u64>,
+    feedback: Option<Feedback>,
+}
+
+struct Feedback {
+    digest: u64,
+    /// On the file: until then the same feedback again cannot be told it is recorded.
+    written: bool,
 }
 
 impl RecentDecisions {
@@ -64,26 +72,35 @@ impl RecentDecisions {
         if pending.at.elapsed() > self.window {
             return FeedbackOutcome::Unknown;
         }
-        match pending.feedback {
+        match &pending.feedback {
             None => {
-                pending.feedback = Some(digest);
+                pending.feedback = Some(Feedback {
+                    digest,
+                    written: false,
+                });
                 FeedbackOutcome::New
             }
-            Some(d) if d == digest => FeedbackOutcome::Duplicate,
-            Some(_) => FeedbackOutcome::Conflict,
+            Some(f) if f.digest != digest => FeedbackOutcome::Conflict,
+            Some(f) if f.written => FeedbackOutcome::Duplicate,
+            // Still being written, and the write may yet fail.
+            Some(_) => FeedbackOutcome::Busy,
         }
     }
 }
 
 impl RecentDecisions {
-    /// Forget feedback that could not be written, so the caller's retry is taken as new.
-    pub fn unrecord(&self, id: &uuid::Uuid) {
+    /// The feedback's line is on the file (`true`), or could not be written (`false`: forgotten,
+    /// so the caller's retry is taken as new).
+    pub fn written(&self, id: &uuid::Uuid, written: bool) {
         let mut ids = self
             .ids
             .lock()
             .expect("never poisoned: no panics under the lock");
         if let Some(pending) = ids.peek_mut(&id.as_u128()) {
-            pending.feedback = None;
+            match written {
+                true => pending.feedback.iter_mut().for_each(|f| f.written = true),
+                false => pending.feedback = None,
+            }
         }
     }
 }
@@ -102,9 +119,15 @@ mod tests {
         );
         recent.served(&a);
         assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
+        assert_eq!(
+            recent.feedback(&a, 1),
+            FeedbackOutcome::Busy,
+            "not written yet"
+        );
+        recent.written(&a, true);
         assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Duplicate);
         assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::Conflict);
-        recent.unrecord(&a);
+        recent.written(&a, false);
         assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::New);
         assert_eq!(recent.feedback(&c, 1), FeedbackOutcome::Unknown);
         // Capacity 2: the oldest is forgotten.
@@ -112,6 +135,16 @@ mod tests {
         recent.served(&c);
         assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Unknown);
         assert_eq!(recent.feedback(&b, 1), FeedbackOutcome::New);
+    }
+
+    #[test]
+    fn feedback_that_could_not_be_written_is_taken_again() {
+        let recent = RecentDecisions::new(4, Duration::from_secs(60));
+        let a = uuid::Uuid::new_v4();
+        recent.served(&a);
+        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
+        recent.written(&a, false);
+        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
     }
 
     #[test]

@@ -18,7 +18,16 @@ pub enum LogReadError {
     Io(PathBuf, #[source] std::io::Error),
     #[error("{0} holds no decisions-*.jsonl files")]
     Empty(PathBuf),
+    #[error("{}:{line}: unknown action {action:?} (known: {})", path.display(), crate::policy::Action::NAMES.join(", "))]
+    UnknownAction {
+        path: PathBuf,
+        line: usize,
+        action: String,
+    },
 }
+
+/// Unreadable lines named in full, at most: the count goes on past them.
+const NAMED_UNREADABLE: usize = 10;
 
 /// Every replica's decisions and feedback in a directory.
 #[derive(Debug, Default)]
@@ -29,6 +38,8 @@ pub struct DecisionLogData {
     pub feedback: HashMap<String, FeedbackEntry>,
     /// Lines that did not parse (a line cut short by a crash, say): skipped and counted.
     pub unreadable_lines: usize,
+    /// The first of them, as `file:line`.
+    pub unreadable: Vec<String>,
 }
 
 impl DecisionLogData {
@@ -48,20 +59,35 @@ impl DecisionLogData {
         };
         for path in &files {
             let lines = read_lines(path)?;
+            let mut unreadable = |line: usize| {
+                data.unreadable_lines += 1;
+                if data.unreadable.len() < NAMED_UNREADABLE {
+                    let name = path.file_name().unwrap_or_default().to_string_lossy();
+                    data.unreadable.push(format!("{name}:{line}"));
+                }
+            };
             if named(path, "decisions-") {
-                for line in lines {
-                    match serde_json::from_slice::<LoggedDecision>(&line) {
+                for (line, text) in lines {
+                    match serde_json::from_slice::<LoggedDecision>(&text) {
+                        // A line of some other writer: replaying it would count nonsense as changes.
+                        Ok(d) if crate::policy::Action::parse(&d.action).is_none() => {
+                            return Err(LogReadError::UnknownAction {
+                                path: path.clone(),
+                                line,
+                                action: d.action,
+                            });
+                        }
                         Ok(d) => data.decisions.push(d),
-                        Err(_) => data.unreadable_lines += 1,
+                        Err(_) => unreadable(line),
                     }
                 }
             } else if named(path, "feedback-") {
-                for line in lines {
-                    match serde_json::from_slice::<FeedbackEntry>(&line) {
+                for (line, text) in lines {
+                    match serde_json::from_slice::<FeedbackEntry>(&text) {
                         Ok(f) => {
                             data.feedback.entry(f.decision_id.clone()).or_insert(f);
                         }
-                        Err(_) => data.unreadable_lines += 1,
+                        Err(_) => unreadable(line),
                     }
                 }
             }
@@ -80,14 +106,15 @@ impl DecisionLogData {
     }
 }
 
-/// Lines as bytes: a line torn by a crash (even mid-character) is one unreadable line, not an
-/// unreadable file.
-fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, LogReadError> {
+/// Lines as bytes with their numbers (from 1), blank ones left out: a line torn by a crash (even
+/// mid-character) is one unreadable line, not an unreadable file.
+fn read_lines(path: &Path) -> Result<Vec<(usize, Vec<u8>)>, LogReadError> {
     let bytes = std::fs::read(path).map_err(|e| LogReadError::Io(path.to_path_buf(), e))?;
     Ok(bytes
         .split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(<[u8]>::to_vec)
+        .enumerate()
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, l)| (i + 1, l.to_vec()))
         .collect())
 }
 
@@ -152,6 +179,7 @@ pub struct ReplayReport {
     /// The first few changed decisions.
     pub examples: Vec<(String, Outcome, Outcome)>,
     pub unreadable_lines: usize,
+    pub unreadable: Vec<String>,
 }
 
 const EXAMPLES: usize = 10;
@@ -160,6 +188,7 @@ pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
     let mut r = ReplayReport {
         decisions: log.decisions.len(),
         unreadable_lines: log.unreadable_lines,
+        unreadable: log.unreadable.clone(),
         ..Default::default()
     };
     let attribute_rules = candidate.reads_attributes();
@@ -319,7 +348,18 @@ impl fmt::Display for ReplayReport {
             )?;
         }
         if self.unreadable_lines > 0 {
-            writeln!(f, "  skipped {} unreadable lines", self.unreadable_lines)?;
+            let more = self.unreadable_lines - self.unreadable.len();
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "  skipped {} unreadable lines: {}{more}",
+                self.unreadable_lines,
+                self.unreadable.join(", ")
+            )?;
         }
         Ok(())
     }

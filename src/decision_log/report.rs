@@ -100,7 +100,21 @@ impl Html {
                 "thresholds swept from policy".into(),
                 policy.version().to_string(),
             ],
-            vec!["unreadable lines".into(), log.unreadable_lines.to_string()],
+            vec![
+                "unreadable lines (skipped)".into(),
+                match log.unreadable_lines {
+                    0 => "0".into(),
+                    n => format!(
+                        "{n}: {}{}",
+                        log.unreadable.join(", "),
+                        if n > log.unreadable.len() {
+                            ", …"
+                        } else {
+                            ""
+                        }
+                    ),
+                },
+            ],
         ];
         self.body.push_str("<h2>Summary</h2>\n");
         self.table(&["", "value"], &rows);
@@ -340,10 +354,18 @@ fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), Report
         }
     }
     let hours = |i: usize| (i as u64 * bucket) as f64 / 3_600_000.0;
+    // The last bucket ends where the log does: drawn with full ones it reads as a sharp drop. One
+    // that covers less than half a bucket is left off the chart (the table keeps it, marked).
+    let covered = (last - first) % bucket + 1;
+    let partial = n > 1 && covered < bucket / 2;
+    let drawn = if partial { n - 1 } else { n };
     let series: Vec<(String, Vec<(f64, f64)>)> = ACTIONS
         .iter()
         .map(|a| {
-            let pts = counts[a].iter().enumerate().map(|(i, c)| (hours(i), *c));
+            let pts = counts[a][..drawn]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (hours(i), *c));
             (a.to_string(), pts.collect())
         })
         .collect();
@@ -359,7 +381,16 @@ fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), Report
     )?;
     let rows: Vec<Vec<String>> = (0..n)
         .map(|i| {
-            let mut row = vec![utc(first + i as u64 * bucket)];
+            let mut start = utc(first + i as u64 * bucket);
+            if i + 1 == n && covered < bucket {
+                let _ = write!(
+                    start,
+                    " (partial: the log ends {:.0} s in{})",
+                    covered as f64 / 1000.0,
+                    if partial { ", not drawn" } else { "" }
+                );
+            }
+            let mut row = vec![start];
             row.extend(ACTIONS.iter().map(|a| counts[a][i].to_string()));
             row
         })
@@ -694,7 +725,46 @@ fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result<(), Report
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::*;
+
+    fn decision_at(ts_ms: u64) -> LoggedDecision {
+        serde_json::from_value(serde_json::json!({
+            "decision_id": format!("d{ts_ms}"), "ts_ms": ts_ms, "conversation": "c",
+            "action": "continue_bot", "rule": "default", "priority": 0, "reasons": [],
+            "model": "m", "model_version": "1", "policy_version": "p",
+            "unix_s": 0, "sent_unix_s": 0, "signals": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_last_bucket_the_log_barely_reaches_is_marked_and_not_drawn() {
+        // 0 to 190 min, one a minute: 5-minute buckets, the last one 1 ms long.
+        let decisions: Vec<_> = (0..=190).map(|m| decision_at(m * 60_000)).collect();
+        let mut html = Html {
+            body: String::new(),
+            figures: 0,
+        };
+        over_time(&mut html, &decisions).unwrap();
+        assert!(
+            html.body
+                .contains("(partial: the log ends 0 s in, not drawn)"),
+            "{}",
+            html.body
+        );
+        // 0 to 189 min: the last bucket holds 4 of its 5 minutes, drawn and marked.
+        let decisions: Vec<_> = (0..190).map(|m| decision_at(m * 60_000)).collect();
+        let mut html = Html {
+            body: String::new(),
+            figures: 0,
+        };
+        over_time(&mut html, &decisions).unwrap();
+        assert!(
+            html.body.contains("(partial: the log ends 240 s in)"),
+            "{}",
+            html.body
+        );
+    }
 
     #[test]
     fn utc_dates_are_civil_dates() {

@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde::Deserialize;
-use tracing::error;
 
 use super::entry::{FeedbackEntry, LoggedDecision};
 use crate::telemetry as t;
+use crate::telemetry::throttle::Throttled;
+
+/// A full disk fails every line: one log line per interval says so, the counter counts them all.
+static WRITE_FAILURES: Throttled = Throttled::new(Duration::from_secs(10));
 
 /// Lines waiting for the writer before new ones are dropped (and counted): ~10 s at peak.
 const QUEUE: usize = 1 << 16;
@@ -76,6 +79,8 @@ pub enum DecisionLogError {
     Replica(String),
     #[error("creating the decision log directory {0}")]
     Dir(PathBuf, #[source] std::io::Error),
+    #[error("the decision log directory {0} is not writable (a probe file could not be written)")]
+    Unwritable(PathBuf, #[source] std::io::Error),
     #[error("starting the decision log writer")]
     Thread(#[source] std::io::Error),
 }
@@ -123,9 +128,12 @@ impl DecisionLogConfig {
     }
 }
 
+/// Told whether a feedback line reached the file (written and flushed), or why not.
+pub type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 enum Line {
     Decision(Box<LoggedDecision>),
-    Feedback(FeedbackEntry),
+    Feedback(FeedbackEntry, Ack),
     /// Everything before it is written: flush, sync and stop.
     Close,
 }
@@ -150,6 +158,7 @@ impl DecisionLog {
             return Ok(DecisionLog::disabled());
         };
         std::fs::create_dir_all(&dir).map_err(|e| DecisionLogError::Dir(dir.clone(), e))?;
+        probe_writable(&dir).map_err(|e| DecisionLogError::Unwritable(dir.clone(), e))?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let rotation = Rotation {
             dir,
@@ -191,8 +200,9 @@ impl DecisionLog {
     }
 
     /// Queue feedback; false when the queue is full (the caller is told to retry, nothing is lost).
-    pub fn feedback(&self, f: FeedbackEntry) -> bool {
-        self.send(Line::Feedback(f))
+    /// Otherwise `ack` is called once the line is on the file, or could not be written.
+    pub fn feedback(&self, f: FeedbackEntry, ack: Ack) -> bool {
+        self.send(Line::Feedback(f, ack))
     }
 
     fn send(&self, line: Line) -> bool {
@@ -217,6 +227,14 @@ impl DecisionLog {
     }
 }
 
+/// An unwritable directory (read-only mount, wrong owner) must stop the start, not lose every line.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    let written = std::fs::write(&probe, b"probe\n");
+    let _ = std::fs::remove_file(&probe);
+    written
+}
+
 struct Rotation {
     dir: PathBuf,
     replica: String,
@@ -230,6 +248,11 @@ struct Rotating {
     kind: &'static str,
     file: Option<(BufWriter<File>, u64, Instant)>,
     seq: u64,
+    /// A write failed part-way: the next line starts on a line of its own, so the torn one is the
+    /// only unreadable line.
+    torn: bool,
+    /// Why lines were dropped since the last flush: feedback waiting on that flush was lost too.
+    lost: Option<String>,
 }
 
 impl Rotating {
@@ -238,6 +261,8 @@ impl Rotating {
             kind,
             file: None,
             seq: 0,
+            torn: false,
+            lost: None,
         }
     }
 
@@ -252,14 +277,28 @@ impl Rotating {
             // A file that cannot be deleted must not stop the log: report it and write on.
             if let Err(e) = prune(r, self.kind) {
                 metrics::counter!(t::DECISION_LOG_ERRORS).increment(1);
-                error!("decision log: deleting old {} files failed: {e}", self.kind);
+                WRITE_FAILURES.error(|| {
+                    format!("decision log: deleting old {} files failed: {e}", self.kind)
+                });
             }
             self.file = Some((BufWriter::new(self.create(r)?), 0, Instant::now()));
+            self.torn = false;
         }
         let (out, bytes, _) = self.file.as_mut().expect("opened above");
-        out.write_all(line)?;
-        *bytes += line.len() as u64;
-        Ok(())
+        let written = match std::mem::take(&mut self.torn) {
+            true => out.write_all(b"\n").and_then(|()| out.write_all(line)),
+            false => out.write_all(line),
+        };
+        match written {
+            Ok(()) => {
+                *bytes += line.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.discard_unwritten(&e);
+                Err(e)
+            }
+        }
     }
 
     /// File names sort by time: `<kind>-<replica>-<ms since epoch>-<seq>.jsonl`.
@@ -279,9 +318,24 @@ impl Rotating {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.file {
-            Some((out, _, _)) => out.flush(),
-            None => Ok(()),
+        let Some((out, _, _)) = &mut self.file else {
+            return Ok(());
+        };
+        let flushed = out.flush();
+        if let Err(e) = &flushed {
+            self.discard_unwritten(e);
+        }
+        flushed
+    }
+
+    /// Lines that failed are dropped (and were counted), never written later: a caller told its
+    /// feedback was not recorded must not find it in the log after all when the disk frees up.
+    fn discard_unwritten(&mut self, why: &std::io::Error) {
+        self.lost.get_or_insert_with(|| why.to_string());
+        if let Some((out, bytes, opened)) = self.file.take() {
+            let (file, _unwritten) = out.into_parts();
+            self.file = Some((BufWriter::new(file), bytes, opened));
+            self.torn = true;
         }
     }
 
@@ -331,43 +385,60 @@ fn file_name(p: &Path) -> Option<&str> {
 fn write_lines(rx: Receiver<Line>, rotation: Rotation) {
     let mut decisions = Rotating::new("decisions");
     let mut feedback = Rotating::new("feedback");
-    let fail = |what: &str, e: std::io::Error| {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
         metrics::counter!(t::DECISION_LOG_ERRORS).increment(1);
-        error!("decision log {what} failed: {e}");
+        WRITE_FAILURES.error(|| format!("decision log {what} failed: {e}"));
     };
+    // Feedback waiting for its line to be flushed, with what its write gave.
+    let mut acks: Vec<(Ack, Result<(), String>)> = Vec::new();
     // Write what is queued, flush when the queue runs dry: a burst costs one write per file.
     while let Ok(first) = rx.recv() {
         for line in std::iter::once(first).chain(rx.try_iter()) {
-            let (out, kind, json) = match line {
-                Line::Decision(d) => (&mut decisions, "decision", serde_json::to_vec(&d)),
-                Line::Feedback(f) => (&mut feedback, "feedback", serde_json::to_vec(&f)),
+            let (out, kind, json, ack) = match line {
+                Line::Decision(d) => (&mut decisions, "decision", serde_json::to_vec(&d), None),
+                Line::Feedback(f, ack) => {
+                    (&mut feedback, "feedback", serde_json::to_vec(&f), Some(ack))
+                }
                 Line::Close => {
-                    for out in [&mut decisions, &mut feedback] {
-                        if let Err(e) = out.finish() {
-                            fail("final flush", e);
-                        }
+                    if let Err(e) = decisions.finish() {
+                        fail("final flush", &e);
                     }
+                    let finished = feedback.finish().map_err(|e| {
+                        fail("final flush", &e);
+                        e.to_string()
+                    });
+                    let lost = feedback.lost.take().map_or(Ok(()), Err);
+                    answer(&mut acks, finished.and(lost));
                     return;
                 }
             };
-            let mut json = match json {
-                Ok(json) => json,
-                Err(e) => {
-                    fail("encoding", e.into());
-                    continue;
-                }
-            };
-            json.push(b'\n');
-            match out.write(&rotation, &json) {
+            let written = json.map_err(std::io::Error::from).and_then(|mut json| {
+                json.push(b'\n');
+                out.write(&rotation, &json)
+            });
+            match &written {
                 Ok(()) => metrics::counter!(t::DECISION_LOG_WRITTEN, "kind" => kind).increment(1),
                 Err(e) => fail("write", e),
             }
-        }
-        for out in [&mut decisions, &mut feedback] {
-            if let Err(e) = out.flush() {
-                fail("flush", e);
+            if let Some(ack) = ack {
+                acks.push((ack, written.map_err(|e| e.to_string())));
             }
         }
+        if let Err(e) = decisions.flush() {
+            fail("flush", &e);
+        }
+        decisions.lost = None;
+        if let Err(e) = feedback.flush() {
+            fail("flush", &e);
+        }
+        answer(&mut acks, feedback.lost.take().map_or(Ok(()), Err));
+    }
+}
+
+/// Tell each waiting feedback call its outcome: its own write's, else the flush's.
+fn answer(acks: &mut Vec<(Ack, Result<(), String>)>, flushed: Result<(), String>) {
+    for (ack, written) in acks.drain(..) {
+        ack(written.and(flushed.clone()));
     }
 }
 

@@ -150,7 +150,8 @@ impl Handoff for HandoffService {
         }
         let outcome = self
             .journal
-            .feedback(&id, FeedbackEntry { caller, ..entry });
+            .feedback(&id, FeedbackEntry { caller, ..entry })
+            .await;
         super::status::feedback(outcome, &id).map(Response::new)
     }
 }

@@ -51,12 +51,13 @@ pub fn feedback(
     id: &uuid::Uuid,
 ) -> Result<super::pb::FeedbackResponse, Status> {
     use crate::decision_log::FeedbackOutcome as O;
-    let label = match outcome {
+    let label = match &outcome {
         O::New => "recorded",
         O::Duplicate => "duplicate",
         O::Conflict => "conflict",
         O::Unknown => "unknown",
         O::Busy => "busy",
+        O::Unwritten(_) => "unwritten",
     };
     metrics::counter!(crate::telemetry::FEEDBACK, "outcome" => label).increment(1);
     match outcome {
@@ -72,5 +73,8 @@ pub fn feedback(
         O::Busy => Err(Status::unavailable(
             "the decision log is behind: feedback not recorded, retry",
         )),
+        O::Unwritten(why) => Err(Status::unavailable(format!(
+            "the decision log could not write the feedback ({why}): not recorded, retry"
+        ))),
     }
 }

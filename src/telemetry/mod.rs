@@ -2,6 +2,7 @@
 //! Every metric the service records is named here, so dashboards have one place to look.
 
 pub mod otel;
+pub mod throttle;
 
 use std::net::SocketAddr;
 
@@ -44,6 +45,8 @@ pub const REPLY_WINDOW: &str = "handoff_reply_window_raised_total";
 pub const CACHE_LOOKUPS: &str = "handoff_cache_lookups_total";
 pub const CACHE_ENTRIES: &str = "handoff_cache_entries";
 pub const CACHE_CAPACITY: &str = "handoff_cache_capacity";
+pub const SPAN_EXPORT_FAILURES: &str = "handoff_span_export_failures_total";
+pub const SPANS_DROPPED: &str = "handoff_spans_dropped_total";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -82,7 +85,7 @@ fn zero_failure_counters() {
     for reason in ["refused", "timeout"] {
         metrics::counter!(TLS_HANDSHAKE_FAILURES, "reason" => reason).increment(0);
     }
-    for repair in ["unreadable", "clamped"] {
+    for repair in ["unreadable", "clamped", "oversized", "wrong_type"] {
         metrics::counter!(STATE_REPAIRS, "repair" => repair).increment(0);
     }
     metrics::counter!(POLICY_RELOADS, "result" => "error").increment(0);
@@ -98,6 +101,8 @@ fn zero_failure_counters() {
         AUDIT_DROPPED,
         DECISION_LOG_DROPPED,
         DECISION_LOG_ERRORS,
+        SPAN_EXPORT_FAILURES,
+        SPANS_DROPPED,
     ] {
         metrics::counter!(counter).increment(0);
     }
@@ -204,8 +209,13 @@ fn describe() {
     );
     describe_counter!(
         FEEDBACK,
-        "Feedback calls by outcome (recorded, duplicate, conflict, unknown)"
+        "Feedback calls by outcome (recorded, duplicate, conflict, unknown, busy, unwritten)"
     );
+    describe_counter!(
+        SPAN_EXPORT_FAILURES,
+        "Span batches the OTLP collector did not take"
+    );
+    describe_counter!(SPANS_DROPPED, "Spans lost in failed exports");
     describe_gauge!(
         QUEUE_CAPACITY,
         "Agents usually staffing each queue, from the policy file (a hint to set escalations against)"

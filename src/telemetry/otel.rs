@@ -99,6 +99,7 @@ impl Exporter {
                 endpoint: endpoint.clone(),
                 source,
             })?;
+        let exporter = Counted(exporter);
         let batches = BatchConfigBuilder::default()
             .with_scheduled_delay(Duration::from_millis(config.export_delay_ms.max(10)))
             .build();
@@ -129,6 +130,47 @@ impl Exporter {
         if let Err(e) = self.0.shutdown() {
             tracing::warn!("flushing spans at shutdown failed: {e}");
         }
+    }
+}
+
+/// A collector that is down fails every export: counted, and logged once per interval (the SDK's
+/// own report of it goes to its internal log, which nobody reads).
+#[derive(Debug)]
+struct Counted<E>(E);
+
+static EXPORT_FAILURES: super::throttle::Throttled =
+    super::throttle::Throttled::new(Duration::from_secs(30));
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Counted<E>
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let spans = batch.len() as u64;
+        let exported = self.0.export(batch).await;
+        if let Err(e) = &exported {
+            metrics::counter!(super::SPAN_EXPORT_FAILURES).increment(1);
+            metrics::counter!(super::SPANS_DROPPED).increment(spans);
+            EXPORT_FAILURES.error(|| format!("exporting {spans} spans failed: {e}"));
+        }
+        exported
+    }
+
+    fn shutdown_with_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
     }
 }
 
