@@ -67,10 +67,10 @@ pub struct Inferred<B = Model> {
 }
 
 impl<B> Inferred<B> {
-    fn from_cache(hit: Cached<B>) -> Self {
+    fn from_cache(hit: Cached, model: Arc<B>) -> Self {
         Inferred {
             prediction: hit.prediction,
-            model: hit.model,
+            model,
             tokens: hit.tokens,
             truncated: hit.truncated,
             queue_time: Duration::ZERO,
@@ -182,7 +182,7 @@ pub struct Batcher<B = Model> {
     capacity: usize,
     worker_count: usize,
     backlog: Arc<Backlog>,
-    cache: Option<Arc<ResultCache<B>>>,
+    cache: Option<Arc<ResultCache>>,
 }
 
 impl<B: Backend> Batcher<B> {
@@ -192,7 +192,7 @@ impl<B: Backend> Batcher<B> {
         config: BatcherConfig,
         registry: Arc<ModelRegistry<B>>,
         tap: Option<Arc<dyn InferenceTap<B>>>,
-        cache: Option<Arc<ResultCache<B>>>,
+        cache: Option<Arc<ResultCache>>,
     ) -> Arc<Self> {
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity.max(1));
         let backlog = Arc::new(Backlog::default());
@@ -240,7 +240,8 @@ impl<B: Backend> Batcher<B> {
     fn cached(&self, text: &str) -> Option<Inferred<B>> {
         let cache = self.cache.as_ref()?;
         let model = self.registry.current()?;
-        cache.get(&model, text).map(Inferred::from_cache)
+        let hit = cache.get(model.load_id(), text)?;
+        Some(Inferred::from_cache(hit, model))
     }
 
     pub fn registry(&self) -> &Arc<ModelRegistry<B>> {
@@ -378,7 +379,7 @@ impl<B: Backend> Batcher<B> {
 /// What a worker shares with the others: where results go, and the cores runs take turns on.
 struct Sinks<B> {
     tap: Option<Arc<dyn InferenceTap<B>>>,
-    cache: Option<Arc<ResultCache<B>>>,
+    cache: Option<Arc<ResultCache>>,
     slots: Arc<CpuSlots>,
 }
 
@@ -591,11 +592,10 @@ fn run_group<B: Backend>(
                 if let Some(cache) = &sinks.cache {
                     let value = Cached {
                         prediction: prediction.clone(),
-                        model: model.clone(),
                         tokens: job.encoded.ids.len(),
                         truncated: job.encoded.truncated,
                     };
-                    cache.put(&job.text, value);
+                    cache.put(model.load_id(), &job.text, value);
                 }
                 let inferred = Inferred {
                     prediction,

@@ -3,43 +3,32 @@
 //!
 //! Keys are (model load id, normalised text). Every `Model::load` gets a fresh id, so after a swap
 //! or rollback no entry of another model (or another load of the same version) can ever be served;
-//! stale entries simply age out of the LRU. Only the model's outputs are cached: `Route` still
-//! reads and updates conversation state on a hit.
+//! stale entries simply age out of the LRU. Entries hold the model's outputs, never the model: a
+//! swapped-out model's memory is released once its last batch ends, not when its last entry ages
+//! out. `Route` still reads and updates conversation state on a hit.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
-use crate::model::{Backend, Model, Prediction};
+use crate::model::Prediction;
 use crate::telemetry as t;
 
-/// What a hit returns: the prediction and how the text was read.
-pub struct Cached<B = Model> {
+/// What a hit returns: the prediction and how the text was read (by the model of the key's load id).
+#[derive(Clone)]
+pub struct Cached {
     pub prediction: Prediction,
-    pub model: Arc<B>,
     pub tokens: usize,
     pub truncated: bool,
 }
 
-// Not derived: a derive would require `B: Clone`, and only the `Arc` is cloned.
-impl<B> Clone for Cached<B> {
-    fn clone(&self) -> Self {
-        Cached {
-            prediction: self.prediction.clone(),
-            model: self.model.clone(),
-            tokens: self.tokens,
-            truncated: self.truncated,
-        }
-    }
-}
-
-pub struct ResultCache<B = Model> {
-    entries: Mutex<LruCache<(u64, String), Cached<B>>>,
+pub struct ResultCache {
+    entries: Mutex<LruCache<(u64, String), Cached>>,
     max_text_bytes: usize,
 }
 
-impl<B: Backend> ResultCache<B> {
+impl ResultCache {
     /// `capacity` entries (0 disables the cache). Texts longer than `max_text_bytes` are not cached:
     /// long messages rarely repeat, and they would dominate the cache's memory.
     pub fn new(capacity: usize, max_text_bytes: usize) -> Option<Arc<Self>> {
@@ -50,29 +39,27 @@ impl<B: Backend> ResultCache<B> {
         }))
     }
 
-    pub fn get(&self, model: &B, text: &str) -> Option<Cached<B>> {
+    /// The outputs the model loaded as `load_id` gave for `text`, if cached.
+    pub fn get(&self, load_id: u64, text: &str) -> Option<Cached> {
         if text.len() > self.max_text_bytes {
             return None;
         }
-        let hit = self
-            .lock()
-            .get(&(model.load_id(), text.to_owned()))
-            .cloned();
+        let hit = self.lock().get(&(load_id, text.to_owned())).cloned();
         let result = if hit.is_some() { "hit" } else { "miss" };
         metrics::counter!(t::CACHE_LOOKUPS, "result" => result).increment(1);
         hit
     }
 
-    pub fn put(&self, text: &str, value: Cached<B>) {
+    pub fn put(&self, load_id: u64, text: &str, value: Cached) {
         if text.len() > self.max_text_bytes {
             return;
         }
         let mut entries = self.lock();
-        entries.put((value.model.load_id(), text.to_owned()), value);
+        entries.put((load_id, text.to_owned()), value);
         metrics::gauge!(t::CACHE_ENTRIES).set(entries.len() as f64);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<(u64, String), Cached<B>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<(u64, String), Cached>> {
         // A panic while holding the lock cannot leave the LRU half-updated in a way that matters
         // for a cache: keep serving.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())

@@ -251,6 +251,55 @@ pub const KEYS: &[&str] = &[
     "tracing",
 ];
 
+/// `HANDOFF_*` variables read by something other than the config layers: the command line's own
+/// (`--config`, `--log-format`, `--otlp-endpoint`) and the test tools'.
+const OTHER_VARIABLES: &[&str] = &[
+    "CONFIG",
+    "LOG_FORMAT",
+    "OTLP_ENDPOINT",
+    "PYTHON",
+    "CHROMIUM",
+];
+
+/// `HANDOFF_*` variables that are no setting, each with the variable most likely meant: a
+/// misspelt one (`HANDOFF_DECISION_LOG_DIR`, one underscore where levels need two) would
+/// otherwise be ignored without a word, while the same typo in a file is refused.
+pub fn unknown_variables(names: impl IntoIterator<Item = String>) -> Vec<(String, Option<String>)> {
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let key = name.strip_prefix("HANDOFF_")?.to_string();
+            let top = key.split("__").next().unwrap_or_default();
+            let known = KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                || OTHER_VARIABLES.contains(&key.as_str());
+            (!known).then(|| (name.clone(), nearest_variable(&key)))
+        })
+        .collect()
+}
+
+fn nearest_variable(key: &str) -> Option<String> {
+    let lower = key.to_ascii_lowercase();
+    // A table's key with one underscore before the field: the level separator is two.
+    const TABLES: &[&str] = &["limits", "tls", "auth", "decision_log", "tracing"];
+    let table = TABLES.iter().find_map(|k| {
+        let field = lower.strip_prefix(k)?.strip_prefix('_')?;
+        (!field.is_empty() && !field.starts_with('_')).then(|| {
+            format!(
+                "HANDOFF_{}__{}",
+                k.to_ascii_uppercase(),
+                field.to_ascii_uppercase()
+            )
+        })
+    });
+    table.or_else(|| {
+        let (distance, k) = KEYS
+            .iter()
+            .map(|k| (strsim::levenshtein(&lower, k), k))
+            .min()?;
+        (distance <= 2.max(k.len() / 4)).then(|| format!("HANDOFF_{}", k.to_ascii_uppercase()))
+    })
+}
+
 /// One named layer of values (a file's table, the flags, the `--set`s).
 struct Layer {
     name: String,
@@ -540,6 +589,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn misspelt_variables_are_named_with_the_one_meant() {
+        let found = unknown_variables(
+            [
+                "HANDOFF_DECISION_LOG_DIR",
+                "HANDOFF_QUEUE_CAPACTY",
+                "HANDOFF_DECISION_LOG__DIR",
+                "HANDOFF_WORKERS",
+                "HANDOFF_CONFIG",
+                "HANDOFF_PYTHON",
+                "HANDOFF_SOMETHING_ELSE_ENTIRELY",
+                "PATH",
+            ]
+            .map(String::from),
+        );
+        let nearest = |var: &str| Some(var.to_string());
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "HANDOFF_DECISION_LOG_DIR".into(),
+                    nearest("HANDOFF_DECISION_LOG__DIR")
+                ),
+                (
+                    "HANDOFF_QUEUE_CAPACTY".into(),
+                    nearest("HANDOFF_QUEUE_CAPACITY")
+                ),
+                ("HANDOFF_SOMETHING_ELSE_ENTIRELY".into(), None),
+            ]
+        );
     }
 
     #[test]

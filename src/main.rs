@@ -226,6 +226,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Said once at start, where an operator looking for why a setting did not take looks first.
+fn warn_unknown_variables() {
+    let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
+    for (var, nearest) in handoff::config::unknown_variables(names) {
+        match nearest {
+            Some(meant) => tracing::warn!("{var} is not a setting and is ignored: did you mean {meant}?"),
+            None => tracing::warn!("{var} is not a setting and is ignored (settings: `handoff serve --help`, README Configuration)"),
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let json = cli.log_format == LogFormat::Json;
     if !matches!(cli.command, Command::Serve(_)) {
@@ -244,6 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => (None, None),
                 };
                 handoff::telemetry::init_tracing(json, tracer);
+                warn_unknown_variables();
                 let served = handoff::server::run(config, shutdown_signal()).await;
                 if let Some(exporter) = exporter {
                     tokio::task::spawn_blocking(move || exporter.shutdown()).await?;

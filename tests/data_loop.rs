@@ -246,5 +246,49 @@ async fn logged_decisions_replay_exactly_and_a_changed_threshold_shows_its_effec
         "{printed}"
     );
     assert!(printed.contains("precision"), "{printed}");
+
+    // A torn line is skipped and named by file and line; a line with an action no policy makes
+    // stops the replay, named the same way.
+    let file = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("decisions-")
+        })
+        .unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap().to_string();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines = text.lines().count();
+    std::fs::write(&file, format!("{text}{{\"decision_id\": \"torn")).unwrap();
+    let printed = replay_cli(&policy, &log_dir);
+    assert!(
+        printed.contains(&format!("skipped 1 unreadable lines: {name}:{}", lines + 1)),
+        "{printed}"
+    );
+    let teleport = text.replacen("\"action\":\"continue_bot\"", "\"action\":\"teleport\"", 1);
+    assert_ne!(teleport, text, "a continue_bot decision to change");
+    std::fs::write(&file, &teleport).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["replay", "--policy"])
+        .arg(&policy)
+        .arg("--log")
+        .arg(&log_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let at = teleport
+        .lines()
+        .position(|l| l.contains("teleport"))
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("{name}:{at}: unknown action \"teleport\"")),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -241,6 +241,17 @@ async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
         "huge",
         r#"{"turns": 2, "negativity_avg": 5.0, "consecutive_negative": 4000000000, "offers_made": 99}"#,
     );
+    // Keys no replica wrote: a 17 MB value and a 10,000-entry list.
+    redis::cmd("SET")
+        .arg("handoff:conv:oversized")
+        .arg(vec![b'x'; 17 << 20])
+        .query::<()>(&mut con)
+        .unwrap();
+    redis::cmd("RPUSH")
+        .arg("handoff:conv:listed")
+        .arg((0..10_000).collect::<Vec<i32>>())
+        .query::<()>(&mut con)
+        .unwrap();
     let state_reason = |r: &RouteResponse| {
         r.reasons
             .iter()
@@ -251,11 +262,13 @@ async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
         ("garbage", "unreadable"),
         ("negative", "unreadable"),
         ("huge", "out of range"),
+        ("oversized", "larger than any state"),
+        ("listed", "not a value"),
     ] {
         let r = route(&server, id, "m1", "我的订单到哪了").await;
         let detail = state_reason(&r).unwrap_or_else(|| panic!("{id}: no state_reset in {r:?}"));
         assert!(detail.contains(want), "{id}: {detail}");
-        if want == "unreadable" {
+        if want != "out of range" {
             // Started afresh: a calm question stays with the bot.
             assert_eq!(r.action(), Action::ContinueBot, "{id}: {r:?}");
         }
@@ -263,11 +276,27 @@ async fn unreadable_or_out_of_range_state_is_repaired_and_reported() {
         let next = route(&server, id, "m2", "谢谢").await;
         assert_eq!(state_reason(&next), None, "{id}: {next:?}");
     }
+    // Reset to a state of ours: a string of a few KiB.
+    for id in ["oversized", "listed"] {
+        let key = format!("handoff:conv:{id}");
+        let kind: String = redis::cmd("TYPE").arg(&key).query(&mut con).unwrap();
+        let len: usize = redis::cmd("STRLEN").arg(&key).query(&mut con).unwrap();
+        assert_eq!(kind, "string", "{id}");
+        assert!(len < 16 << 10, "{id}: {len} bytes");
+    }
     let metrics = server.metrics();
     assert!(
         metrics.contains("handoff_state_repairs_total{repair=\"unreadable\"} 2"),
         "{metrics}"
     );
+    for repair in ["oversized", "wrong_type"] {
+        assert!(
+            metrics.contains(&format!(
+                "handoff_state_repairs_total{{repair=\"{repair}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
     assert!(
         metrics.contains("handoff_state_repairs_total{repair=\"clamped\"} 1"),
         "{metrics}"

@@ -484,6 +484,34 @@ async fn undecodable_requests_are_invalid_argument_and_counted() {
     }
 }
 
+/// A body over the documented limit (`max_text_bytes` × `max_batch_texts` + 64 KiB) is refused with
+/// OUT_OF_RANGE naming the limit; one just under it is read (and refused for its texts' sizes).
+#[tokio::test]
+async fn a_body_over_the_documented_limit_is_out_of_range() {
+    let server = common::shared();
+    let mut client = common::client(server).await;
+    let limit = 4096 * 64 + 64 * 1024;
+    let over = client
+        .classify(ClassifyRequest {
+            text: "a".repeat(limit + 1),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), Code::OutOfRange, "{over:?}");
+    assert!(over.message().contains(&limit.to_string()), "{over:?}");
+    let under = client
+        .classify(ClassifyRequest {
+            text: "a".repeat(limit - 16),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(under.code(), Code::InvalidArgument, "{under:?}");
+    assert!(
+        under.message().contains("the limit is 4096 bytes"),
+        "{under:?}"
+    );
+}
+
 /// `handoff health`, the probe the container image runs: exit 0 and SERVING for a ready server,
 /// non-zero when nothing answers.
 #[tokio::test]

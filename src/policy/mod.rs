@@ -379,6 +379,12 @@ impl Policy {
                     "stored state was unreadable: the conversation started afresh"
                 }
                 Repair::Clamped => "stored state was out of range: its values were clamped",
+                Repair::Oversized => {
+                    "stored state was larger than any state is: reset unread, the conversation started afresh"
+                }
+                Repair::WrongType => {
+                    "stored state was not a value (another kind of key): reset, the conversation started afresh"
+                }
             };
             d.reasons
                 .push(reason("state_reset", "state", 0.0, 0.0, detail));

@@ -723,8 +723,13 @@ fn strip_codes(text: &str) -> String {
     re.replace_all(text, " ").into_owned()
 }
 
+/// Identifiers a turn keeps, the first in the text: enough to tell new information, and a state
+/// stays a few KiB whatever the text holds.
+pub const MAX_IDENTIFIERS: usize = 16;
+
 /// Hashes of the identifiers in a text: order numbers, tracking ids, phone numbers, amounts of
-/// three digits or more, dates and email addresses. Only hashes are kept in state, never the text.
+/// three digits or more, dates and email addresses, at most `MAX_IDENTIFIERS`. Only hashes are
+/// kept in state, never the text.
 pub fn identifiers(text: &str) -> Vec<u32> {
     if !text.bytes().any(|b| b.is_ascii_digit() || b == b'@') {
         return Vec::new();
@@ -756,6 +761,7 @@ pub fn identifiers(text: &str) -> Vec<u32> {
             t.to_lowercase().hash(&mut h);
             h.finish() as u32
         })
+        .take(MAX_IDENTIFIERS)
         .collect();
     out.sort_unstable();
     out.dedup();

@@ -9,10 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::AsyncCommands;
 use tracing::warn;
 
-use super::state::{ConversationState, StateError, StateFuture, StateStore, Update};
+use super::state::{ConversationState, Repair, StateError, StateFuture, StateStore, Update};
 use crate::telemetry as t;
 
 pub struct RedisStore {
@@ -43,15 +42,67 @@ fn stripe(id: &str) -> usize {
     h.finish() as usize % STRIPES
 }
 
-/// KEYS[1] = key; ARGV = [1 if a value was read, the value read, the new value, TTL seconds].
+/// The most bytes a stored state may have: a real one is a few KiB. A key no replica wrote (a
+/// 17 MB value, a list) is reset rather than read, so it cannot stall the call reading it or
+/// the calls sharing its thread.
+pub const MAX_STATE_BYTES: usize = 256 << 10;
+
+/// KEYS[1] = key; ARGV[1] = `MAX_STATE_BYTES`. Returns {0, ''} (no state), {1, value},
+/// {2, its Redis type} (not a string) or {3, its length} (too long): never more than the cap.
+const READ: &str = r#"
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind == 'none' then return {0, ''} end
+if kind ~= 'string' then return {2, kind} end
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[1]) then return {3, tostring(n)} end
+return {1, redis.call('GET', KEYS[1])}
+"#;
+
+/// KEYS[1] = key; ARGV = [what was read: 0 nothing, 1 the value ARGV[2], 2 something to reset
+/// (not a string, or longer than ARGV[5]), the value read, the new value, TTL seconds, the cap].
+/// Writes only if the key still holds what was read; returns 1 if written.
 const COMPARE_AND_SET: &str = r#"
-local current = redis.call('GET', KEYS[1])
+local kind = redis.call('TYPE', KEYS[1]).ok
 local unchanged
-if ARGV[1] == '1' then unchanged = (current == ARGV[2]) else unchanged = (current == false) end
+if ARGV[1] == '0' then
+  unchanged = (kind == 'none')
+elseif ARGV[1] == '1' then
+  unchanged = (kind == 'string' and redis.call('GET', KEYS[1]) == ARGV[2])
+else
+  unchanged = (kind ~= 'none' and (kind ~= 'string' or redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[5])))
+end
 if not unchanged then return 0 end
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 return 1
 "#;
+
+/// What the read found under a conversation's key.
+enum Stored {
+    Nothing,
+    Value(Vec<u8>),
+    /// Not something we wrote: reset it.
+    Reset(Repair),
+}
+
+impl Stored {
+    fn parse((code, payload): (i64, Vec<u8>)) -> Stored {
+        match code {
+            0 => Stored::Nothing,
+            1 => Stored::Value(payload),
+            2 => Stored::Reset(Repair::WrongType),
+            _ => Stored::Reset(Repair::Oversized),
+        }
+    }
+
+    /// The compare-and-set's first two arguments for it.
+    fn expected(&self) -> (&'static str, &[u8]) {
+        match self {
+            Stored::Nothing => ("0", b""),
+            Stored::Value(v) => ("1", v),
+            Stored::Reset(_) => ("2", b""),
+        }
+    }
+}
 
 impl RedisStore {
     /// `url` is `redis://host:port[/db]`; `timeout` bounds each whole update.
@@ -102,7 +153,10 @@ impl RedisStore {
         conflicts.fetch_add(1, Ordering::Relaxed);
         let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
-        let script = redis::Script::new(COMPARE_AND_SET);
+        let (read, compare_and_set) = (
+            redis::Script::new(READ),
+            redis::Script::new(COMPARE_AND_SET),
+        );
         let mut attempt = 0u32;
         loop {
             if attempt > 0 {
@@ -110,24 +164,35 @@ impl RedisStore {
                 let jitter = rand::random::<u64>() % (2u64 << attempt.min(6));
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
-            let raw: Option<Vec<u8>> = con.get(&key).await?;
+            let stored = Stored::parse(
+                read.key(&key)
+                    .arg(MAX_STATE_BYTES)
+                    .invoke_async(&mut con)
+                    .await?,
+            );
             // Unreadable or out-of-range state (another writer, an older format) is repaired
             // rather than failing the conversation; the decision says so.
-            let mut state = raw
-                .as_deref()
-                .map(ConversationState::from_stored)
-                .unwrap_or_default();
+            let mut state = match &stored {
+                Stored::Nothing => ConversationState::default(),
+                Stored::Value(v) => ConversationState::from_stored(v),
+                Stored::Reset(repair) => ConversationState {
+                    repair: Some(*repair),
+                    ..Default::default()
+                },
+            };
             let repair = state.repair;
             f(&mut state);
             // A NaN would be written as null and make the whole state unreadable next time.
             state.clamp();
             let bytes = serde_json::to_vec(&state).expect("state serialises");
-            let written: i32 = script
+            let (mode, expected) = stored.expected();
+            let written: i32 = compare_and_set
                 .key(&key)
-                .arg(if raw.is_some() { "1" } else { "0" })
-                .arg(raw.unwrap_or_default())
+                .arg(mode)
+                .arg(expected)
                 .arg(bytes)
                 .arg(ttl)
+                .arg(MAX_STATE_BYTES)
                 .invoke_async(&mut con)
                 .await?;
             if written == 1 {

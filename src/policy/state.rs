@@ -157,6 +157,10 @@ pub enum Repair {
     Unreadable,
     /// Counters or averages out of range: clamped to what a real conversation can reach.
     Clamped,
+    /// Larger than any state we write: reset unread, the conversation starts afresh.
+    Oversized,
+    /// Not a value at all (a Redis list, say): reset, the conversation starts afresh.
+    WrongType,
 }
 
 impl Repair {
@@ -164,6 +168,8 @@ impl Repair {
         match self {
             Repair::Unreadable => "unreadable",
             Repair::Clamped => "clamped",
+            Repair::Oversized => "oversized",
+            Repair::WrongType => "wrong_type",
         }
     }
 }
@@ -394,6 +400,53 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The Redis store resets anything larger than `MAX_STATE_BYTES` unread: a state we write,
+    /// at its largest (every list full, ids at the default limit, a 1024-wide embedding), stays
+    /// well under it.
+    #[test]
+    fn the_largest_state_we_write_fits_the_store_cap() {
+        let id = "x".repeat(128);
+        let reason = Reason {
+            rule_id: "r".repeat(64),
+            signal: "s".repeat(32),
+            value: -1.0 / 3.0,
+            threshold: 2.0 / 3.0,
+            detail: "d".repeat(200),
+        };
+        let state = ConversationState {
+            turns: MAX_TURNS,
+            recent: (0..RECENT_TURNS)
+                .map(|_| RecentTurn {
+                    message_id: id.clone(),
+                    intent: "security_incident".into(),
+                    embedding: CompactEmbedding::new(&[-0.999; 1024]),
+                    negativity: 1.0 / 3.0,
+                    small_talk: true,
+                    info: (0..super::super::phrases::MAX_IDENTIFIERS as u32)
+                        .map(|i| u32::MAX - i)
+                        .collect(),
+                })
+                .collect(),
+            held_queue: "q".repeat(64),
+            answers: (0..ANSWERS_KEPT)
+                .map(|_| Answer {
+                    message_id: id.clone(),
+                    decision_id: uuid::Uuid::new_v4().to_string(),
+                    action: "offer_human".into(),
+                    queue: "q".repeat(64),
+                    priority: MAX_PRIORITY,
+                    fallback: "f".repeat(64),
+                    degraded: true,
+                    reasons: vec![reason.clone(); 12],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let bytes = serde_json::to_vec(&state).unwrap().len();
+        let cap = super::super::redis_store::MAX_STATE_BYTES;
+        assert!(bytes * 4 < cap, "{bytes} bytes, cap {cap}");
+    }
 
     #[test]
     fn stored_state_is_checked_before_use() {

@@ -22,6 +22,7 @@ mod compare;
 mod decision_log;
 mod growth;
 mod peer;
+mod redis_outage;
 mod single_call;
 mod soak;
 mod texts;
@@ -88,6 +89,11 @@ struct Args {
     /// Instead of the benchmark: only the decision path alone (no server), for --seconds.
     #[arg(long)]
     decision_path_only: bool,
+    /// Instead of the benchmark: start a Redis and two servers (state in memory, state in that
+    /// Redis) and compare Route with --deadline-ms deadlines: memory, Redis up, Redis killed
+    /// mid-load, Redis back.
+    #[arg(long)]
+    redis_outage: bool,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -410,6 +416,11 @@ async fn main() -> anyhow::Result<()> {
             args.connections,
         )
         .await;
+    }
+    if args.redis_outage {
+        let deadline = Duration::from_millis(args.deadline_ms);
+        let (n, seconds) = (args.concurrency, args.seconds);
+        return redis_outage::run(n, seconds, args.threads, args.connections, deadline).await;
     }
     if !args.compare.is_empty() {
         let (seconds, n) = (args.seconds, args.concurrency);

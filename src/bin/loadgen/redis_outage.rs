@@ -1,0 +1,203 @@
+//! `--redis-outage`: what a Redis outage costs Route callers. One server keeps conversation state in
+//! memory, one in a Redis started here; in one run, at the same closed-loop load with short
+//! deadlines: the memory server, the Redis server with Redis up, the same after Redis is killed
+//! (SIGKILL, mid-load), and after it is back. Prints throughput, p50/p99/max, how many calls missed
+//! their deadline and how many were decided without state (`state_unavailable`).
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::SeedableRng;
+use tonic::transport::Channel;
+
+use crate::decision_log::{ready, spawn_with};
+use crate::texts::{self, Mix};
+use crate::{new_hist, HandoffClient, Stats};
+use handoff::grpc::pb::{self, RouteRequest};
+
+struct Redis(Child);
+
+impl Redis {
+    fn start(port: u16) -> anyhow::Result<Redis> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (apt-get install redis-server)")?;
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Redis(child))
+    }
+
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One phase's figures beyond `Stats`: calls past their deadline and calls decided without state.
+struct Outcome {
+    stats: Stats,
+    max_ms: f64,
+    deadline_exceeded: u64,
+    degraded: u64,
+}
+
+/// `concurrency` callers, each Route with `deadline` as its gRPC timeout, for `seconds`.
+async fn phase(
+    clients: &[HandoffClient<Channel>],
+    concurrency: usize,
+    seconds: u64,
+    deadline: Duration,
+    seed: u64,
+) -> Outcome {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|i| {
+            let mut client = clients[i % clients.len()].clone();
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed * 1000 + i as u64);
+                let (mut hist, mut errors, mut late, mut degraded) = (new_hist(), 0, 0, 0);
+                let mut turn = 0u64;
+                while Instant::now() < until {
+                    turn += 1;
+                    let mut request = tonic::Request::new(RouteRequest {
+                        // Conversations of a few turns, so state is read and written.
+                        conversation_id: format!("outage-{seed}-{i}-{}", turn / 4),
+                        message_id: format!("m{turn}"),
+                        text: texts::next(Mix::Unique, &mut rng),
+                        channel: pb::Channel::Web as i32,
+                        tier: pb::CustomerTier::Standard as i32,
+                        ..Default::default()
+                    });
+                    request.set_timeout(deadline);
+                    let sent = Instant::now();
+                    match client.route(request).await {
+                        Ok(reply) => {
+                            hist.saturating_record(sent.elapsed().as_micros() as u64);
+                            let reasons = &reply.get_ref().reasons;
+                            if reasons.iter().any(|r| r.rule_id == "state_unavailable") {
+                                degraded += 1;
+                            }
+                        }
+                        Err(status) => {
+                            errors += 1;
+                            if status.code() == tonic::Code::DeadlineExceeded
+                                || status.code() == tonic::Code::Cancelled
+                            {
+                                late += 1;
+                            }
+                        }
+                    }
+                }
+                (hist, errors, late, degraded)
+            })
+        })
+        .collect();
+    let mut out = Outcome {
+        stats: Stats::empty(),
+        max_ms: 0.0,
+        deadline_exceeded: 0,
+        degraded: 0,
+    };
+    for t in tasks {
+        let (h, e, late, degraded) = t.await.expect("caller task");
+        out.stats.hist.add(&h).expect("same bounds");
+        out.stats.errors += e;
+        out.deadline_exceeded += late;
+        out.degraded += degraded;
+    }
+    out.stats.elapsed = started.elapsed();
+    out.stats.count = out.stats.hist.len();
+    out.max_ms = out.stats.hist.max() as f64 / 1000.0;
+    out
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn run(
+    concurrency: usize,
+    seconds: u64,
+    workers: usize,
+    connections: usize,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let port = free_port()?;
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis = Some(Redis::start(port)?);
+    let memory = spawn_with(&[], workers)?;
+    let shared = spawn_with(&["--state".as_ref(), url.as_ref()], workers)?;
+    let memory_clients = ready(&memory.addr, connections).await?;
+    let shared_clients = ready(&shared.addr, connections).await?;
+    println!(
+        "\nRedis outage: Route, {concurrency} in flight, {} ms deadlines, {seconds} s per phase",
+        deadline.as_millis()
+    );
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9}",
+        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "deadline", "no state"
+    );
+    let print = |name: &str, o: &Outcome| {
+        println!(
+            "{} {:>8.1} {:>7} {:>9} {:>9}",
+            o.stats.line(name),
+            o.max_ms,
+            "",
+            o.deadline_exceeded,
+            o.degraded
+        );
+    };
+    let baseline = phase(&memory_clients, concurrency, seconds, deadline, 1).await;
+    print("state in memory (no Redis)", &baseline);
+    let up = phase(&shared_clients, concurrency, seconds, deadline, 2).await;
+    print("state in Redis, Redis up", &up);
+    // Killed while the callers are mid-flight: the first calls meet a dead connection.
+    let killer = {
+        let redis = redis.take();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Some(r) = redis {
+                r.kill();
+            }
+        })
+    };
+    let killed = phase(&shared_clients, concurrency, seconds, deadline, 3).await;
+    killer.await?;
+    print("Redis killed 0.5 s in (SIGKILL)", &killed);
+    redis = Some(Redis::start(port)?);
+    let back = phase(&shared_clients, concurrency, seconds, deadline, 4).await;
+    print("Redis back", &back);
+    drop(redis);
+    println!(
+        "  Redis killed vs no Redis: throughput {:.1} %, p99 {:.1} vs {:.1} ms (deadline {} ms); {} of {} calls past the deadline",
+        100.0 * killed.stats.rate() / baseline.stats.rate(),
+        killed.stats.ms(0.99),
+        baseline.stats.ms(0.99),
+        deadline.as_millis(),
+        killed.deadline_exceeded,
+        killed.stats.count + killed.stats.errors,
+    );
+    Ok(())
+}
