@@ -53,6 +53,8 @@ impl Drop for Mount {
 
 fn serve_fails(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        // One underscore where levels need two: not a setting, said at start.
+        .env("HANDOFF_DECISION_LOG_DIR", "/nowhere")
         .arg("serve")
         .args(["--grpc-addr", &format!("127.0.0.1:{}", common::free_port())])
         .args([
@@ -80,6 +82,10 @@ fn a_read_only_log_directory_stops_the_start() {
     let stderr = serve_fails(&["--set", &format!("decision_log.dir={dir}")]);
     assert!(
         stderr.contains(&format!("the decision log directory {dir} is not writable")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("HANDOFF_DECISION_LOG_DIR is not a setting and is ignored: did you mean HANDOFF_DECISION_LOG__DIR?"),
         "{stderr}"
     );
     let stderr = serve_fails(&["--set", &format!("audit_log={dir}/audit.jsonl")]);

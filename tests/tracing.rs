@@ -186,3 +186,45 @@ async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
     server.terminate();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
 }
+
+/// A collector that is not there: every failed export is counted (batches and spans), and the
+/// server says so in its log once per interval, not once per batch.
+#[tokio::test]
+async fn failed_exports_are_counted_and_logged_once_per_interval() {
+    let closed = common::free_port(); // nothing listens here
+    let config =
+        std::env::temp_dir().join(format!("handoff-otlp-closed-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!("[tracing]\notlp_endpoint = \"http://127.0.0.1:{closed}\"\nexport_delay_ms = 50\n"),
+    )
+    .unwrap();
+    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let mut client = common::client(&server).await;
+    let mut failures = 0.0;
+    for round in 0..100 {
+        client
+            .classify(ClassifyRequest {
+                text: format!("where is my parcel {round}"),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let metrics = server.metrics();
+        failures = common::counter(&metrics, "handoff_span_export_failures_total");
+        if failures >= 3.0 {
+            assert!(
+                common::counter(&metrics, "handoff_spans_dropped_total") >= failures,
+                "{metrics}"
+            );
+            break;
+        }
+    }
+    assert!(failures >= 3.0, "failed exports not counted: {failures}");
+    let log = server.log_text();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("exporting") && l.contains("spans failed"))
+        .count();
+    assert_eq!(lines, 1, "{log}");
+}

@@ -99,6 +99,13 @@ async fn phase(
                             }
                         }
                         Err(status) => {
+                            if errors == 0 && i == 0 {
+                                eprintln!(
+                                    "  first refusal: {:?} {}",
+                                    status.code(),
+                                    status.message()
+                                );
+                            }
                             errors += 1;
                             if status.code() == tonic::Code::DeadlineExceeded
                                 || status.code() == tonic::Code::Cancelled
@@ -156,15 +163,19 @@ pub async fn run(
         deadline.as_millis()
     );
     println!(
-        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>9} {:>9}",
-        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "deadline", "no state"
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "phase", "ok/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "refused", "deadline", "no state"
     );
     let print = |name: &str, o: &Outcome| {
+        let s = &o.stats;
         println!(
-            "{} {:>8.1} {:>7} {:>9} {:>9}",
-            o.stats.line(name),
+            "{name:<34} {:>9.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1} {:>8} {:>9} {:>9}",
+            s.rate(),
+            s.ms(0.50),
+            s.ms(0.95),
+            s.ms(0.99),
             o.max_ms,
-            "",
+            s.errors - o.deadline_exceeded,
             o.deadline_exceeded,
             o.degraded
         );
