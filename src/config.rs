@@ -161,9 +161,10 @@ impl Default for ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {0}: {1}")]
+    // A source is printed after the message (`{:#}`), never inside it too: no "X: X".
+    #[error("cannot read config {0}")]
     Read(PathBuf, #[source] std::io::Error),
-    #[error("invalid config {0}: {1}")]
+    #[error("invalid config {0}")]
     Parse(PathBuf, #[source] toml::de::Error),
     /// figment's message names the key and the layer it came from (file, variable, flag).
     #[error("invalid config: {0}")]
@@ -176,15 +177,15 @@ pub enum ConfigError {
     BatchOverQueue { texts: usize, capacity: usize },
     #[error("invalid config: state = {0:?}: expected \"memory\" or \"redis://…\"")]
     StateKind(String),
-    #[error("invalid config: state = {url:?}: {source}")]
+    #[error("invalid config: state = {url:?}")]
     State {
         url: String,
         #[source]
         source: crate::policy::StateError,
     },
-    #[error("invalid config: {0}")]
+    #[error("invalid config")]
     DecisionLog(#[from] crate::decision_log::DecisionLogError),
-    #[error("invalid config: {0}")]
+    #[error("invalid config")]
     Tracing(#[from] crate::telemetry::otel::TracingError),
 }
 
@@ -651,7 +652,13 @@ mod tests {
                     .position(|l| l.contains("action = 12"))
                     .unwrap()
                 + 1;
-            assert!(e.to_string().contains(&format!("line {line}")), "{e}");
+            // The TOML error (with its line) is the source, printed after the message.
+            let source = std::error::Error::source(&e).map(|s| s.to_string());
+            assert!(
+                source.is_some_and(|s| s.contains(&format!("line {line}"))),
+                "{e}: {:?}",
+                std::error::Error::source(&e)
+            );
             Ok(())
         });
     }

@@ -268,10 +268,17 @@ impl ConversationState {
     }
 }
 
+impl From<redis::RedisError> for StateError {
+    fn from(e: redis::RedisError) -> Self {
+        StateError::Redis(e)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// Not a `#[source]`: the message carries Redis's own, and a decision's reason shows it.
     #[error("conversation state store unavailable: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
     #[error("conversation state store unavailable: no answer within {} ms", .0.as_millis())]
     Timeout(Duration),
     /// The deadline ran out while other turns of the conversation were being written (this many
