@@ -11,8 +11,8 @@ def scores(path: str) -> dict:
     data = json.load(open(path, encoding="utf-8"))
     out = {"chosen_depth": data["chosen_depth"]}
     for depth, r in data["by_depth"].items():
-        for head in ("intent", "sentiment"):
-            for lang, m in r[head].items():
+        for head in ("intent", "sentiment", "upset", "upset_real_style", "hard_negatives"):
+            for lang, m in r.get(head, {}).items():
                 for key, value in m.items():
                     out[f"{depth}/{head}/{lang}/{key}"] = value
         for key, value in r.get("paraphrase", {}).items():

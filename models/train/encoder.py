@@ -62,15 +62,47 @@ class Layer(nn.Module):
         return out
 
 
+class OrdinalHead(nn.Module):
+    """The upset grade (calm < annoyed < upset) as an adjacent-category logit model: one learned
+    "how upset" score s(x) and one cut per step, log P(grade k+1) / P(grade k) = s(x) - cut_k.
+
+    Why not three free softmax logits: one direction in the pooled space instead of three suits
+    ~300 training lines a grade per language, and it keeps the grades ordered (for every message a
+    higher score moves probability from calm towards upset, in grade order), so annoyed is learned
+    as "between", not as a third topic.
+    Why not cumulative sigmoids (P(>calm), P(>annoyed)): the logits here, k * s(x) - (cut_0 + ...
+    + cut_{k-1}), are linear in the pooled vector, so the exported head is an ordinary Linear +
+    Softmax over the 3 grades, which graph.py, parallel.py, the temperature fit and the server
+    already handle; cumulative sigmoids need Sigmoid and Sub in the graph, a clamp where the two
+    cross, and a calibration of their own."""
+
+    def __init__(self, hidden: int, grades: int):
+        super().__init__()
+        self.score = nn.Linear(hidden, 1, bias=False)  # the cuts carry every offset
+        self.cut = nn.Parameter(torch.zeros(grades - 1))  # zero: every grade equally likely at the start
+        self.register_buffer("steps", torch.arange(grades, dtype=torch.float32))
+
+    def _offsets(self) -> torch.Tensor:
+        return torch.cat([self.cut.new_zeros(1), -torch.cumsum(self.cut, 0)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(x) * self.steps + self._offsets()
+
+    def as_linear(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight [grades, hidden], bias [grades]) of the same logits as one Linear layer."""
+        return self.steps[:, None] * self.score.weight, self._offsets()
+
+
 class Encoder(nn.Module):
-    """The first `depth` layers of e5, two classification heads over the mean-pooled last layer, and
-    an embedding projection (initialised to identity) trained to stay close to the full 12-layer
-    e5 embedding, so paraphrase detection keeps working while the heads learn the intents.
+    """The first `depth` layers of e5, three heads (intent, sentiment, the ordinal upset grade) over
+    the mean-pooled last layer, and an embedding projection (initialised to identity) trained to
+    stay close to the full 12-layer e5 embedding, so paraphrase detection keeps working while the
+    heads learn the intents.
     Only the top `trainable` layers learn: the layers below are frozen, so their output can be
     computed once per example (`lower`) instead of every epoch, which makes every depth cost
     about the same to fine-tune on a 2-core CPU."""
 
-    def __init__(self, w: E5Weights, depth: int, n_intents: int, n_sentiments: int, trainable: int = 3, dropout: float = 0.1):
+    def __init__(self, w: E5Weights, depth: int, n_intents: int, n_sentiments: int, n_grades: int = 3, trainable: int = 3, dropout: float = 0.1):
         super().__init__()
         self.register_buffer("word", _t(w.word))
         self.register_buffer("pos", _t(w.pos_type))
@@ -85,6 +117,7 @@ class Encoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.intent = nn.Linear(w.hidden, n_intents)
         self.sentiment = nn.Linear(w.hidden, n_sentiments)
+        self.upset = OrdinalHead(w.hidden, n_grades)
         self.proj = nn.Linear(w.hidden, w.hidden)
         self.proj.weight.data = torch.eye(w.hidden)
         self.proj.bias.data.zero_()
@@ -121,17 +154,21 @@ class Encoder(nn.Module):
         p = self.pooled(lower, mask)
         d = self.drop(p)
         emb = nn.functional.normalize(self.proj(p), dim=-1)
-        return self.intent(d), self.sentiment(d), emb
+        return self.intent(d), self.sentiment(d), self.upset(d), emb
 
-    def export(self, intent_temp: float = 1.0, sentiment_temp: float = 1.0):
+    def export(self, intent_temp: float = 1.0, sentiment_temp: float = 1.0, upset_temp: float = 1.0):
         """(weights for graph.build, heads with the temperatures folded in, embedding projection)."""
         w = copy.copy(self.base)
         w.emb_ln = (self.eln.weight.detach().numpy().copy(), self.eln.bias.detach().numpy().copy())
         w.layer = [layer.export() for layer in [*self.frozen, *self.layers]]
 
-        def head(lin: nn.Linear, t: float):
-            return [(lin.weight.detach().numpy().T / t, lin.bias.detach().numpy() / t)]
+        def head(weight: torch.Tensor, bias: torch.Tensor, t: float):
+            return [(weight.detach().numpy().T / t, bias.detach().numpy() / t)]
 
-        heads = {"intent_probs": head(self.intent, intent_temp), "sentiment_probs": head(self.sentiment, sentiment_temp)}
+        heads = {
+            "intent_probs": head(self.intent.weight, self.intent.bias, intent_temp),
+            "sentiment_probs": head(self.sentiment.weight, self.sentiment.bias, sentiment_temp),
+            "upset_probs": head(*self.upset.as_linear(), upset_temp),  # last: graph outputs keep their order
+        }
         proj = (self.proj.weight.detach().numpy().T.copy(), self.proj.bias.detach().numpy().copy())
         return w, heads, proj

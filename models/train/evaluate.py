@@ -1,6 +1,7 @@
 """Held-out scoring: accuracy and macro-F1 per language and source, calibration (temperature
-scaling fitted on a calibration split, expected calibration error), and paraphrase detection
-(ROC AUC of cosine similarity, and the threshold the policy's `repeated_question` rule uses)."""
+scaling fitted on a calibration split, expected calibration error), the upset grade (ROC AUC of
+P(upset), tag subsets), request_human on hard negatives, and paraphrase detection (ROC AUC of
+cosine similarity, and the threshold the policy's `repeated_question` rule uses)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,38 @@ def scores(examples: list[D.Example], probs: np.ndarray, labels: tuple[str, ...]
             sidx = [k for k, i in enumerate(idx) if examples[i].source == source]
             out[lang][f"accuracy_{source}"] = round(float(np.mean([y[k] == p[k] for k in sidx])), 4)
             out[lang][f"n_{source}"] = len(sidx)
+    return out
+
+
+def upset_scores(examples: list[D.Example], probs: np.ndarray) -> dict:
+    """`scores` plus what a graded signal is used for: the ROC AUC of P(upset) for upset against
+    calm and annoyed (how well a threshold on it finds the upset), the share two grades off (calm
+    called upset or the reverse: the costly errors), and the accuracy on each tag subset apart
+    (sarcasm: upset said nicely; hedged: annoyed said softly), which the overall figure hides."""
+    out = scores(examples, probs, D.UPSET_GRADES)
+    y = np.array([D.UPSET_GRADES.index(e.label) for e in examples])
+    pred = probs.argmax(1)
+    for lang, r in out.items():
+        m = np.array([e.lang == lang for e in examples])
+        top = y[m] == len(D.UPSET_GRADES) - 1
+        r["auc"] = round(float(roc_auc_score(top, probs[m, -1])), 4) if 0 < top.sum() < m.sum() else None
+        r["two_off"] = round(float((np.abs(pred[m] - y[m]) == 2).mean()), 4)
+        for tag in D.UPSET_TAGS:
+            t = m & np.array([tag in e.tags for e in examples])
+            if t.any():
+                r[f"n_{tag}"], r[f"accuracy_{tag}"] = int(t.sum()), round(float((pred[t] == y[t]).mean()), 4)
+    return out
+
+
+def request_human_rate(examples: list[D.Example], probs: np.ndarray) -> dict:
+    """Per language, the share of hard negatives (person words, no ask for a person) the intent
+    head still calls request_human: each one would be handed to a person for nothing."""
+    k = D.INTENTS.index("request_human")
+    out = {}
+    for lang in D.LANGS:
+        idx = [i for i, e in enumerate(examples) if e.lang == lang]
+        if idx:
+            out[lang] = {"n": len(idx), "request_human_rate": round(float((probs[idx].argmax(1) == k).mean()), 4)}
     return out
 
 

@@ -1,6 +1,7 @@
-"""Multi-task fine-tuning on CPU: one shared encoder, an intent head, a sentiment head, and an
-embedding kept close to the frozen 12-layer e5 embedding (cosine distillation), all in one loss.
-An example carries an intent label, a sentiment label, or neither (-1 = no loss from that head).
+"""Multi-task fine-tuning on CPU: one shared encoder, an intent head, a sentiment head, the ordinal
+upset head, and an embedding kept close to the frozen 12-layer e5 embedding (cosine distillation),
+all in one loss. An example carries an intent label, a sentiment label, an upset grade, an intent
+it is not (a hard negative), or none (-1 = no loss from that head).
 Batches group texts of similar length (little padding: CPU time is proportional to tokens) and
 their order is shuffled with a fixed seed, so a rerun trains the same model."""
 
@@ -25,6 +26,8 @@ class Batch:
     mask: torch.Tensor
     intent: torch.Tensor
     sentiment: torch.Tensor
+    upset: torch.Tensor
+    not_intent: torch.Tensor
     weight: torch.Tensor
     teacher: torch.Tensor
     lower: torch.Tensor | None  # frozen layers' output, when the encoder has frozen layers
@@ -35,6 +38,8 @@ class TrainSet:
     token_ids: list[list[int]]
     intent: np.ndarray  # [n] label index or -1
     sentiment: np.ndarray  # [n] label index or -1
+    upset: np.ndarray  # [n] grade index (calm 0, annoyed 1, upset 2) or -1
+    not_intent: np.ndarray  # [n] index of an intent the text is known not to be, or -1
     weight: np.ndarray  # [n] loss weight of the example
     teacher: np.ndarray  # [n, hidden] normalised e5 embeddings
     triplets: list[tuple[list[int], list[int], list[int]]]  # anchor, same question reworded, different question
@@ -93,6 +98,8 @@ def batches(data: TrainSet, batch_size: int, rng: random.Random, lower: list[tor
                     mask,
                     torch.tensor(data.intent[idx], dtype=torch.long),
                     torch.tensor(data.sentiment[idx], dtype=torch.long),
+                    torch.tensor(data.upset[idx], dtype=torch.long),
+                    torch.tensor(data.not_intent[idx], dtype=torch.long),
                     torch.tensor(data.weight[idx], dtype=torch.float32),
                     torch.tensor(data.teacher[idx], dtype=torch.float32),
                     pad_states([lower[i] for i in idx]) if lower is not None else None,
@@ -107,7 +114,7 @@ def _contrastive(enc: EN.Encoder, triplets: list[tuple[list[int], list[int], lis
     batch, so a follow-up on the same topic ends up further away than a real repeat."""
     n = len(triplets)
     ids, mask = pad([t[0] for t in triplets] + [t[1] for t in triplets] + [t[2] for t in triplets])
-    _, _, emb = enc(ids, mask)
+    *_, emb = enc(ids, mask)
     logits = emb[:n] @ emb[n:].T / temperature
     return nn.functional.cross_entropy(logits, torch.arange(n))
 
@@ -120,6 +127,23 @@ def _masked_ce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
     return (loss * weight[keep]).sum() / weight[keep].sum()
 
 
+def _intent_loss(logits: torch.Tensor, labels: torch.Tensor, not_labels: torch.Tensor, weight: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy on labelled examples and, for hard negatives, -log(1 - P(the intent they are
+    not)): a message with person words but no ask for a person pushes request_human down without
+    being told which intent it is. Averaged together, so a hard negative weighs one example."""
+    keep, neg = labels >= 0, not_labels >= 0
+    if not (keep.any() or neg.any()):
+        return logits.sum() * 0.0
+    total = logits.new_zeros(())
+    if keep.any():
+        total = total + (nn.functional.cross_entropy(logits[keep], labels[keep], reduction="none", label_smoothing=smoothing) * weight[keep]).sum()
+    if neg.any():
+        z = logits[neg]
+        others = z.masked_fill(nn.functional.one_hot(not_labels[neg], z.shape[1]).bool(), float("-inf"))
+        total = total + ((torch.logsumexp(z, 1) - torch.logsumexp(others, 1)) * weight[neg]).sum()
+    return total / weight[keep | neg].sum()
+
+
 def train(
     enc: EN.Encoder,
     data: TrainSet,
@@ -130,6 +154,7 @@ def train(
     head_lr: float = 2e-3,
     distill: float = 1.0,
     contrastive: float = 0.5,
+    upset_weight: float = 0.5,
     triplet_batch: int = 16,
     triplet_every: int = 4,
     desc: str = "fine-tune",
@@ -137,8 +162,9 @@ def train(
     torch.manual_seed(seed)
     rng = random.Random(seed)
     named = [(n, p) for n, p in enc.named_parameters() if p.requires_grad]
-    heads = [p for n, p in named if n.split(".")[0] in ("intent", "sentiment", "proj")]
-    body = [p for n, p in named if n.split(".")[0] not in ("intent", "sentiment", "proj")]
+    head_names = ("intent", "sentiment", "upset", "proj")
+    heads = [p for n, p in named if n.split(".")[0] in head_names]
+    body = [p for n, p in named if n.split(".")[0] not in head_names]
     opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": heads, "lr": head_lr}], weight_decay=0.01)
     steps = epochs * ((len(data.token_ids) + batch_size - 1) // batch_size)
     warm = max(1, steps // 10)
@@ -148,8 +174,11 @@ def train(
     bar = tqdm(total=steps, desc=desc, unit="batch", leave=True, mininterval=2.0)
     for _ in range(epochs):
         for b in batches(data, batch_size, rng, lower):
-            intent, sentiment, emb = enc(b.ids, b.mask, lower=b.lower)
-            loss = _masked_ce(intent, b.intent, b.weight, 0.05) + _masked_ce(sentiment, b.sentiment, b.weight, 0.05)
+            intent, sentiment, upset, emb = enc(b.ids, b.mask, lower=b.lower)
+            loss = _intent_loss(intent, b.intent, b.not_intent, b.weight, 0.05) + _masked_ce(sentiment, b.sentiment, b.weight, 0.05)
+            # Adam scales each parameter's steps by its own gradients, so upset_weight hardly changes
+            # how fast the upset head learns: it sets how far the shared layers bend towards it.
+            loss = loss + upset_weight * _masked_ce(upset, b.upset, b.weight, 0.05)
             loss = loss + distill * (1.0 - (emb * b.teacher).sum(-1)).mean()
             # Every few steps, not every one: a triplet batch costs more than a classification batch.
             if data.triplets and contrastive > 0 and bar.n % triplet_every == 0:
@@ -211,14 +240,15 @@ def fit_projection(
 
 @torch.no_grad()
 def predict(enc: EN.Encoder, token_ids: list[list[int]], word: torch.Tensor | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Logits of both heads and the embedding for every text, in input order."""
+    """Logits of the three heads and the embedding for every text, in input order."""
     enc.eval()
     order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
-    out = {"intent": [None] * len(order), "sentiment": [None] * len(order), "embedding": [None] * len(order)}
+    keys = ("intent", "sentiment", "upset", "embedding")
+    out: dict[str, list] = {k: [None] * len(order) for k in keys}
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
         ids, mask = pad([token_ids[i] for i in idx])
-        intent, sentiment, emb = enc(ids, mask, word)
-        for j, i in enumerate(idx):
-            out["intent"][i], out["sentiment"][i], out["embedding"][i] = intent[j].numpy(), sentiment[j].numpy(), emb[j].numpy()
+        for k, v in zip(keys, enc(ids, mask, word)):
+            for j, i in enumerate(idx):
+                out[k][i] = v[j].numpy()
     return {k: np.stack(v) for k, v in out.items()}

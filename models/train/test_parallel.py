@@ -40,20 +40,14 @@ def _batch(manifest) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-def test_stages_run_in_halves_give_the_whole_graphs_outputs(tmp_path):
-    manifest = tomllib.load(open(os.path.join(PACKAGE, "manifest.toml"), "rb"))
-    model = onnx.load(os.path.join(PACKAGE, "model.onnx"))
-    parallel.write_stages(model, str(tmp_path))
-    ids, mask = _batch(manifest)
-    whole = _session(os.path.join(PACKAGE, "model.onnx"))
-    want = dict(zip([o.name for o in whole.get_outputs()], whole.run(None, {"input_ids": ids, "attention_mask": mask})))
-
+def run_stages(model: onnx.ModelProto, stages: str, layers: int, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The outputs of head.onnx, running every stage in `stages` (a tp2 directory) as the server
+    does: both halves of each layer, their partial sums added in between."""
     tokens, bias_name = parallel.embed_outputs(model)
     embed = onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(["input_ids", "attention_mask"], [tokens, bias_name])
     x, bias = _session(embed).run(None, {"input_ids": ids, "attention_mask": mask})
-    stage = lambda name, feeds: _session(str(tmp_path / "tp2" / name)).run(None, feeds)  # noqa: E731
+    stage = lambda name, feeds: _session(os.path.join(stages, name)).run(None, feeds)  # noqa: E731
     parts = [stage(f"l0_attn_{k}.onnx", {"x": x, "bias": bias})[0] for k in range(2)]
-    layers = manifest["metrics"]["encoder_layers"]
     for n in range(layers):
         for part in ["attn", "ffn"] if n else ["ffn"]:
             feeds = {"state": x + (parts[0] + parts[1])}  # as the server sums them
@@ -62,12 +56,23 @@ def test_stages_run_in_halves_give_the_whole_graphs_outputs(tmp_path):
             outs = [stage(f"l{n}_{part}_{k}.onnx", feeds) for k in range(2)]
             np.testing.assert_array_equal(outs[0][0], outs[1][0])  # both halves hold the same x
             x, parts = outs[0][0], [o[1] for o in outs]
-    got = _session(str(tmp_path / "tp2" / "head.onnx")).run(
-        ["intent_probs", "sentiment_probs", "embedding"],
-        {"state": x + (parts[0] + parts[1]), "attention_mask": mask},
-    )
-    for name, value in zip(["intent_probs", "sentiment_probs", "embedding"], got):
-        np.testing.assert_allclose(value, want[name], atol=2e-5, err_msg=name)
+    head = _session(os.path.join(stages, "head.onnx"))
+    got = head.run(None, {"state": x + (parts[0] + parts[1]), "attention_mask": mask})
+    return dict(zip([o.name for o in head.get_outputs()], got))
+
+
+def test_stages_run_in_halves_give_the_whole_graphs_outputs(tmp_path):
+    manifest = tomllib.load(open(os.path.join(PACKAGE, "manifest.toml"), "rb"))
+    model = onnx.load(os.path.join(PACKAGE, "model.onnx"))
+    parallel.write_stages(model, str(tmp_path))
+    ids, mask = _batch(manifest)
+    whole = _session(os.path.join(PACKAGE, "model.onnx"))
+    want = dict(zip([o.name for o in whole.get_outputs()], whole.run(None, {"input_ids": ids, "attention_mask": mask})))
+    got = run_stages(model, str(tmp_path / "tp2"), manifest["metrics"]["encoder_layers"], ids, mask)
+    # The server reads head.onnx by position: intent, sentiment, embedding first.
+    assert list(got)[:3] == ["intent_probs", "sentiment_probs", "embedding"]
+    for name in ["intent_probs", "sentiment_probs", "embedding"]:
+        np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
 
 
 def test_the_shipped_stages_are_the_ones_parallel_py_writes(tmp_path):
