@@ -592,6 +592,24 @@ mod tests {
         }
     }
 
+    /// Printed as the binary prints it (`{:#}`: message, then each source), every part once.
+    #[test]
+    fn a_config_error_says_each_thing_once() {
+        let mut config = ServerConfig::default();
+        config.decision_log.sample_rate = 3.0;
+        let printed = format!("{:#}", anyhow::Error::from(config.validate().unwrap_err()));
+        assert_eq!(printed.matches("sample_rate = 3").count(), 1, "{printed}");
+        let store = ServerConfig {
+            state: "redis://:x".into(),
+            ..Default::default()
+        };
+        let printed = format!(
+            "{:#}",
+            anyhow::Error::from(store.state_store().err().unwrap())
+        );
+        assert_eq!(printed.matches("did not parse").count(), 1, "{printed}");
+    }
+
     #[test]
     fn misspelt_variables_are_named_with_the_one_meant() {
         let found = unknown_variables(
