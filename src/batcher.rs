@@ -677,6 +677,7 @@ mod tests {
                     intent_probs: vec![n as f32],
                     sentiment_probs: vec![1.0],
                     embedding: Vec::new(),
+                    upset_probs: Vec::new(),
                 })
                 .collect())
         }

@@ -52,6 +52,9 @@ pub struct OnnxNames {
     pub sentiment: String,
     pub embedding: String,
     pub embedding_dim: usize,
+    /// The graded-upset head (models from 3.0): probabilities over `labels.upset`.
+    #[serde(default)]
+    pub upset: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +62,9 @@ pub struct OnnxNames {
 pub struct Labels {
     pub intent: Vec<String>,
     pub sentiment: Vec<String>,
+    /// Grades from calm to upset, the last "upset" (with `[onnx] upset`).
+    #[serde(default)]
+    pub upset: Option<Vec<String>>,
 }
 
 /// `[parallel]`: where `models/train/parallel.py` wrote the two-way stages of the encoder.
@@ -107,10 +113,18 @@ impl Manifest {
         if self.max_tokens < 4 || self.max_tokens > MAX_SUPPORTED_TOKENS {
             return Err(ManifestProblem::MaxTokens(self.max_tokens));
         }
+        let upset = match (&self.onnx.upset, &self.labels.upset) {
+            (None, None) => None,
+            (Some(_), Some(grades)) if grades.last().is_some_and(|g| g == "upset") => Some(grades),
+            _ => return Err(ManifestProblem::UpsetHead),
+        };
         for (head, labels) in [
             ("intent", &self.labels.intent),
             ("sentiment", &self.labels.sentiment),
-        ] {
+        ]
+        .into_iter()
+        .chain(upset.map(|grades| ("upset", grades)))
+        {
             if labels.len() < 2 {
                 return Err(ManifestProblem::TooFewLabels {
                     head,
@@ -151,5 +165,51 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../models/handoff-zh-en/2.2.0/manifest.toml");
+
+    fn with(edit: impl Fn(&str) -> String) -> Result<(), ManifestProblem> {
+        toml::from_str::<Manifest>(&edit(SHIPPED))
+            .unwrap()
+            .validate()
+    }
+
+    /// The graded-upset head is optional (2.2.0 has none) and, when named, needs its grades.
+    #[test]
+    fn an_upset_head_needs_its_output_and_grades_ending_in_upset() {
+        assert!(with(str::to_string).is_ok());
+        let onnx = |s: &str| {
+            s.replace(
+                "embedding_dim = 384",
+                "embedding_dim = 384\nupset = \"upset_probs\"",
+            )
+        };
+        let labels = |s: &str, grades: &str| {
+            s.replace(
+                "sentiment = [\"negative\"",
+                &format!("upset = {grades}\nsentiment = [\"negative\""),
+            )
+        };
+        assert!(with(|s| labels(&onnx(s), r#"["calm", "annoyed", "upset"]"#)).is_ok());
+        for broken in [
+            onnx(SHIPPED),
+            labels(SHIPPED, r#"["calm", "annoyed", "upset"]"#),
+            labels(&onnx(SHIPPED), r#"["upset", "calm"]"#),
+            labels(&onnx(SHIPPED), r#"["calm", "calm", "upset"]"#),
+        ] {
+            assert!(
+                toml::from_str::<Manifest>(&broken)
+                    .unwrap()
+                    .validate()
+                    .is_err(),
+                "{broken}"
+            );
+        }
     }
 }

@@ -28,6 +28,10 @@ pub enum ManifestProblem {
     DuplicateLabels(&'static str),
     #[error("labels.sentiment must include \"negative\" (negativity derives from it)")]
     NoNegative,
+    #[error(
+        "an upset head needs both [onnx] upset and [labels] upset, its grades ending in \"upset\""
+    )]
+    UpsetHead,
     #[error("parallel.dir = {0:?} must be a directory inside the package")]
     ParallelDir(String),
     #[error("parallel.layers = {0} is outside 1..={max}", max = manifest::MAX_PARALLEL_LAYERS)]

@@ -42,6 +42,8 @@ pub struct Prediction {
     pub intent_probs: Vec<f32>,
     pub sentiment_probs: Vec<f32>,
     pub embedding: Vec<f32>,
+    /// Over the manifest's upset grades; empty for a model without the head.
+    pub upset_probs: Vec<f32>,
 }
 
 impl Prediction {
@@ -173,6 +175,14 @@ impl Model {
     pub fn negativity(&self, p: &Prediction) -> f32 {
         p.sentiment_probs[self.negative_idx]
     }
+    /// Probability of the top upset grade; a model without the head answers its negativity, so
+    /// rules reading `upset` work with either.
+    pub fn upset(&self, p: &Prediction) -> f32 {
+        p.upset_probs
+            .last()
+            .copied()
+            .unwrap_or_else(|| self.negativity(p))
+    }
     /// Probability of intent `label`, 0 when the model has no such label.
     pub fn intent_prob(&self, p: &Prediction, label: &str) -> f32 {
         self.intent_labels()
@@ -244,12 +254,15 @@ impl Model {
     }
 
     fn predictions(&self, outputs: &[TValue], rows: usize) -> Result<Vec<Prediction>, ModelError> {
+        let grades = self.manifest.labels.upset.as_ref().map(Vec::len);
         let heads = [
             (self.manifest.labels.intent.len(), "intent"),
             (self.manifest.labels.sentiment.len(), "sentiment"),
             (self.manifest.onnx.embedding_dim, "embedding"),
-        ];
-        let mut views = Vec::with_capacity(3);
+        ]
+        .into_iter()
+        .chain(grades.map(|n| (n, "upset")));
+        let mut views = Vec::with_capacity(4);
         for (out, (width, what)) in outputs.iter().zip(heads) {
             let view = out
                 .to_plain_array_view::<f32>()
@@ -276,6 +289,7 @@ impl Model {
                 intent_probs: views[0].row(r).to_vec(),
                 sentiment_probs: views[1].row(r).to_vec(),
                 embedding: views[2].row(r).to_vec(),
+                upset_probs: views.get(3).map_or_else(Vec::new, |v| v.row(r).to_vec()),
             })
             .collect())
     }
@@ -305,6 +319,7 @@ impl Model {
                 (&whole.intent_probs, &split.intent_probs),
                 (&whole.sentiment_probs, &split.sentiment_probs),
                 (&whole.embedding, &split.embedding),
+                (&whole.upset_probs, &split.upset_probs),
             ]
             .iter()
             .flat_map(|(a, b)| a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()))
@@ -374,11 +389,15 @@ fn load_graph(path: &Path, m: &Manifest) -> Result<InferenceModel, ModelError> {
             .unwrap_or_default()
     };
     let inputs = [m.onnx.input_ids.as_str(), m.onnx.attention_mask.as_str()];
-    let outputs = [
+    // The upset head last, as the parallel head stage gives it.
+    let outputs: Vec<&str> = [
         m.onnx.intent.as_str(),
         m.onnx.sentiment.as_str(),
         m.onnx.embedding.as_str(),
-    ];
+    ]
+    .into_iter()
+    .chain(m.onnx.upset.as_deref())
+    .collect();
     for (want, have, what) in [
         (&inputs[..], names(&model, false), "input"),
         (&outputs[..], names(&model, true), "output"),

@@ -109,6 +109,8 @@ signals! {
         "negative turns in a row, this one included ([signals] negative_turn)";
     NegativityRise "negativity_rise" SIGNED_UNIT, |s| num(s.negativity_rise),
         "this turn's negativity minus the turn two back (0 before then)";
+    Upset "upset" UNIT, |s| num(s.upset),
+        "probability that the customer is upset (the model's graded head; a model without it gives its negativity)";
     UpsetCues "upset_cues" Kind::Count, |s| num(s.upset_cues),
         "anger cues in the text: !!, ??, 😡, words in capitals, \"third time\", 无语/服了/离谱 …";
     Hedged "hedged" Kind::Flag, |s| flag(s.hedged),
@@ -220,6 +222,7 @@ pub struct Snapshot {
     pub negativity_avg: f32,
     pub negative_turns: u32,
     pub negativity_rise: f32,
+    pub upset: f32,
     #[serde(skip_serializing_if = "is_zero")]
     pub upset_cues: u32,
     #[serde(skip_serializing_if = "std::ops::Not::not")]

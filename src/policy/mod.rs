@@ -47,6 +47,8 @@ pub struct Turn<'a> {
     /// Probability of `request_human` from the model.
     pub request_human: f32,
     pub negativity: f32,
+    /// Probability of the top upset grade (the negativity for a model without the head).
+    pub upset: f32,
     pub embedding: &'a [f32],
     pub channel: Channel,
     pub tier: Tier,
@@ -505,6 +507,7 @@ impl Policy {
                     0
                 },
                 negativity_rise,
+                upset: turn.upset,
                 upset_cues: read.upset_cues,
                 hedged: read.hedged,
                 small_talk: read.small_talk,

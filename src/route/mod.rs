@@ -43,6 +43,7 @@ fn with_prediction<'a>(caller: Turn<'a>, model: &'a Model, prediction: &'a Predi
         intent_margin: prediction.intent_margin(),
         request_human: model.intent_prob(prediction, "request_human"),
         negativity: model.negativity(prediction),
+        upset: model.upset(prediction),
         embedding: &prediction.embedding,
         ..caller
     }
