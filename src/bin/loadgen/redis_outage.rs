@@ -12,7 +12,7 @@ use anyhow::Context;
 use rand::SeedableRng;
 use tonic::transport::Channel;
 
-use crate::decision_log::{ready, spawn_with};
+use crate::decision_log::{free_port, ready, spawn_with};
 use crate::texts::{self, Mix};
 use crate::{new_hist, HandoffClient, Stats};
 use handoff::grpc::pb::{self, RouteRequest};
@@ -38,13 +38,9 @@ impl Redis {
         }
         Ok(Redis(child))
     }
-
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
+/// Dropped is killed (SIGKILL, as an outage would): also when a run fails half-way.
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -138,12 +134,6 @@ async fn phase(
     out
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 pub async fn run(
     concurrency: usize,
     seconds: u64,
@@ -189,9 +179,7 @@ pub async fn run(
         let redis = redis.take();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if let Some(r) = redis {
-                r.kill();
-            }
+            drop(redis);
         })
     };
     let killed = phase(&shared_clients, concurrency, seconds, deadline, 3).await;
