@@ -3,8 +3,8 @@
 //! undecodable, past its deadline, or abandoned by the caller.
 //!
 //! It sits inside tonic's own `grpc-timeout` timer, which answers CANCELLED "Timeout expired" (the
-//! wrong code) when it fires first; tonic polls this layer before its timer, so answering a margin
-//! before the caller's deadline (`deadline::margin`) gives the caller DEADLINE_EXCEEDED.
+//! wrong code) when it fires first; tonic polls this layer before its timer, so answering
+//! `ANSWER_EARLY` before the caller's deadline gives the caller DEADLINE_EXCEEDED.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -136,13 +136,10 @@ where
                 let response = match until {
                     Some(d) => match tokio::time::timeout_at(d.into(), call).await {
                         Ok(r) => r,
-                        Err(_) => Ok({
-                            deadline::timer_fired(Instant::now().saturating_duration_since(d));
-                            Status::deadline_exceeded(
-                                "the request's deadline passed before it was answered",
-                            )
-                            .into_http()
-                        }),
+                        Err(_) => Ok(Status::deadline_exceeded(
+                            "the request's deadline passed before it was answered",
+                        )
+                        .into_http()),
                     },
                     None => call.await,
                 };
