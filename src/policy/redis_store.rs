@@ -126,7 +126,10 @@ impl RedisStore {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
+            // One attempt: a refused connection fails the probe at once instead of waiting out a
+            // reconnect backoff (which would take the caller's whole deadline); a connection
+            // fault drops this manager, so the next probe connects afresh.
+            .set_number_of_retries(0);
         let c = self
             .client
             .get_connection_manager_with_config(config)

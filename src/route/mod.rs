@@ -17,8 +17,12 @@ use crate::telemetry as t;
 use record::DecisionRecord;
 
 /// Kept from the caller's deadline for deciding alone, recording and answering once the state store
-/// gave up (the observe layer answers 2 ms before the deadline itself).
-const ANSWER_RESERVE: std::time::Duration = std::time::Duration::from_millis(5);
+/// gave up (the observe layer answers 2 ms before the deadline itself): a tenth of what is left, at
+/// least 5 ms. A fixed few ms is too little for a replica whose cores are busy, where a long
+/// deadline has room to spare.
+fn answer_reserve(left: std::time::Duration) -> std::time::Duration {
+    (left / 10).max(std::time::Duration::from_millis(5))
+}
 
 /// The model's side of a turn: intent, scores, negativity and embedding of `prediction`. The
 /// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
@@ -109,7 +113,10 @@ impl Router {
         let policy = self.policy.get();
         // The state store gets what is left of the caller's deadline, less the time to answer: a
         // slow or absent Redis turns into a decision from the message alone, not a missed deadline.
-        let state_deadline = deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or(d));
+        let state_deadline = deadline.map(|d| {
+            d.checked_sub(answer_reserve(d.saturating_duration_since(Instant::now())))
+                .unwrap_or(d)
+        });
         let decision = policy
             .route(self.state.as_ref(), conversation_id, &turn, state_deadline)
             .await;
