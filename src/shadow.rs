@@ -1,5 +1,5 @@
 //! Shadow evaluation: a candidate model runs on a share of live traffic, off the hot path, and its
-//! agreement with the live model is counted per head (intent, sentiment, route action).
+//! agreement with the live model is counted per head (intent, sentiment, upset, route action).
 //!
 //! The inference workers hand samples over after the live replies are sent, through a bounded queue
 //! that never blocks them: when the shadow worker is busy, samples are dropped and counted.
@@ -160,6 +160,12 @@ fn compare(
         (
             "action",
             action(live_model, live) == action(cand_model, cand),
+        ),
+        // Both read the customer as upset, or both not: a model without the graded head stands in
+        // with its negativity, as the `upset` signal does.
+        (
+            "upset",
+            (live_model.upset(live) >= 0.5) == (cand_model.upset(cand) >= 0.5),
         ),
     ];
     for (head, same) in agree {

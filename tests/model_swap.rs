@@ -242,7 +242,7 @@ async fn shadow_agreement_is_counted_with_both_versions() {
     loop {
         let metrics = server.metrics();
         if metrics.contains(want) {
-            for head in ["sentiment", "action"] {
+            for head in ["sentiment", "upset", "action"] {
                 assert!(
                     metrics.contains(&format!("head=\"{head}\",agree=\"true\"}} 4")),
                     "{head}: {metrics}"

@@ -34,6 +34,8 @@ pub fn classification(inf: &Inferred) -> pb::Classification {
         negativity: m.negativity(p),
         tokens: inf.tokens as u32,
         truncated: inf.truncated,
+        upset: m.upset(p),
+        upset_grades: scored(m.upset_labels(), &p.upset_probs),
     }
 }
 

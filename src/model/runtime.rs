@@ -172,6 +172,10 @@ impl Model {
     pub fn sentiment_labels(&self) -> &[String] {
         &self.manifest.labels.sentiment
     }
+    /// The upset grades, calmest first; empty for a model without the head.
+    pub fn upset_labels(&self) -> &[String] {
+        self.manifest.labels.upset.as_deref().unwrap_or_default()
+    }
     pub fn negativity(&self, p: &Prediction) -> f32 {
         p.sentiment_probs[self.negative_idx]
     }
