@@ -143,6 +143,29 @@ async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
     );
 }
 
+/// Route one message with a 1 s deadline: it is answered (not DEADLINE_EXCEEDED), decided from the
+/// message alone (`state_unavailable`).
+async fn decided_without_state(
+    client: &mut pb::handoff_client::HandoffClient<tonic::transport::Channel>,
+    conversation: &str,
+    message_id: &str,
+    text: &str,
+) {
+    let mut req = tonic::Request::new(RouteRequest {
+        conversation_id: conversation.into(),
+        message_id: message_id.into(),
+        text: text.into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(1));
+    let r = client.route(req).await.unwrap().into_inner();
+    assert!(
+        r.reasons.iter().any(|x| x.rule_id == "state_unavailable"),
+        "{:?}",
+        r.reasons
+    );
+}
+
 #[tokio::test]
 async fn a_redis_outage_degrades_decisions_and_sharing_resumes_after() {
     let port = common::free_port();
@@ -172,19 +195,8 @@ async fn a_redis_outage_degrades_decisions_and_sharing_resumes_after() {
     // refused port fails at once.
     let mut client = common::client(&server).await;
     for i in 0..10 {
-        let mut req = tonic::Request::new(RouteRequest {
-            conversation_id: "outage".into(),
-            message_id: format!("short{i}"),
-            text: format!("第{i}次：我的订单到哪了"),
-            ..Default::default()
-        });
-        req.set_timeout(Duration::from_secs(1));
-        let r = client.route(req).await.unwrap().into_inner();
-        assert!(
-            r.reasons.iter().any(|x| x.rule_id == "state_unavailable"),
-            "{:?}",
-            r.reasons
-        );
+        let text = format!("第{i}次：我的订单到哪了");
+        decided_without_state(&mut client, "outage", &format!("short{i}"), &text).await;
     }
 
     let _redis = Redis::start(port); // a fresh, empty Redis on the same address
@@ -222,21 +234,9 @@ async fn a_redis_that_never_answers_costs_the_state_not_the_answer() {
     let url = format!("redis://{}", silent.local_addr().unwrap());
     let server = Server::start(&["--state", &url, "--set", "state_timeout_ms=60000"]);
     let mut client = common::client(&server).await;
+    // A 1 s deadline, far below the store's 60 s timeout: an answer at all shows it bounded the store.
     for i in 0..2 {
-        let mut req = tonic::Request::new(RouteRequest {
-            conversation_id: "silent".into(),
-            message_id: format!("m{i}"),
-            text: "我的订单到哪了".into(),
-            ..Default::default()
-        });
-        // Far below the store's 60 s timeout: an answer at all shows the deadline bounded it.
-        req.set_timeout(Duration::from_secs(1));
-        let r = client.route(req).await.unwrap().into_inner();
-        assert!(
-            r.reasons.iter().any(|x| x.rule_id == "state_unavailable"),
-            "{:?}",
-            r.reasons
-        );
+        decided_without_state(&mut client, "silent", &format!("m{i}"), "我的订单到哪了").await;
     }
     drop(silent);
 }
