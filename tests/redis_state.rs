@@ -385,7 +385,7 @@ fn message(conversation: &str, message_id: &str, text: &str) -> RouteRequest {
     }
 }
 
-/// The lifecycle (waiting after an escalation, hand-back, declined offers) and retries decide the
+/// The lifecycle (waiting after an escalation, hand-back, declined offers, a withdrawn request) and retries decide the
 /// same when the turns alternate between two replicas sharing Redis as in one process.
 #[tokio::test]
 async fn lifecycle_and_retries_hold_across_two_replicas() {
@@ -436,6 +436,21 @@ async fn lifecycle_and_retries_hold_across_two_replicas() {
             Action::ContinueBot,
             "offer_declined",
         ),
+        (
+            message("life", "m7", "转人工"),
+            Action::Escalate,
+            "explicit_request",
+        ),
+        (
+            message("life", "m8", "算了 不用转人工了 我自己看看"),
+            Action::ContinueBot,
+            "escalation_withdrawn",
+        ),
+        (
+            message("life", "m9", "在吗"),
+            Action::ContinueBot,
+            "default",
+        ),
     ];
     let mut first_ids = std::collections::HashMap::new();
     for (i, (req, action, rule)) in script.into_iter().enumerate() {
@@ -454,8 +469,8 @@ async fn lifecycle_and_retries_hold_across_two_replicas() {
         assert_eq!(r.retry, i == 2, "turn {i}");
     }
     let state = stored_state(&redis, "life");
-    assert_eq!(state["turns"], 7, "the retry counted nothing: {state}");
-    assert_eq!(state["escalations"], 1, "{state}");
+    assert_eq!(state["turns"], 10, "the retry counted nothing: {state}");
+    assert_eq!(state["escalations"], 2, "{state}");
 }
 
 /// The same message sent eight times at once to two replicas: one decision, eight times.

@@ -55,6 +55,11 @@ pub struct Lifecycle {
     pub waiting_raise_every: u32,
     /// …and by one when a rule fires again, by at most this much in all.
     pub max_waiting_raise: i32,
+    /// A customer who declines the person or says they want none ("算了不用转", "don't transfer
+    /// me") within this many turns of an escalation withdraws it: the bot has the conversation
+    /// again. Later a person is likely talking to them, and only the caller's hand-back ends that.
+    /// 0 keeps every escalation until the hand-back.
+    pub withdraw_within_turns: u32,
 }
 
 impl Default for Lifecycle {
@@ -63,6 +68,7 @@ impl Default for Lifecycle {
             decline_quiet_turns: 3,
             waiting_raise_every: 3,
             max_waiting_raise: 2,
+            withdraw_within_turns: 3,
         }
     }
 }

@@ -16,6 +16,19 @@ pub(super) fn while_held(l: &Lifecycle, v: &Values, d: &mut Decision) {
     if v.holder != Holder::Person.as_str() {
         return;
     }
+    if withdrawn(l, v, d) {
+        let (signal, value) = if v.declined_offer {
+            ("declined_offer", 1.0)
+        } else {
+            ("keyword_negated", 1.0)
+        };
+        let detail = "the customer no longer wants a person: the hand-off is withdrawn";
+        d.reasons = vec![reason("escalation_withdrawn", signal, value, 1.0, detail)];
+        d.action = Action::ContinueBot;
+        d.queue.clear();
+        d.priority = 0;
+        return;
+    }
     let fired = d.action != Action::ContinueBot;
     let raise = (v.waiting_turns / l.waiting_raise_every.max(1)) as i32 + i32::from(fired);
     let raise = raise.min(l.max_waiting_raise).max(0);
@@ -38,6 +51,14 @@ pub(super) fn while_held(l: &Lifecycle, v: &Values, d: &mut Decision) {
     d.queue = queue;
     d.priority = v.held_priority + raise;
     d.reasons = reasons;
+}
+
+/// Soon after an escalation, a customer who declines the person or says they want none takes the
+/// request back, unless something on this very turn escalates again (a threat, fraud).
+fn withdrawn(l: &Lifecycle, v: &Values, d: &Decision) -> bool {
+    (v.declined_offer || v.keyword_negated)
+        && v.waiting_turns <= l.withdraw_within_turns
+        && d.action != Action::Escalate
 }
 
 /// An offer the customer just declined, or declined a few turns ago, is not made again.
@@ -77,12 +98,20 @@ pub(super) fn advance(
     rules_priority: i32,
 ) {
     state.offers_declined = v.offers_declined;
-    state.offer_quiet = if v.declined_offer {
+    let withdrawn = state.holder == Holder::Person && d.action == Action::ContinueBot;
+    state.offer_quiet = if v.declined_offer || withdrawn {
         l.decline_quiet_turns
     } else {
         v.offer_quiet.saturating_sub(1)
     };
     match (state.holder, d.action) {
+        // Only a withdrawal answers CONTINUE_BOT while a person holds the conversation.
+        (Holder::Person, Action::ContinueBot) => {
+            state.holder = Holder::Bot;
+            state.held_queue.clear();
+            state.held_priority = 0;
+            state.waiting_turns = 0;
+        }
         (Holder::Person, _) => state.waiting_turns = v.waiting_turns,
         (_, Action::Escalate) => {
             state.holder = Holder::Person;

@@ -402,6 +402,75 @@ fn a_declined_offer_is_not_made_again_for_a_few_turns_unless_something_escalates
 }
 
 #[test]
+fn a_customer_who_takes_the_request_back_soon_after_an_escalation_is_with_the_bot_again() {
+    let p = Policy::builtin();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    let ask = turn("转人工", "request_human", 0.9, 0.5, &E1);
+    assert_eq!(
+        p.route_in_memory(&store, "c", &ask).action,
+        Action::Escalate
+    );
+    let back = turn("算了 不用转人工了 我自己看看", "other", 0.6, 0.3, &E2);
+    let d = p.route_in_memory(&store, "c", &back);
+    assert_eq!(
+        (d.action, d.reasons[0].rule_id.as_str(), d.queue.as_str()),
+        (Action::ContinueBot, "escalation_withdrawn", "")
+    );
+    let angry = turn("气死了，还没到", "complaint", 0.6, 0.95, &E1);
+    let d = p.route_in_memory(&store, "c", &angry);
+    assert_eq!(
+        (
+            d.action,
+            d.reasons[0].rule_id.as_str(),
+            d.signals.holder.as_str()
+        ),
+        (Action::ContinueBot, "offer_declined", "bot"),
+        "withdrawn like a declined offer: offers held back"
+    );
+
+    // Later a person is talking to the customer: only the caller's hand-back ends that.
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    p.route_in_memory(&store, "d", &ask);
+    for _ in 0..3 {
+        p.route_in_memory(
+            &store,
+            "d",
+            &turn("在吗", "greeting_chitchat", 0.9, 0.1, &E2),
+        );
+    }
+    let d = p.route_in_memory(&store, "d", &back);
+    assert_eq!(
+        (d.action, d.reasons[0].rule_id.as_str()),
+        (Action::Escalate, "already_escalated")
+    );
+
+    // A decline that comes with a threat stays escalated.
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    p.route_in_memory(&store, "e", &ask);
+    let mut threat = turn(
+        "不用转了，我直接去12315投诉你们，气死了",
+        "complaint",
+        0.9,
+        0.95,
+        &E1,
+    );
+    threat.declined_offer = true;
+    assert_eq!(
+        p.route_in_memory(&store, "e", &threat).action,
+        Action::Escalate
+    );
+
+    // An operator can keep every escalation until the hand-back.
+    let keep = policy_with("[lifecycle]\nwithdraw_within_turns = 0\n").unwrap();
+    let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
+    keep.route_in_memory(&store, "f", &ask);
+    assert_eq!(
+        keep.route_in_memory(&store, "f", &back).action,
+        Action::Escalate
+    );
+}
+
+#[test]
 fn a_retried_message_gets_its_first_answer_and_counts_nothing() {
     let p = Policy::builtin();
     let store = MemoryStore::new(std::time::Duration::from_secs(60), 100);
