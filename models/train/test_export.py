@@ -179,6 +179,44 @@ def test_upset_training_lines_never_appear_in_the_held_out_upset_set():
     assert not shared, shared[:5]
 
 
+def test_upset_training_lines_are_not_rewordings_of_an_evaluation_text():
+    """Near copies count too: a training line sharing most of its character n-grams (4 in English,
+    2 in Chinese) with a held-out upset text or a labelled conversation turn would leak it."""
+    import csv
+    import glob
+    import json
+
+    data = os.path.join(HERE, "data")
+
+    def grams(text: str, n: int) -> frozenset[str]:
+        t = D._key(text)
+        return frozenset(t[i : i + n] for i in range(len(t) - n + 1))
+
+    close = []
+    for lang, n in (("en", 4), ("zh", 2)):
+        held = []
+        with open(os.path.join(data, "upset_heldout", f"{lang}.tsv"), encoding="utf-8") as f:
+            held += [row["text"] for row in csv.DictReader(f, delimiter="\t")]
+        for path in glob.glob(os.path.join(data, "conversations", "*", "*.jsonl")):
+            with open(path, encoding="utf-8") as f:
+                held += [t["text"] for line in f for t in json.loads(line)["turns"]]
+        index: dict[str, list[frozenset[str]]] = {}
+        for g in {grams(t, n) for t in held if len(D._key(t)) >= 12}:
+            for piece in g:
+                index.setdefault(piece, []).append(g)
+        for path in glob.glob(os.path.join(data, "upset", lang, "*.txt")):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    g = grams(line, n)
+                    if len(D._key(line)) < 12:
+                        continue  # "ok", "谢谢": short texts are shared by nature
+                    candidates = {id(h): h for piece in g for h in index.get(piece, ())}
+                    best = max((len(g & h) / len(g | h) for h in candidates.values()), default=0.0)
+                    if best > 0.6:
+                        close.append((round(best, 2), line.strip()))
+    assert not close, close[:5]
+
+
 def test_exported_real_traffic_has_its_own_held_out_split(tmp_path):
     folder = tmp_path / "intents" / "en"
     folder.mkdir(parents=True)
