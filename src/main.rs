@@ -220,7 +220,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", handoff::telemetry::explain::explain(&e));
             ExitCode::FAILURE
         }
     }

@@ -241,7 +241,11 @@ impl App {
                     }
                     None
                 }
-                Err(e) => Some(e),
+                Err(e) => {
+                    // Said before the drain's own lines, where an operator reads first.
+                    error!("model failed to load: {}", crate::telemetry::explain::explain(&e));
+                    Some(e)
+                }
             },
         };
         let _ = stop_tx.send(());
@@ -251,9 +255,9 @@ impl App {
         tokio::task::spawn_blocking(move || batcher.shutdown()).await?;
         // Every call is answered: no decision can be made any more, so the log can be closed.
         tokio::task::spawn_blocking(move || journal.close()).await?;
-        if let Some(e) = failed {
-            error!("model failed to load: {e:#}");
-            return Err(e);
+        if failed.is_some() {
+            // The cause is logged above; the exit says only that this is why it stopped.
+            anyhow::bail!("stopped: the model did not load");
         }
         info!("stopped");
         Ok(())
@@ -272,8 +276,17 @@ fn startup_package(model: &std::path::Path, repo: &Repository) -> anyhow::Result
             )
         });
     }
-    let manifest =
-        Manifest::load(model).with_context(|| format!("model package {}", model.display()))?;
+    let manifest = Manifest::load(model).with_context(|| {
+        // A relative path is read from the working directory: say which, or "no such file" puzzles.
+        match std::env::current_dir().ok().filter(|_| model.is_relative()) {
+            Some(cwd) => format!(
+                "model package {} (relative to the working directory {})",
+                model.display(),
+                cwd.display()
+            ),
+            None => format!("model package {}", model.display()),
+        }
+    })?;
     Ok(PackageRef {
         name: manifest.name,
         version: manifest.version,

@@ -121,3 +121,35 @@ fn stale_tensor_parallel_stages_are_refused() {
         "{out}"
     );
 }
+
+/// `serve` on a relative model path from another directory: the path tried and the working
+/// directory are said once, before the shutdown lines, and the exit is a failure.
+#[test]
+fn a_missing_relative_model_path_is_said_once_with_the_directory_it_was_read_from() {
+    let elsewhere = std::env::temp_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .current_dir(&elsewhere)
+        .arg("serve")
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", common::free_port())])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", common::free_port()),
+        ])
+        .args(["--model", "models/handoff-zh-en/no-such-version"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "relative to the working directory {}",
+            elsewhere.display()
+        )),
+        "{stderr}"
+    );
+    let lower = stderr.to_lowercase();
+    assert_eq!(lower.matches("no such file").count(), 1, "{stderr}");
+    let failed = stderr.find("model failed to load").expect("logged");
+    let draining = stderr.find("shutting down").expect("drained");
+    assert!(failed < draining, "the cause comes first: {stderr}");
+}

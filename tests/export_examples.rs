@@ -89,16 +89,31 @@ fn confirmed_messages_become_examples_and_contradicted_ones_go_to_review() {
         // No kept text, or no feedback: skipped.
         decision(4, "escalate", "complaint", 0.99, None),
         decision(5, "escalate", "complaint", 0.99, Some("never got feedback")),
+        // Escalated but no person was needed: for review.
+        decision(
+            6,
+            "escalate",
+            "complaint",
+            0.9,
+            Some("ok fine, the parcel came"),
+        ),
     ];
     let lines: String = decisions
         .iter()
         .map(|d| serde_json::to_string(d).unwrap() + "\n")
         .collect();
     std::fs::write(dir.join("decisions-a-1-0001.jsonl"), lines).unwrap();
-    let fb: String = [(0, true), (1, false), (2, true), (3, false), (4, true)]
-        .iter()
-        .map(|(i, n)| serde_json::to_string(&feedback(*i, *n)).unwrap() + "\n")
-        .collect();
+    let fb: String = [
+        (0, true),
+        (1, false),
+        (2, true),
+        (3, false),
+        (4, true),
+        (6, false),
+    ]
+    .iter()
+    .map(|(i, n)| serde_json::to_string(&feedback(*i, *n)).unwrap() + "\n")
+    .collect();
     std::fs::write(dir.join("feedback-a-1-0001.jsonl"), fb).unwrap();
 
     let out = dir.join("exported");
@@ -122,8 +137,16 @@ fn confirmed_messages_become_examples_and_contradicted_ones_go_to_review() {
         .lines()
         .any(|l| l == "我的快递到哪了 三天了"));
     let review = read("review.tsv");
-    assert_eq!(review.lines().count(), 2, "{review}");
-    assert!(review.contains("this is the third time I ask"));
+    assert_eq!(review.lines().count(), 3, "{review}");
+    assert!(
+        review.contains("\tneeded\tthis is the third time I ask"),
+        "{review}"
+    );
+    // Spelled as the feedback log spells it.
+    assert!(
+        review.contains("\tnot_needed\tok fine, the parcel came"),
+        "{review}"
+    );
     assert!(!out.join("intents/en/other.txt").exists());
     assert!(!out.join("intents/en/complaint.txt").exists());
     let _ = std::fs::remove_dir_all(&dir);

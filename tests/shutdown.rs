@@ -76,4 +76,9 @@ async fn sigterm_drains_and_answers_everything_already_accepted() {
         status.1
     );
     assert!(status.1.contains("shutting down"), "{}", status.1);
+    assert!(
+        !status.1.contains('\u{1b}'),
+        "a log written to a file has no colour codes: {:?}",
+        &status.1[..status.1.len().min(300)]
+    );
 }

@@ -117,6 +117,15 @@ impl HumanNeeded {
     pub fn needed(self) -> bool {
         self != HumanNeeded::NotNeeded
     }
+
+    /// The name the feedback log writes (`not_needed`), for every other file that names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HumanNeeded::Needed => "needed",
+            HumanNeeded::NotNeeded => "not_needed",
+            HumanNeeded::NeededEarlier => "needed_earlier",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -88,7 +88,7 @@ pub fn export(log: &DecisionLogData, out: &Path) -> Result<ExportSummary, Export
         let confirmed = Outcome::of_logged(d).brings_human() == f.human_needed.needed();
         if !confirmed {
             summary.review += 1;
-            let needed = format!("{:?}", f.human_needed).to_lowercase();
+            let needed = f.human_needed.as_str();
             let _ = writeln!(
                 review,
                 "{}\t{lang}\t{}\t{}\t{needed}\t{text}",

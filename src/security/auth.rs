@@ -162,12 +162,15 @@ fn bucket(name: &str, rate: &RateConfig) -> Result<Option<TokenBucket>, AuthConf
 
 fn parse_sha256(name: &str, hex: &str) -> Result<[u8; 32], AuthConfigError> {
     let bad = || AuthConfigError::Hash(name.to_string());
+    // Byte by byte: slicing the string would panic inside a multi-byte character.
+    let digit = |b: u8| char::from(b).to_digit(16).ok_or_else(bad);
+    let hex = hex.as_bytes();
     if hex.len() != 64 {
         return Err(bad());
     }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
     }
     Ok(out)
 }
@@ -334,6 +337,12 @@ mod tests {
     fn bad_config_is_refused_and_no_config_is_open() {
         let mut c = config();
         c.api_keys[0].sha256 = "abc".into();
+        assert!(Authenticator::new(&c).is_err());
+        // 64 bytes, not one of them ASCII: refused, not a panic on a char boundary.
+        c.api_keys[0].sha256 = "é".repeat(32);
+        let err = Authenticator::new(&c).err().expect("refused").to_string();
+        assert!(err.contains("64 hex digits"), "{err}");
+        c.api_keys[0].sha256 = "g".repeat(64);
         assert!(Authenticator::new(&c).is_err());
         assert!(Authenticator::new(&AuthConfig::default())
             .unwrap()

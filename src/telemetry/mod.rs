@@ -1,6 +1,7 @@
 //! Metric names, their descriptions and buckets, the Prometheus exporter, and tracing setup.
 //! Every metric the service records is named here, so dashboards have one place to look.
 
+pub mod explain;
 pub mod otel;
 pub mod throttle;
 
@@ -248,7 +249,9 @@ pub fn init_tracing(json: bool, tracer: Option<opentelemetry_sdk::trace::Tracer>
             .with_writer(std::io::stderr)
             .boxed()
     } else {
+        // Colour codes only for a person at a terminal: in a file or a log pipeline they are noise.
         tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed()
     };
