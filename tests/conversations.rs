@@ -1,6 +1,6 @@
 //! The labelled conversations (`models/train/data/conversations/`), replayed through Route on the
-//! shipped model and the built-in policy over real gRPC. The held-out set (never tuned on) must meet
-//! the product's targets overall, per phenomenon, and in false and missed hand-offs; the tuning set
+//! shipped model and the built-in policy over real gRPC. The held-out and blind sets (never tuned on)
+//! are held to floors overall, per phenomenon, and in false and missed hand-offs; the tuning set
 //! must not regress; every retry must get its first answer.
 
 mod common;
@@ -16,8 +16,15 @@ fn set(name: &str) -> Vec<conversations::Conversation> {
     conversations::load_all(&dir).unwrap()
 }
 
+/// Prints the figures; the disagreeing turns too, except for the blind set, whose turns nobody reads
+/// while tuning (its README says why).
 fn show(name: &str, report: &Report) {
-    for r in report.results.iter().filter(|r| !r.agree) {
+    let turns = if name == "blind" {
+        &[][..]
+    } else {
+        &report.results[..]
+    };
+    for r in turns.iter().filter(|r| !r.agree) {
         eprintln!(
             "{name} disagree: {} turn {} expected {:?} got {} ({}) {:?}",
             r.conversation, r.turn, r.expect, r.action, r.top_reason, r.tags
@@ -41,56 +48,89 @@ fn show(name: &str, report: &Report) {
 }
 
 /// The product targets are 0.95 overall, 0.90 per phenomenon with 10 turns or more, 2 % false and
-/// 3 % missed hand-offs. The shipped model and builtin-4 measure 0.935 overall on the held-out set,
-/// 0.778 on its weakest phenomenon (low_confidence), 6.6 % false and 6.1 % missed hand-offs (the
-/// README's "Whole conversations" says what is left and why), and 0.968 on the tuning set. The floors
-/// sit below those figures, leaving room for a few turns that sit on a threshold and may flip on
-/// another CPU's float rounding, while a real regression still fails.
-const HELDOUT_AGREEMENT: f64 = 0.92;
-const HELDOUT_PHENOMENON: f64 = 0.75;
-const HELDOUT_FALSE: f64 = 0.085;
-const HELDOUT_MISSED: f64 = 0.08;
-const TUNING_AGREEMENT: f64 = 0.95;
+/// 3 % missed hand-offs. The shipped model and builtin-4 measure 0.945 overall on the held-out set,
+/// 0.778 on its weakest phenomenon (low_confidence), 4.7 % false and 6.1 % missed hand-offs, 0.935,
+/// 0.650 (upset_factual), 5.6 % and 7.5 % on the blind set (the README's "Whole conversations" says
+/// what is left and why), and 0.971 on the tuning set. The floors sit below those figures, leaving
+/// room for a few turns that sit on a threshold and may flip on another CPU's float rounding, while
+/// a real regression still fails.
+struct Floors {
+    agreement: f64,
+    phenomenon: f64,
+    false_handoffs: f64,
+    missed_handoffs: f64,
+}
 
-#[tokio::test]
-async fn held_out_conversations_meet_the_targets_per_phenomenon() {
-    let convs = set("heldout");
+const HELDOUT: Floors = Floors {
+    agreement: 0.93,
+    phenomenon: 0.75,
+    false_handoffs: 0.065,
+    missed_handoffs: 0.08,
+};
+const BLIND: Floors = Floors {
+    agreement: 0.92,
+    phenomenon: 0.6,
+    false_handoffs: 0.075,
+    missed_handoffs: 0.095,
+};
+const TUNING_AGREEMENT: f64 = 0.96;
+
+/// Replays the set `name` and holds it to `floors`: overall, per phenomenon with 10 turns or more,
+/// false and missed hand-offs; the set itself must be as large as it was written (per language too).
+async fn holds(
+    name: &str,
+    floors: &Floors,
+    min_conversations: usize,
+    min_turns: usize,
+    min_lang: usize,
+) {
+    let convs = set(name);
     let turns: usize = convs.iter().map(|c| c.turns.len()).sum();
     assert!(
-        convs.len() >= 150 && turns >= 600,
-        "{} conversations",
+        convs.len() >= min_conversations && turns >= min_turns,
+        "{name}: {} conversations, {turns} turns",
         convs.len()
     );
     let mut client = common::client(common::shared()).await;
     let report = conversations::run(&mut client, &convs, false)
         .await
         .unwrap();
-    show("heldout", &report);
+    show(name, &report);
     assert_eq!(report.retry_mismatches, 0, "a retry got a different answer");
     assert!(
-        report.agreement() >= HELDOUT_AGREEMENT,
-        "agreement {:.3}",
+        report.agreement() >= floors.agreement,
+        "{name}: agreement {:.3}",
         report.agreement()
     );
     for (tag, turns, agreement) in report.phenomena(10) {
         assert!(
-            agreement >= HELDOUT_PHENOMENON,
-            "{tag}: {agreement:.3} over {turns} turns"
+            agreement >= floors.phenomenon,
+            "{name}: {tag}: {agreement:.3} over {turns} turns"
         );
     }
     assert!(
-        report.false_handoff_rate() <= HELDOUT_FALSE,
-        "false hand-offs {:.3}",
+        report.false_handoff_rate() <= floors.false_handoffs,
+        "{name}: false hand-offs {:.3}",
         report.false_handoff_rate()
     );
     assert!(
-        report.missed_handoff_rate() <= HELDOUT_MISSED,
-        "missed hand-offs {:.3}",
+        report.missed_handoff_rate() <= floors.missed_handoffs,
+        "{name}: missed hand-offs {:.3}",
         report.missed_handoff_rate()
     );
     for (lang, (turns, _)) in &report.by_lang {
-        assert!(*turns >= 100, "{lang}: only {turns} turns");
+        assert!(*turns >= min_lang, "{name}: {lang}: only {turns} turns");
     }
+}
+
+#[tokio::test]
+async fn held_out_conversations_hold_their_floors_per_phenomenon() {
+    holds("heldout", &HELDOUT, 150, 600, 100).await;
+}
+
+#[tokio::test]
+async fn blind_conversations_hold_their_floors_per_phenomenon() {
+    holds("blind", &BLIND, 120, 550, 40).await;
 }
 
 #[tokio::test]
