@@ -262,6 +262,12 @@ const OTHER_VARIABLES: &[&str] = &[
     "CHROMIUM",
 ];
 
+/// The environment variable that sets config `key` (a dotted path): `limits.max_text_bytes` is
+/// `HANDOFF_LIMITS__MAX_TEXT_BYTES`, two underscores between levels.
+pub fn variable_for(key: &str) -> String {
+    format!("HANDOFF_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
 /// `HANDOFF_*` variables that are no setting, each with the variable most likely meant: a
 /// misspelt one (`HANDOFF_DECISION_LOG_DIR`, one underscore where levels need two) would
 /// otherwise be ignored without a word, while the same typo in a file is refused.

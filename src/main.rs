@@ -129,37 +129,41 @@ struct ServeArgs {
     /// TOML config file (see config/handoff.toml).
     #[arg(long, env = "HANDOFF_CONFIG")]
     config: Option<PathBuf>,
-    #[arg(long, help = dflt("gRPC listen address", DEFAULTS.grpc_addr))]
+    #[arg(long, help = about("grpc_addr", "gRPC listen address", DEFAULTS.grpc_addr))]
     grpc_addr: Option<SocketAddr>,
-    #[arg(long, help = dflt("Prometheus /metrics listen address", DEFAULTS.metrics_addr))]
+    #[arg(long, help = about("metrics_addr", "Prometheus /metrics listen address", DEFAULTS.metrics_addr))]
     metrics_addr: Option<SocketAddr>,
-    #[arg(long, help = dflt("Model package served at startup (a directory, or NAME@VERSION / NAME@latest in the repository)", DEFAULTS.model_dir.display()))]
+    #[arg(long, help = about("model_dir", "Model package served at startup (a directory, or NAME@VERSION / NAME@latest in the repository)", DEFAULTS.model_dir.display()))]
     model: Option<PathBuf>,
-    #[arg(long, help = dflt("Repository of <name>/<version>/ packages for swaps", DEFAULTS.model_repository.display()))]
+    #[arg(long, help = about("model_repository", "Repository of <name>/<version>/ packages for swaps", DEFAULTS.model_repository.display()))]
     model_repository: Option<PathBuf>,
-    #[arg(long, help = dflt("How often to look for new model versions, in ms (0 = never)", DEFAULTS.watch_interval_ms))]
+    #[arg(long, help = about("watch_interval_ms", "How often to look for new model versions, in ms (0 = never)", DEFAULTS.watch_interval_ms))]
     watch_interval_ms: Option<u64>,
-    #[arg(long, help = dflt("Activate new versions the watcher finds", DEFAULTS.auto_activate))]
+    #[arg(long, help = about("auto_activate", "Activate new versions the watcher finds", DEFAULTS.auto_activate))]
     auto_activate: Option<bool>,
-    #[arg(long, help = dflt("Policy file, reloaded on change or SIGHUP", "none: the built-in policy"))]
+    #[arg(long, help = about("policy_file", "Policy file, reloaded on change or SIGHUP", "none: the built-in policy"))]
     policy: Option<PathBuf>,
-    #[arg(long, help = dflt("Conversation state: \"memory\" or \"redis://host:port[/db]\"", &DEFAULTS.state))]
+    #[arg(long, help = about("state", "Conversation state: \"memory\" or \"redis://host:port[/db]\"", &DEFAULTS.state))]
     state: Option<String>,
-    #[arg(long, help = dflt("Inference worker threads (0 = one per core)", DEFAULTS.workers))]
+    #[arg(long, help = about("workers", "Inference worker threads (0 = one per core)", DEFAULTS.workers))]
     workers: Option<usize>,
-    #[arg(long, help = dflt("Texts waiting for inference at most; beyond: RESOURCE_EXHAUSTED", DEFAULTS.queue_capacity))]
+    #[arg(long, help = about("queue_capacity", "Texts waiting for inference at most; beyond: RESOURCE_EXHAUSTED", DEFAULTS.queue_capacity))]
     queue_capacity: Option<usize>,
-    #[arg(long, help = dflt("Texts per inference batch at most", DEFAULTS.max_batch_size))]
+    #[arg(long, help = about("max_batch_size", "Texts per inference batch at most", DEFAULTS.max_batch_size))]
     max_batch_size: Option<usize>,
-    #[arg(long, help = dflt("Padded tokens per batch at most", DEFAULTS.max_batch_tokens))]
+    #[arg(long, help = about("max_batch_tokens", "Padded tokens per batch at most", DEFAULTS.max_batch_tokens))]
     max_batch_tokens: Option<usize>,
-    #[arg(long, help = dflt("How long a batch waits for company, in µs (0 = run what is queued)", DEFAULTS.max_queue_delay_us))]
+    #[arg(long, help = about("max_queue_delay_us", "How long a batch waits for company, in µs (0 = run what is queued)", DEFAULTS.max_queue_delay_us))]
     max_queue_delay_us: Option<u64>,
-    #[arg(long, help = dflt("On SIGTERM, NOT_SERVING for this long before listeners close, in ms", DEFAULTS.drain_ms))]
+    #[arg(long, help = about("drain_ms", "On SIGTERM, NOT_SERVING for this long before listeners close, in ms", DEFAULTS.drain_ms))]
     drain_ms: Option<u64>,
-    #[arg(long, help = dflt("Model results kept for repeated texts (0 = no result cache)", DEFAULTS.cache_capacity))]
+    #[arg(long, help = about("cache_capacity", "Model results kept for repeated texts (0 = no result cache)", DEFAULTS.cache_capacity))]
     cache_capacity: Option<usize>,
-    #[arg(long, env = "HANDOFF_OTLP_ENDPOINT", help = dflt("OTLP/gRPC collector for spans, e.g. http://otel-collector:4317", "none: no spans exported"))]
+    #[arg(
+        long,
+        env = "HANDOFF_OTLP_ENDPOINT",
+        help = "OTLP/gRPC collector for spans, e.g. http://otel-collector:4317 [default: none: no spans exported]"
+    )]
     otlp_endpoint: Option<String>,
     /// Any config key, as a dotted path and a TOML value: --set decision_log.dir=/var/lib/handoff
     /// --set limits.max_text_bytes=8192 (repeatable; beats every other layer).
@@ -170,9 +174,12 @@ struct ServeArgs {
 static DEFAULTS: std::sync::LazyLock<ServerConfig> =
     std::sync::LazyLock::new(ServerConfig::default);
 
-/// Help text that shows the value used when no layer sets the key.
-fn dflt(text: &str, default: impl std::fmt::Display) -> String {
-    format!("{text} [default: {default}]")
+/// Help text that names the variable setting config `key` and the value used when no layer sets it.
+/// The variable is read by the config layers (`ServerConfig::load`), not by clap, so the flag, the
+/// variable, the file and `--set` keep one order of precedence.
+fn about(key: &str, text: &str, default: impl std::fmt::Display) -> String {
+    let var = handoff::config::variable_for(key);
+    format!("{text} [env: {var}] [default: {default}]")
 }
 
 impl ServeArgs {

@@ -153,3 +153,48 @@ fn a_missing_relative_model_path_is_said_once_with_the_directory_it_was_read_fro
     let draining = stderr.find("shutting down").expect("drained");
     assert!(failed < draining, "the cause comes first: {stderr}");
 }
+
+/// `serve --help` names the variable of every flag (the `--set` escape hatch excepted), and each
+/// variable it names is one the server reads, not a typo it would warn about.
+#[test]
+fn serve_help_names_the_variable_of_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    // One block per option: from its `--name` line to the next.
+    let mut blocks: Vec<String> = Vec::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        if t.starts_with("--") || t.starts_with('-') && t.get(2..4) == Some(", ") {
+            blocks.push(String::new());
+        }
+        if let Some(b) = blocks.last_mut() {
+            b.push_str(line);
+            b.push('\n');
+        }
+    }
+    let mut named = Vec::new();
+    for block in &blocks {
+        let flag = block
+            .split_whitespace()
+            .find(|w| w.starts_with("--"))
+            .unwrap();
+        if ["--set", "--help"].contains(&flag) {
+            continue;
+        }
+        let start = block
+            .find("[env: ")
+            .unwrap_or_else(|| panic!("{flag}: {block}"));
+        let var: String = block[start + 6..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        named.push(var);
+    }
+    assert!(named.len() >= 17, "{named:?}\n{help}");
+    let unknown = handoff::config::unknown_variables(named.clone());
+    assert!(unknown.is_empty(), "{unknown:?} of {named:?}");
+}
