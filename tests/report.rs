@@ -21,9 +21,19 @@ const INTENTS: [&str; 5] = [
     "product_inquiry",
 ];
 
+/// What the generated feedback says of the decisions: hand-offs made and needed, made and not
+/// needed, and needed but not made.
+#[derive(Default)]
+struct Truth {
+    made_needed: usize,
+    needless: usize,
+    missed: usize,
+}
+
 /// Turns of 5-turn conversations over three hours, decided by the built-in policy, 40 % with
 /// feedback that mostly agrees with the signals.
-fn generate_log(dir: &Path) {
+fn generate_log(dir: &Path) -> Truth {
+    let mut truth = Truth::default();
     let policy = Policy::builtin();
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
     let start_ms: u64 = 1_795_000_000_000;
@@ -82,6 +92,12 @@ fn generate_log(dir: &Path) {
         if rng.gen_bool(0.4) {
             let needed = negativity > 0.5 || rng.gen_bool(0.2);
             let human = outcome.brings_human();
+            match (human, needed) {
+                (true, true) => truth.made_needed += 1,
+                (true, false) => truth.needless += 1,
+                (false, true) => truth.missed += 1,
+                (false, false) => {}
+            }
             let entry = FeedbackEntry {
                 decision_id: logged.decision_id.clone(),
                 ts_ms: ts_ms + 600_000,
@@ -107,6 +123,7 @@ fn generate_log(dir: &Path) {
     }
     std::fs::write(dir.join("decisions-r1-1795000000000-0001.jsonl"), decisions).unwrap();
     std::fs::write(dir.join("feedback-r1-1795000000000-0001.jsonl"), feedback).unwrap();
+    truth
 }
 
 fn chromium() -> PathBuf {
@@ -150,7 +167,7 @@ fn the_report_renders_in_headless_chromium_with_every_plot_drawn() {
     let dir = std::env::temp_dir().join(format!("handoff-report-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    generate_log(&dir);
+    let truth = generate_log(&dir);
     let page = dir.join("report.html");
     let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["report", "--log"])
@@ -176,9 +193,33 @@ fn the_report_renders_in_headless_chromium_with_every_plot_drawn() {
     assert_eq!(count(&html, "<figure"), plots, "every plot is a figure");
     assert_eq!(
         count(&html, "<table"),
-        plots + 1,
-        "a table beside every plot, and the summary"
+        plots + 2,
+        "a table beside every plot, the headline and the summary"
     );
+    // The headline first, with the numbers the feedback gives.
+    let row =
+        |label: &str, value: String| format!("<th scope=\"row\">{label}</th><td>{value}</td>");
+    assert!(html.find("At a glance") < html.find("Summary"));
+    assert!(
+        html.contains(&row(
+            "missed hand-offs: kept with the bot, a person was needed",
+            truth.missed.to_string()
+        )),
+        "missed {}",
+        truth.missed
+    );
+    assert!(html.contains(&row(
+        "needless hand-offs: a person brought in, not needed",
+        truth.needless.to_string()
+    )));
+    let made = truth.made_needed + truth.needless;
+    assert!(
+        html.contains(&format!("({} of {made})</td>", truth.made_needed)),
+        "precision over {made} hand-offs with feedback"
+    );
+    // Rules in words, from the policy's own detail.
+    assert!(html.contains("<td>customer asked for a person</td>"));
+    assert!(html.contains("<td>no rule fired: kept with the bot</td>"));
     assert_eq!(count(&html, "role=\"img\""), plots);
 
     // Rendered by the browser, the plots are there.
@@ -192,6 +233,19 @@ fn the_report_renders_in_headless_chromium_with_every_plot_drawn() {
     assert!(count(&dom, "<rect") > 100, "bars");
     assert!(count(&dom, "<text") > 200, "axis labels and captions");
     assert!(dom.contains("escalation rate") && dom.contains("today's value"));
+    assert!(dom.contains("At a glance") && dom.contains("(recall)"));
+
+    // `HANDOFF_REPORT_SCREENSHOT=docs/report-top.png` redraws the README's picture of the top.
+    if let Ok(top) = std::env::var("HANDOFF_REPORT_SCREENSHOT") {
+        headless(
+            &[
+                &format!("--screenshot={top}"),
+                "--window-size=1100,900",
+                "--hide-scrollbars",
+            ],
+            &page,
+        );
+    }
 
     // And they are visible: the screenshot is not blank and shows the plot colour.
     let shot = dir.join("shot.png");

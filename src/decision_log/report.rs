@@ -42,10 +42,11 @@ const HEIGHT: u32 = 300;
 /// The whole report. `policy` is the one whose thresholds are swept (usually the live one).
 pub fn render(log: &DecisionLogData, policy: &Policy) -> Result<String, ReportError> {
     let mut html = Html::default();
+    headline(&mut html, log);
     html.summary(log, policy);
     over_time(&mut html, &log.decisions)?;
     rates(&mut html, log)?;
-    rule_precision(&mut html, log)?;
+    rule_precision(&mut html, log, policy)?;
     sweeps(&mut html, log, policy)?;
     confidence(&mut html, &log.decisions)?;
     html.section(
@@ -481,7 +482,97 @@ fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
     Ok(())
 }
 
-fn rule_precision(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
+/// Below this many, a share is shown with a warning: 2 of 3 is not 67 %.
+const FEW: usize = 30;
+
+/// `num` of `den` as a percentage with both counts, flagged when `den` is small.
+fn share(num: usize, den: usize) -> String {
+    match den {
+        0 => "no samples".into(),
+        d if d < FEW => format!(
+            "{} ({num} of {d}; few samples, read with care)",
+            pct(num as f64 / d as f64)
+        ),
+        d => format!("{} ({num} of {d})", pct(num as f64 / d as f64)),
+    }
+}
+
+/// What a support lead asks first, from the decisions that have feedback: was a person needed,
+/// were the hand-offs made needed (precision), were the needed ones made (recall), and how many
+/// were missed or needless.
+fn headline(html: &mut Html, log: &DecisionLogData) {
+    let (mut made_needed, mut needless, mut missed, mut fine) = (0, 0, 0, 0);
+    for d in &log.decisions {
+        let Some(f) = log.feedback.get(&d.decision_id) else {
+            continue;
+        };
+        match (
+            Outcome::of_logged(d).brings_human(),
+            f.human_needed.needed(),
+        ) {
+            (true, true) => made_needed += 1,
+            (true, false) => needless += 1,
+            (false, true) => missed += 1,
+            (false, false) => fine += 1,
+        }
+    }
+    html.body.push_str("<h2>At a glance</h2>\n");
+    let with_feedback = made_needed + needless + missed + fine;
+    if with_feedback == 0 {
+        html.body.push_str("<p>No decision in this log has feedback yet, so nothing can say whether a person was needed: send Feedback for decisions (the Feedback RPC) to see missed and needless hand-offs here.</p>\n");
+        return;
+    }
+    let rows = vec![
+        vec![
+            "decisions with feedback".into(),
+            share(with_feedback, log.decisions.len()),
+        ],
+        vec![
+            "a person was needed".into(),
+            share(made_needed + missed, with_feedback),
+        ],
+        vec![
+            "hand-offs that were needed (precision)".into(),
+            share(made_needed, made_needed + needless),
+        ],
+        vec![
+            "needed hand-offs that were made (recall)".into(),
+            share(made_needed, made_needed + missed),
+        ],
+        vec![
+            "missed hand-offs: kept with the bot, a person was needed".into(),
+            missed.to_string(),
+        ],
+        vec![
+            "needless hand-offs: a person brought in, not needed".into(),
+            needless.to_string(),
+        ],
+    ];
+    html.table(&["", "value"], &rows);
+}
+
+/// A decision's rule in words: the policy's own `detail`, else what the lifecycle ids mean.
+fn describe(rule: &str, policy: &Policy) -> String {
+    if let Some(r) = policy.rules().iter().find(|r| r.id == rule) {
+        return r.detail.clone();
+    }
+    match rule {
+        "default" => "no rule fired: kept with the bot",
+        "already_escalated" => "a person already held the conversation",
+        "offer_declined" => "the customer had declined a person: no offer",
+        "escalation_withdrawn" => "the customer took the request for a person back",
+        "offer_ladder" => "offered before: escalated",
+        "offer_accepted" => "the customer accepted the offer",
+        _ => "a rule of another policy version",
+    }
+    .into()
+}
+
+fn rule_precision(
+    html: &mut Html,
+    log: &DecisionLogData,
+    policy: &Policy,
+) -> Result<(), ReportError> {
     let mut by_rule: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for d in &log.decisions {
         if let Some(f) = log.feedback.get(&d.decision_id) {
@@ -506,9 +597,10 @@ fn rule_precision(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportEr
         .map(|(r, (n, needed))| {
             vec![
                 r.clone(),
+                describe(r, policy),
                 n.to_string(),
                 needed.to_string(),
-                pct(*needed as f64 / *n as f64),
+                share(*needed, *n),
             ]
         })
         .collect();
@@ -520,7 +612,13 @@ fn rule_precision(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportEr
     html.figure(
         "Per-rule precision against feedback",
         &svg,
-        &["rule", "with feedback", "person needed", "share"],
+        &[
+            "rule",
+            "what it means",
+            "with feedback",
+            "person needed",
+            "share",
+        ],
         &rows,
     );
     Ok(())
