@@ -87,9 +87,19 @@ impl Server {
         extra_args: &[&str],
         log_filter: &str,
     ) -> Server {
-        let mut server = Server::spawn(model, extra_args, log_filter);
-        server.wait_serving(Duration::from_secs(120));
-        server
+        // A port free when picked can be taken before the server binds it (another test process's
+        // server or client): start again on other ports, a few times, rather than fail the test.
+        for _ in 0..3 {
+            let mut server = Server::spawn(model, extra_args, log_filter);
+            match server.wait_serving(Duration::from_secs(120)) {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") => {
+                    eprintln!("port taken before the server bound it; starting again");
+                }
+                Err(log) => panic!("server exited early:\n{log}"),
+            }
+        }
+        panic!("three starts in a row found their ports taken")
     }
 
     /// Start a server whose gRPC port speaks TLS (configured in extra_args): readiness is read from
@@ -165,7 +175,8 @@ impl Server {
     }
 
     /// Polls health from its own thread and runtime, so it works from sync and async tests alike.
-    fn wait_serving(&mut self, limit: Duration) {
+    /// Ok once SERVING; the log when the server exits first.
+    fn wait_serving(&mut self, limit: Duration) -> Result<(), String> {
         let endpoint = self.endpoint();
         let serving = move || {
             let endpoint = endpoint.clone();
@@ -183,10 +194,10 @@ impl Server {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("server exited early ({status}):\n{}", self.log_text());
+                return Err(format!("({status}) {}", self.log_text()));
             }
             if serving() {
-                return;
+                return Ok(());
             }
             assert!(
                 start.elapsed() < limit,
