@@ -94,6 +94,9 @@ enum Command {
         /// Directory of decisions-*.jsonl and feedback-*.jsonl files (one or more replicas').
         #[arg(long)]
         log: PathBuf,
+        /// Print the figures as one JSON object (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Write one self-contained HTML report of a decision log: decisions over time, escalation
     /// rates, per-rule precision against feedback, threshold sweeps, confidence, CSAT and wait.
@@ -371,13 +374,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { policy, log } => {
+        Command::Replay { policy, log, json } => {
             let candidate = match &policy {
                 Some(path) => handoff::policy::file::load(path, None)?,
                 None => handoff::policy::Policy::builtin(),
             };
             let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
             let report = handoff::decision_log::replay::replay(&data, &candidate);
+            if json {
+                let mut value = report.to_json();
+                value["candidate_policy"] = candidate.version().into();
+                println!("{value}");
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "candidate policy {} ({})",
                 candidate.version(),

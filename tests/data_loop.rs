@@ -246,6 +246,29 @@ async fn logged_decisions_replay_exactly_and_a_changed_threshold_shows_its_effec
         "{printed}"
     );
     assert!(printed.contains("precision"), "{printed}");
+    // Each first change names the fields that changed.
+    assert!(printed.contains("rule bot_failure -> "), "{printed}");
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["replay", "--json", "--policy"])
+        .arg(candidate_policy(&dir))
+        .arg("--log")
+        .arg(&log_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["changed"], expected.len(), "{json}");
+    assert_eq!(json["feedback_after"]["true_pos"], 1, "{json}");
+    let first = &json["first_changes"][0];
+    assert!(expected.contains(&first["decision_id"].as_str().unwrap().to_string()));
+    assert!(
+        first["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "rule" && c["before"] == "bot_failure"),
+        "{first}"
+    );
 
     // A torn line is skipped and named by file and line; a line with an action no policy makes
     // stops the replay, named the same way.

@@ -103,6 +103,27 @@ impl Outcome {
     pub fn brings_human(&self) -> bool {
         self.action != "continue_bot"
     }
+
+    /// Every field that differs from `after`: (field, before, after). A changed fallback or
+    /// queue alone is a change too, and must be seen as one.
+    pub fn changes(&self, after: &Outcome) -> Vec<(&'static str, String, String)> {
+        let mut out = Vec::new();
+        let mut field = |name, a: String, b: String| {
+            if a != b {
+                out.push((name, a, b));
+            }
+        };
+        field("action", self.action.clone(), after.action.clone());
+        field("rule", self.rule.clone(), after.rule.clone());
+        field("queue", self.queue.clone(), after.queue.clone());
+        field(
+            "priority",
+            self.priority.to_string(),
+            after.priority.to_string(),
+        );
+        field("fallback", self.fallback.clone(), after.fallback.clone());
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,4 +194,29 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_of_fallback_alone_is_listed() {
+        let before = Outcome {
+            action: "escalate".into(),
+            rule: "explicit_request".into(),
+            queue: "general".into(),
+            priority: 5,
+            fallback: String::new(),
+        };
+        let after = Outcome {
+            fallback: "callback".into(),
+            ..before.clone()
+        };
+        assert_eq!(
+            before.changes(&after),
+            vec![("fallback", String::new(), "callback".to_string())]
+        );
+        assert!(before.changes(&before).is_empty());
+    }
 }

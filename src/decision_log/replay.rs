@@ -238,6 +238,69 @@ pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
     r
 }
 
+/// An empty field (no queue, no fallback) as `(none)`, so "-> " never ends a line.
+fn shown(value: &str) -> &str {
+    if value.is_empty() {
+        "(none)"
+    } else {
+        value
+    }
+}
+
+impl ReplayReport {
+    /// The same figures for a program: counts, transitions, precision and recall before and after,
+    /// and the first changes field by field.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let confusion = |c: &Confusion| {
+            json!({
+                "with_feedback": c.total(),
+                "true_pos": c.true_pos, "false_pos": c.false_pos,
+                "false_neg": c.false_neg, "true_neg": c.true_neg,
+                "precision": c.precision(), "recall": c.recall(),
+            })
+        };
+        let transitions: Vec<_> = self
+            .transitions
+            .iter()
+            .map(|((from, to), n)| json!({"from": from, "to": to, "decisions": n}))
+            .collect();
+        let rules: serde_json::Map<String, serde_json::Value> = self
+            .rules
+            .iter()
+            .map(|(rule, (b, a))| (rule.clone(), json!({"before": b, "after": a})))
+            .collect();
+        let examples: Vec<_> = self
+            .examples
+            .iter()
+            .map(|(id, before, after)| {
+                let changes: Vec<_> = before
+                    .changes(after)
+                    .into_iter()
+                    .map(|(field, b, a)| json!({"field": field, "before": b, "after": a}))
+                    .collect();
+                json!({"decision_id": id, "changes": changes})
+            })
+            .collect();
+        json!({
+            "decisions": self.decisions,
+            "changed": self.changed,
+            "actions_before": self.actions_before,
+            "actions_after": self.actions_after,
+            "rules": rules,
+            "transitions": transitions,
+            "feedback_before": confusion(&self.feedback_before),
+            "feedback_after": confusion(&self.feedback_after),
+            "approximate": self.approximate,
+            "policy_versions": self.policy_versions,
+            "without_attributes": self.without_attributes,
+            "first_changes": examples,
+            "unreadable_lines": self.unreadable_lines,
+            "unreadable": self.unreadable,
+        })
+    }
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map_or_else(|| "-".to_string(), |x| format!("{:.1} %", 100.0 * x))
 }
@@ -298,20 +361,17 @@ impl fmt::Display for ReplayReport {
             writeln!(f, "\nno feedback in the log: precision and recall need it")?;
         }
         if !self.examples.is_empty() {
-            writeln!(f, "\nfirst changes (decision id: before -> after)")?;
+            writeln!(
+                f,
+                "\nfirst changes (decision id: each field that changed, before -> after)"
+            )?;
             for (id, before, after) in &self.examples {
-                writeln!(
-                    f,
-                    "  {id}: {} {} {} p{} -> {} {} {} p{}",
-                    before.action,
-                    before.rule,
-                    before.queue,
-                    before.priority,
-                    after.action,
-                    after.rule,
-                    after.queue,
-                    after.priority
-                )?;
+                let changes: Vec<String> = before
+                    .changes(after)
+                    .into_iter()
+                    .map(|(field, a, b)| format!("{field} {} -> {}", shown(&a), shown(&b)))
+                    .collect();
+                writeln!(f, "  {id}: {}", changes.join(", "))?;
             }
         }
         writeln!(f, "\nexactness")?;
