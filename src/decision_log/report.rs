@@ -99,7 +99,11 @@ impl Html {
             ],
             vec![
                 "thresholds swept from policy".into(),
-                policy.version().to_string(),
+                if d.iter().any(|d| d.policy_version == policy.version()) {
+                    policy.version().to_string()
+                } else {
+                    format!("{} (made none of these decisions)", policy.version())
+                },
             ],
             vec![
                 "unreadable lines (skipped)".into(),
@@ -646,6 +650,17 @@ fn sweep_values(t: &Threshold) -> Vec<f64> {
 
 fn sweeps(html: &mut Html, log: &DecisionLogData, policy: &Policy) -> Result<(), ReportError> {
     html.body.push_str("<h2>Threshold sweeps</h2>\n<p>Each numeric threshold of the policy moved across its range, every logged decision replayed (as <code>handoff replay</code> does, multi-turn signals as logged): the escalation rate, and precision against feedback where there is feedback. The black line marks today's value.</p>\n");
+    if !log
+        .decisions
+        .iter()
+        .any(|d| d.policy_version == policy.version())
+    {
+        let _ = writeln!(
+            html.body,
+            "<p><strong>The swept policy, {}, made none of these decisions</strong>: today's values are its values, and every sweep shows what it would change on this log.</p>",
+            escape(policy.version())
+        );
+    }
     let step = log.decisions.len().div_ceil(SWEEP_SAMPLE).max(1);
     let sample: Vec<&LoggedDecision> = log.decisions.iter().step_by(step).collect();
     for t in policy.thresholds() {
@@ -814,10 +829,19 @@ fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result<(), Report
         "mean CSAT (n)",
         "mean wait (n)",
     ];
-    let svg = bar_chart("Mean CSAT (1–5) by path", "mean CSAT", &csat)?;
-    html.figure("Mean CSAT by path", &svg, &header, &rows);
-    let svg = bar_chart("Mean wait for a person by path", "seconds", &wait)?;
-    html.figure("Mean wait by path", &svg, &header, &rows);
+    // Feedback without the field draws no empty axes: a sentence says what is missing.
+    if csat.is_empty() {
+        html.body.push_str("<p>No feedback carries a CSAT score: send <code>csat</code> (1–5) with Feedback to see it by path.</p>\n");
+    } else {
+        let svg = bar_chart("Mean CSAT (1–5) by path", "mean CSAT", &csat)?;
+        html.figure("Mean CSAT by path", &svg, &header, &rows);
+    }
+    if wait.is_empty() {
+        html.body.push_str("<p>No feedback carries a wait time: send <code>wait_seconds</code> with Feedback to see it by path.</p>\n");
+    } else {
+        let svg = bar_chart("Mean wait for a person by path", "seconds", &wait)?;
+        html.figure("Mean wait by path", &svg, &header, &rows);
+    }
     Ok(())
 }
 
@@ -833,6 +857,32 @@ mod tests {
             "unix_s": 0, "sent_unix_s": 0, "signals": {},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn another_policy_and_missing_feedback_fields_are_said_in_words() {
+        let log = DecisionLogData {
+            decisions: vec![decision_at(0)],
+            feedback: [(
+                "d0".to_string(),
+                serde_json::from_value(serde_json::json!({
+                    "decision_id": "d0", "ts_ms": 1, "human_needed": "not_needed",
+                    "caller": "t",
+                }))
+                .unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let html = render(&log, &Policy::builtin()).unwrap();
+        assert!(
+            html.contains("made none of these decisions"),
+            "policy p made them"
+        );
+        assert!(html.contains("No feedback carries a CSAT score"));
+        assert!(html.contains("No feedback carries a wait time"));
+        assert!(html.contains("few samples, read with care"), "1 of 1");
     }
 
     #[test]
