@@ -3,13 +3,14 @@
 //! under one lock), so concurrent turns of one conversation never lose an update.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use super::vocab::Holder;
@@ -324,25 +325,30 @@ pub trait StateStore: Send + Sync {
 }
 
 /// The default store: in-process, sharded, with a TTL and a bound on the number of conversations
-/// (the least recently touched one is evicted when a shard is full).
+/// (the least recently touched one is evicted when a shard is full). Each shard keeps its
+/// conversations in touch order, so a new conversation at capacity costs O(1) under the lock, not
+/// a scan of the shard; an expired conversation is the least recently touched, so it goes first.
 pub struct MemoryStore {
-    shards: Vec<Mutex<HashMap<String, (ConversationState, Instant)>>>,
+    shards: Vec<Mutex<LruCache<String, (ConversationState, Instant)>>>,
     ttl: Duration,
-    per_shard: usize,
 }
 
 const SHARDS: usize = 16;
 
 impl MemoryStore {
     pub fn new(ttl: Duration, max_conversations: usize) -> Self {
+        let per_shard = max_conversations.div_ceil(SHARDS).max(1);
+        let capacity =
+            std::num::NonZeroUsize::new(per_shard).unwrap_or(std::num::NonZeroUsize::MIN);
         MemoryStore {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(LruCache::new(capacity)))
+                .collect(),
             ttl,
-            per_shard: max_conversations.div_ceil(SHARDS).max(1),
         }
     }
 
-    fn shard(&self, id: &str) -> &Mutex<HashMap<String, (ConversationState, Instant)>> {
+    fn shard(&self, id: &str) -> &Mutex<LruCache<String, (ConversationState, Instant)>> {
         let mut h = DefaultHasher::new();
         id.hash(&mut h);
         &self.shards[h.finish() as usize % SHARDS]
@@ -380,26 +386,18 @@ impl MemoryStore {
     ) -> Result<(), StateError> {
         let mut shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if !shard.contains_key(id) && shard.len() >= self.per_shard {
-            shard.retain(|_, (_, touched)| now.duration_since(*touched) < self.ttl);
-            if shard.len() >= self.per_shard {
-                let oldest = shard
-                    .iter()
-                    .min_by_key(|(_, (_, t))| *t)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    shard.remove(&k);
-                }
+        if let Some(entry) = shard.get_mut(id) {
+            if now.duration_since(entry.1) >= self.ttl {
+                entry.0 = ConversationState::default();
             }
+            f(&mut entry.0);
+            entry.1 = now;
+            return Ok(());
         }
-        let entry = shard
-            .entry(id.to_string())
-            .or_insert_with(|| (ConversationState::default(), now));
-        if now.duration_since(entry.1) >= self.ttl {
-            entry.0 = ConversationState::default();
-        }
-        f(&mut entry.0);
-        entry.1 = now;
+        let mut state = ConversationState::default();
+        f(&mut state);
+        // At capacity this drops the least recently touched conversation.
+        shard.push(id.to_string(), (state, now));
         Ok(())
     }
 }
@@ -407,6 +405,33 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full shard drops the conversation touched longest ago, not one touched since.
+    #[test]
+    fn a_full_shard_evicts_the_least_recently_touched_conversation() {
+        let store = MemoryStore::new(Duration::from_secs(60), 2 * SHARDS);
+        let first = "c0".to_string();
+        let same: Vec<String> = (1..10_000)
+            .map(|i| format!("c{i}"))
+            .filter(|id| std::ptr::eq(store.shard(id), store.shard(&first)))
+            .take(2)
+            .collect();
+        let (a, b, c) = (&first, &same[0], &same[1]);
+        let turn = |id: &str| {
+            let mut turns = 0;
+            store
+                .update_now(id, &mut |s: &mut ConversationState| {
+                    s.turns += 1;
+                    turns = s.turns;
+                })
+                .unwrap();
+            turns
+        };
+        assert_eq!((turn(a), turn(b), turn(a)), (1, 1, 2));
+        turn(c); // the shard holds two: b, touched longest ago, goes
+        assert_eq!(turn(a), 3, "a was touched since");
+        assert_eq!(turn(b), 1, "b starts afresh");
+    }
 
     /// The Redis store resets anything larger than `MAX_STATE_BYTES` unread: a state we write,
     /// at its largest (every list full, ids at the default limit, a 1024-wide embedding), stays
