@@ -33,7 +33,7 @@ pub fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.2.0")
 }
 
-/// The previous default package (12 frozen layers, `account_security` instead of the split labels).
+/// The first default package (12 frozen layers, `account_security` instead of the split labels), kept for swap tests.
 pub fn model_dir_v1() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/1.0.0")
 }
