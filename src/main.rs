@@ -38,12 +38,14 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Classify texts with a model package and print the results (no server).
     Classify {
+        /// Model package directory.
         #[arg(
             long,
             env = "HANDOFF_MODEL_DIR",
             default_value = handoff::config::DEFAULT_MODEL_DIR
         )]
         model: PathBuf,
+        /// Texts to classify, one argument each.
         #[arg(required = true)]
         text: Vec<String>,
     },
@@ -53,6 +55,7 @@ enum Command {
         /// `models/train/data/conversations/tuning` is the set rules are tuned on).
         #[arg(default_value = "models/train/data/conversations/heldout")]
         file: PathBuf,
+        /// The server's gRPC address.
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         addr: String,
         /// Print the report as JSON instead of a table.
@@ -78,7 +81,10 @@ enum Command {
         timeout_ms: u64,
     },
     /// Validate a model package and print the verdict and its golden examples.
-    CheckModel { dir: PathBuf },
+    CheckModel {
+        /// Model package directory (manifest.toml, model.onnx, tokenizer.json).
+        dir: PathBuf,
+    },
     /// Print the shipped phrase lists of the text signals (a policy's [keywords] replaces any of them).
     Phrases,
     /// List the signals policy rules can read, with what each means.
@@ -101,8 +107,10 @@ enum Command {
     /// Write one self-contained HTML report of a decision log: decisions over time, escalation
     /// rates, per-rule precision against feedback, threshold sweeps, confidence, CSAT and wait.
     Report {
+        /// Directory of decisions-*.jsonl and feedback-*.jsonl files (one or more replicas').
         #[arg(long)]
         log: PathBuf,
+        /// The HTML file to write.
         #[arg(long, default_value = "report.html")]
         out: PathBuf,
         /// Policy whose thresholds are swept; without it, the built-in policy.
@@ -112,14 +120,18 @@ enum Command {
     /// Write feedback-confirmed real messages (kept with keep_redacted_text) in the layout
     /// models/train reads, and contradicted ones to review.tsv for labelling.
     ExportExamples {
+        /// Directory of decisions-*.jsonl and feedback-*.jsonl files (one or more replicas').
         #[arg(long)]
         log: PathBuf,
+        /// Directory to write intents/<lang>/<intent>.txt and review.tsv into.
         #[arg(long, default_value = "exported-examples")]
         out: PathBuf,
     },
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy {
+        /// The policy file (TOML).
         file: PathBuf,
+        /// A model package: also check that every intent the rules name exists in it.
         #[arg(long)]
         model: Option<PathBuf>,
     },

@@ -198,3 +198,45 @@ fn serve_help_names_the_variable_of_every_flag() {
     let unknown = handoff::config::unknown_variables(named.clone());
     assert!(unknown.is_empty(), "{unknown:?} of {named:?}");
 }
+
+/// Every argument of every subcommand says what it is in `--help`.
+#[test]
+fn every_subcommand_argument_has_help_text() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let top = help(&["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{top}");
+    for command in &commands {
+        let text = help(&[command, "--help"]);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            let is_argument = t.starts_with("--") || t.starts_with('<') || t.starts_with("-h");
+            if !is_argument || t.starts_with("-h, --help") {
+                continue;
+            }
+            // clap puts the help on the same line or, when long, on the next, indented deeper.
+            let same_line = t.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+            let next_line = lines.get(i + 1).is_some_and(|n| {
+                n.len() - n.trim_start().len() > line.len() - t.len() && !n.trim().is_empty()
+            });
+            assert!(
+                same_line || next_line,
+                "{command}: {t:?} has no help:\n{text}"
+            );
+        }
+    }
+}
