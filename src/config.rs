@@ -254,6 +254,17 @@ pub const KEYS: &[&str] = &[
 
 /// `HANDOFF_*` variables read by something other than the config layers: the command line's own
 /// (`--config`, `--log-format`, `--otlp-endpoint`) and the test tools'.
+/// OpenTelemetry's standard variables read as `[tracing]` settings.
+const OTEL_VARIABLES: [(&str, &str); 4] = [
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.otlp_endpoint"),
+    (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "tracing.otlp_endpoint",
+    ),
+    ("OTEL_SERVICE_NAME", "tracing.service_name"),
+    ("OTEL_TRACES_SAMPLER_ARG", "tracing.sample_ratio"),
+];
+
 const OTHER_VARIABLES: &[&str] = &[
     "CONFIG",
     "LOG_FORMAT",
@@ -401,6 +412,19 @@ impl ServerConfig {
                 values,
             });
         }
+        // OpenTelemetry's standard variables, which collectors' charts and operators set for every
+        // workload; our own HANDOFF_TRACING__* variables, flags and --set beat them.
+        layers = layers.merge(
+            Env::raw()
+                .only(&OTEL_VARIABLES.map(|(var, _)| var))
+                .map(|var| {
+                    let key = OTEL_VARIABLES
+                        .iter()
+                        .find(|(v, _)| var.as_str().eq_ignore_ascii_case(v))
+                        .map_or("", |(_, key)| key);
+                    key.into()
+                }),
+        );
         // Keys are still upper-case here (figment lower-cases them after filtering).
         layers = layers.merge(Env::prefixed("HANDOFF_").split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
@@ -548,6 +572,21 @@ mod tests {
             assert_eq!(c.limits.max_text_bytes, 8192);
             assert_eq!(c.tracing.service_name, "edge");
             assert_eq!(c.drain_ms, 250);
+
+            // OpenTelemetry's own variables set [tracing]; ours beat them.
+            jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
+            jail.set_env("OTEL_SERVICE_NAME", "handoff-eu");
+            jail.set_env("OTEL_TRACES_SAMPLER_ARG", "0.25");
+            let c = ServerConfig::load(None, Vec::new(), &[]).unwrap();
+            assert_eq!(
+                c.tracing.otlp_endpoint.as_deref(),
+                Some("http://collector:4317")
+            );
+            assert_eq!(c.tracing.service_name, "handoff-eu");
+            assert_eq!(c.tracing.sample_ratio, 0.25);
+            jail.set_env("HANDOFF_TRACING__SERVICE_NAME", "ours");
+            let c = ServerConfig::load(None, Vec::new(), &[]).unwrap();
+            assert_eq!(c.tracing.service_name, "ours");
             jail.set_env("HANDOFF_QUEUE_CAPACITY", "lots");
             let e = ServerConfig::load(None, Vec::new(), &[])
                 .unwrap_err()
