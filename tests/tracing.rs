@@ -79,13 +79,15 @@ async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     });
-    let config = std::env::temp_dir().join(format!("handoff-otlp-{}.toml", std::process::id()));
-    std::fs::write(
-        &config,
-        format!("[tracing]\notlp_endpoint = \"http://{otlp}\"\nexport_delay_ms = 100\n"),
-    )
-    .unwrap();
-    let mut server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    // Configured the way a collector's chart configures every workload: OpenTelemetry's own
+    // variables (the config file's otlp_endpoint is exercised by the closed-port test below).
+    let mut server = common::Server::start_with_env(
+        &["--set", "tracing.export_delay_ms=100"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+            ("OTEL_SERVICE_NAME", "handoff-eu".to_string()),
+        ],
+    );
     let mut client = common::client(&server).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -129,7 +131,7 @@ async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let (service, route) = route;
-    assert_eq!(service, "handoff");
+    assert_eq!(service, "handoff-eu", "OTEL_SERVICE_NAME names the service");
     assert_eq!(route.name, "handoff.v1.Handoff/Route");
     // The caller's trace, under the caller's span.
     assert_eq!(hex(&route.trace_id), trace_id);

@@ -81,16 +81,31 @@ impl Server {
         Server::start_with_log(model, extra_args, "info")
     }
 
+    /// Start on the shipped model with these environment variables set.
+    #[allow(dead_code)] // not every test binary sets variables
+    pub fn start_with_env(extra_args: &[&str], env: &[(&str, String)]) -> Server {
+        Server::start_where(&model_dir(), extra_args, "info", env)
+    }
+
     /// Start with `RUST_LOG` set to `log_filter`.
     pub fn start_with_log(
         model: &std::path::Path,
         extra_args: &[&str],
         log_filter: &str,
     ) -> Server {
+        Server::start_where(model, extra_args, log_filter, &[])
+    }
+
+    fn start_where(
+        model: &std::path::Path,
+        extra_args: &[&str],
+        log_filter: &str,
+        env: &[(&str, String)],
+    ) -> Server {
         // A port free when picked can be taken before the server binds it (another test process's
         // server or client): start again on other ports, a few times, rather than fail the test.
         for _ in 0..3 {
-            let mut server = Server::spawn(model, extra_args, log_filter);
+            let mut server = Server::spawn(model, extra_args, log_filter, env);
             match server.wait_serving(Duration::from_secs(120)) {
                 Ok(()) => return server,
                 Err(log) if log.contains("Address already in use") => {
@@ -105,7 +120,7 @@ impl Server {
     /// Start a server whose gRPC port speaks TLS (configured in extra_args): readiness is read from
     /// the metrics endpoint, which stays plain HTTP.
     pub fn start_tls(extra_args: &[&str]) -> Server {
-        let mut server = Server::spawn(&model_dir(), extra_args, "info");
+        let mut server = Server::spawn(&model_dir(), extra_args, "info", &[]);
         let start = Instant::now();
         loop {
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -127,7 +142,12 @@ impl Server {
         }
     }
 
-    fn spawn(model: &std::path::Path, extra_args: &[&str], log_filter: &str) -> Server {
+    fn spawn(
+        model: &std::path::Path,
+        extra_args: &[&str],
+        log_filter: &str,
+        env: &[(&str, String)],
+    ) -> Server {
         let grpc_port = free_port();
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!(
@@ -143,6 +163,7 @@ impl Server {
             .arg(model)
             .args(extra_args)
             .env("RUST_LOG", log_filter)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
