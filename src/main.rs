@@ -248,6 +248,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The policy file given to an offline command, else the built-in policy.
+fn policy_or_builtin(path: Option<&std::path::Path>) -> anyhow::Result<handoff::policy::Policy> {
+    Ok(match path {
+        Some(path) => handoff::policy::file::load(path, None)?,
+        None => handoff::policy::Policy::builtin(),
+    })
+}
+
 /// Said once at start, where an operator looking for why a setting did not take looks first.
 fn warn_unknown_variables() {
     let names = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok());
@@ -387,10 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { policy, log, json } => {
-            let candidate = match &policy {
-                Some(path) => handoff::policy::file::load(path, None)?,
-                None => handoff::policy::Policy::builtin(),
-            };
+            let candidate = policy_or_builtin(policy.as_deref())?;
             let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
             let report = handoff::decision_log::replay::replay(&data, &candidate);
             if json {
@@ -410,10 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { log, out, policy } => {
-            let policy = match &policy {
-                Some(path) => handoff::policy::file::load(path, None)?,
-                None => handoff::policy::Policy::builtin(),
-            };
+            let policy = policy_or_builtin(policy.as_deref())?;
             let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
             let html = handoff::decision_log::report::render(&data, &policy)?;
             std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
