@@ -64,6 +64,15 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// What a started server must show before a test uses it.
+#[derive(Debug, Clone, Copy)]
+enum Ready {
+    /// The gRPC health service says SERVING (plain-text gRPC).
+    Serving,
+    /// The metrics endpoint shows a loaded model (the gRPC port speaks TLS).
+    ModelLoaded,
+}
+
 pub struct Server {
     child: Child,
     pub grpc_port: u16,
@@ -82,9 +91,8 @@ impl Server {
     }
 
     /// Start on the shipped model with these environment variables set.
-    #[allow(dead_code)] // not every test binary sets variables
     pub fn start_with_env(extra_args: &[&str], env: &[(&str, String)]) -> Server {
-        Server::start_where(&model_dir(), extra_args, "info", env)
+        Server::start_where(&model_dir(), extra_args, "info", env, Ready::Serving)
     }
 
     /// Start with `RUST_LOG` set to `log_filter`.
@@ -93,7 +101,13 @@ impl Server {
         extra_args: &[&str],
         log_filter: &str,
     ) -> Server {
-        Server::start_where(model, extra_args, log_filter, &[])
+        Server::start_where(model, extra_args, log_filter, &[], Ready::Serving)
+    }
+
+    /// Start a server whose gRPC port speaks TLS (configured in extra_args): readiness is read from
+    /// the metrics endpoint, which stays plain HTTP.
+    pub fn start_tls(extra_args: &[&str]) -> Server {
+        Server::start_where(&model_dir(), extra_args, "info", &[], Ready::ModelLoaded)
     }
 
     fn start_where(
@@ -101,12 +115,13 @@ impl Server {
         extra_args: &[&str],
         log_filter: &str,
         env: &[(&str, String)],
+        ready: Ready,
     ) -> Server {
         // A port free when picked can be taken before the server binds it (another test process's
         // server or client): start again on other ports, a few times, rather than fail the test.
         for _ in 0..3 {
             let mut server = Server::spawn(model, extra_args, log_filter, env);
-            match server.wait_serving(Duration::from_secs(120)) {
+            match server.wait_ready(ready, Duration::from_secs(120)) {
                 Ok(()) => return server,
                 Err(log) if log.contains("Address already in use") => {
                     eprintln!("port taken before the server bound it; starting again");
@@ -115,31 +130,6 @@ impl Server {
             }
         }
         panic!("three starts in a row found their ports taken")
-    }
-
-    /// Start a server whose gRPC port speaks TLS (configured in extra_args): readiness is read from
-    /// the metrics endpoint, which stays plain HTTP.
-    pub fn start_tls(extra_args: &[&str]) -> Server {
-        let mut server = Server::spawn(&model_dir(), extra_args, "info", &[]);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("server exited early ({status}):\n{}", server.log_text());
-            }
-            let loaded = std::panic::catch_unwind(|| server.metrics()).is_ok_and(|m| {
-                m.lines()
-                    .any(|l| l.starts_with("handoff_model_info{") && l.ends_with(" 1"))
-            });
-            if loaded {
-                return server;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "server not loaded after 120 s:\n{}",
-                server.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     fn spawn(
@@ -195,37 +185,46 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Polls health from its own thread and runtime, so it works from sync and async tests alike.
-    /// Ok once SERVING; the log when the server exits first.
-    fn wait_serving(&mut self, limit: Duration) -> Result<(), String> {
-        let endpoint = self.endpoint();
-        let serving = move || {
-            let endpoint = endpoint.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(health_status(&endpoint, "handoff.v1.Handoff"))
-                    == Some(ServingStatus::Serving)
-            })
-            .join()
-            .unwrap()
-        };
+    /// Ok once `ready` holds; the log when the server exits first.
+    fn wait_ready(&mut self, ready: Ready, limit: Duration) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Err(format!("({status}) {}", self.log_text()));
             }
-            if serving() {
+            if self.is_ready(ready) {
                 return Ok(());
             }
             assert!(
                 start.elapsed() < limit,
-                "server not SERVING after {limit:?}:\n{}",
+                "server not {ready:?} after {limit:?}:\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Health is polled from its own thread and runtime, so it works from sync and async tests
+    /// alike.
+    fn is_ready(&self, ready: Ready) -> bool {
+        match ready {
+            Ready::Serving => {
+                let endpoint = self.endpoint();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(health_status(&endpoint, "handoff.v1.Handoff"))
+                        == Some(ServingStatus::Serving)
+                })
+                .join()
+                .unwrap()
+            }
+            Ready::ModelLoaded => std::panic::catch_unwind(|| self.metrics()).is_ok_and(|m| {
+                m.lines()
+                    .any(|l| l.starts_with("handoff_model_info{") && l.ends_with(" 1"))
+            }),
         }
     }
 
