@@ -252,8 +252,6 @@ pub const KEYS: &[&str] = &[
     "tracing",
 ];
 
-/// `HANDOFF_*` variables read by something other than the config layers: the command line's own
-/// (`--config`, `--log-format`, `--otlp-endpoint`) and the test tools'.
 /// OpenTelemetry's standard variables read as `[tracing]` settings.
 const OTEL_VARIABLES: [(&str, &str); 4] = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.otlp_endpoint"),
@@ -265,6 +263,8 @@ const OTEL_VARIABLES: [(&str, &str); 4] = [
     ("OTEL_TRACES_SAMPLER_ARG", "tracing.sample_ratio"),
 ];
 
+/// `HANDOFF_*` variables read by something other than the config layers: the command line's own
+/// (`--config`, `--log-format`, `--otlp-endpoint`) and the test tools'.
 const OTHER_VARIABLES: &[&str] = &[
     "CONFIG",
     "LOG_FORMAT",

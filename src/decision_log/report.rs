@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 
 use super::entry::{LoggedDecision, Outcome};
-use super::replay::DecisionLogData;
+use super::replay::{Confusion, DecisionLogData};
 use crate::policy::catalog::Kind;
 use crate::policy::{Policy, Threshold};
 
@@ -99,7 +99,7 @@ impl Html {
             ],
             vec![
                 "thresholds swept from policy".into(),
-                if d.iter().any(|d| d.policy_version == policy.version()) {
+                if made_any(log, policy) {
                     policy.version().to_string()
                 } else {
                     format!("{} (made none of these decisions)", policy.version())
@@ -486,6 +486,13 @@ fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
     Ok(())
 }
 
+/// Whether `policy` made any of the logged decisions (else its sweeps are a candidate's, not today's).
+fn made_any(log: &DecisionLogData, policy: &Policy) -> bool {
+    log.decisions
+        .iter()
+        .any(|d| d.policy_version == policy.version())
+}
+
 /// Below this many, a share is shown with a warning: 2 of 3 is not 67 %.
 const FEW: usize = 30;
 
@@ -505,23 +512,18 @@ fn share(num: usize, den: usize) -> String {
 /// were the hand-offs made needed (precision), were the needed ones made (recall), and how many
 /// were missed or needless.
 fn headline(html: &mut Html, log: &DecisionLogData) {
-    let (mut made_needed, mut needless, mut missed, mut fine) = (0, 0, 0, 0);
+    let mut c = Confusion::default();
     for d in &log.decisions {
-        let Some(f) = log.feedback.get(&d.decision_id) else {
-            continue;
-        };
-        match (
-            Outcome::of_logged(d).brings_human(),
-            f.human_needed.needed(),
-        ) {
-            (true, true) => made_needed += 1,
-            (true, false) => needless += 1,
-            (false, true) => missed += 1,
-            (false, false) => fine += 1,
+        if let Some(f) = log.feedback.get(&d.decision_id) {
+            c.add(
+                Outcome::of_logged(d).brings_human(),
+                f.human_needed.needed(),
+            );
         }
     }
     html.body.push_str("<h2>At a glance</h2>\n");
-    let with_feedback = made_needed + needless + missed + fine;
+    let (made_needed, needless, missed) = (c.true_pos, c.false_pos, c.false_neg);
+    let with_feedback = c.total();
     if with_feedback == 0 {
         html.body.push_str("<p>No decision in this log has feedback yet, so nothing can say whether a person was needed: send Feedback for decisions (the Feedback RPC) to see missed and needless hand-offs here.</p>\n");
         return;
@@ -650,11 +652,7 @@ fn sweep_values(t: &Threshold) -> Vec<f64> {
 
 fn sweeps(html: &mut Html, log: &DecisionLogData, policy: &Policy) -> Result<(), ReportError> {
     html.body.push_str("<h2>Threshold sweeps</h2>\n<p>Each numeric threshold of the policy moved across its range, every logged decision replayed (as <code>handoff replay</code> does, multi-turn signals as logged): the escalation rate, and precision against feedback where there is feedback. The black line marks today's value.</p>\n");
-    if !log
-        .decisions
-        .iter()
-        .any(|d| d.policy_version == policy.version())
-    {
+    if !made_any(log, policy) {
         let _ = writeln!(
             html.body,
             "<p><strong>The swept policy, {}, made none of these decisions</strong>: today's values are its values, and every sweep shows what it would change on this log.</p>",

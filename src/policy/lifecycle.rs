@@ -17,13 +17,13 @@ pub(super) fn while_held(l: &Lifecycle, v: &Values, d: &mut Decision) {
         return;
     }
     if withdrawn(l, v, d) {
-        let (signal, value) = if v.declined_offer {
-            ("declined_offer", 1.0)
+        let signal = if v.declined_offer {
+            "declined_offer"
         } else {
-            ("keyword_negated", 1.0)
+            "keyword_negated"
         };
         let detail = "the customer no longer wants a person: the hand-off is withdrawn";
-        d.reasons = vec![reason("escalation_withdrawn", signal, value, 1.0, detail)];
+        d.reasons = vec![reason("escalation_withdrawn", signal, 1.0, 1.0, detail)];
         d.action = Action::ContinueBot;
         d.queue.clear();
         d.priority = 0;

@@ -337,9 +337,8 @@ const SHARDS: usize = 16;
 
 impl MemoryStore {
     pub fn new(ttl: Duration, max_conversations: usize) -> Self {
-        let per_shard = max_conversations.div_ceil(SHARDS).max(1);
-        let capacity =
-            std::num::NonZeroUsize::new(per_shard).unwrap_or(std::num::NonZeroUsize::MIN);
+        let capacity = std::num::NonZeroUsize::new(max_conversations.div_ceil(SHARDS))
+            .unwrap_or(std::num::NonZeroUsize::MIN);
         MemoryStore {
             shards: (0..SHARDS)
                 .map(|_| Mutex::new(LruCache::new(capacity)))
