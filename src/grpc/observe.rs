@@ -143,6 +143,11 @@ where
                     },
                     None => call.await,
                 };
+                // `until` is the caller's deadline less ANSWER_EARLY: past the deadline itself, the
+                // answer is late whatever its code (a starved runtime fires timers late).
+                if until.is_some_and(|d| Instant::now() > d + deadline::ANSWER_EARLY) {
+                    metrics::counter!(t::LATE_ANSWERS, "rpc" => rpc).increment(1);
+                }
                 if let Ok(r) = &response {
                     let code = code_of(r);
                     mark_span(&call_span, code);

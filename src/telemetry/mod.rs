@@ -48,6 +48,7 @@ pub const CACHE_ENTRIES: &str = "handoff_cache_entries";
 pub const CACHE_CAPACITY: &str = "handoff_cache_capacity";
 pub const SPAN_EXPORT_FAILURES: &str = "handoff_span_export_failures_total";
 pub const SPANS_DROPPED: &str = "handoff_spans_dropped_total";
+pub const LATE_ANSWERS: &str = "handoff_late_answers_total";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -94,6 +95,9 @@ fn zero_failure_counters() {
     metrics::counter!(MODEL_LOADS, "result" => "refused").increment(0);
     for kind in ["answered", "expired"] {
         metrics::counter!(ROUTE_RETRIES, "kind" => kind).increment(0);
+    }
+    for rpc in ["Classify", "Route"] {
+        metrics::counter!(LATE_ANSWERS, "rpc" => rpc).increment(0);
     }
     for counter in [
         STATE_ERRORS,
@@ -144,6 +148,10 @@ fn describe() {
     describe_counter!(
         DECISIONS,
         "Route decisions by action, queue, top reason and channel"
+    );
+    describe_counter!(
+        LATE_ANSWERS,
+        "Calls answered after the caller's deadline by this server's clock (which starts when the call reaches it), by rpc"
     );
     describe_counter!(INTENTS, "Classified messages by top intent");
     describe_counter!(SENTIMENTS, "Classified messages by top sentiment");
