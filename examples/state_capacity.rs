@@ -4,7 +4,8 @@
 //!     cargo run --release --example state_capacity
 use std::time::{Duration, Instant};
 fn main() {
-    let store = handoff::policy::state::MemoryStore::new(Duration::from_secs(3600), 100_000);
+    let store: handoff::policy::MemoryStore =
+        handoff::policy::state::MemoryStore::new(Duration::from_secs(3600), 100_000);
     for i in 0..100_000 {
         store
             .update_now(&format!("warm{i}"), &mut |s| s.turns += 1)

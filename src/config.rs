@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::batcher::BatcherConfig;
-use crate::policy::{MemoryStore, PolicyConfig, RedisStore, StateStore};
+use crate::policy::customer::CustomerState;
+use crate::policy::{ConversationState, MemoryStore, PolicyConfig, RedisStore, StateStore};
 use crate::security::auth::AuthConfig;
 use crate::security::tls::TlsConfig;
 
@@ -73,6 +74,9 @@ pub struct ServerConfig {
     pub state_ttl_s: u64,
     /// Conversations kept in memory at most (the least recently active is dropped first).
     pub max_conversations: usize,
+    /// Customer memory across conversations (Route calls with a customer_id): its key, retention
+    /// and bounds. Kept in the same store as conversation state.
+    pub customers: crate::customers::CustomersConfig,
     /// TLS (and mutual TLS) on the gRPC port; without it, plain text: keep that on loopback.
     pub tls: Option<TlsConfig>,
     /// API keys and client certificates, with scopes and rate limits; empty: everyone may do anything.
@@ -149,6 +153,7 @@ impl Default for ServerConfig {
             state_timeout_ms: 200,
             state_ttl_s: 24 * 3600,
             max_conversations: 100_000,
+            customers: Default::default(),
             tls: None,
             auth: AuthConfig::default(),
             max_in_flight: 2048,
@@ -157,6 +162,12 @@ impl Default for ServerConfig {
             tracing: Default::default(),
         }
     }
+}
+
+/// Where state is kept.
+pub struct Stores {
+    pub conversations: std::sync::Arc<dyn StateStore>,
+    pub customers: std::sync::Arc<dyn StateStore<CustomerState>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +255,7 @@ pub const KEYS: &[&str] = &[
     "state_timeout_ms",
     "state_ttl_s",
     "max_conversations",
+    "customers",
     "tls",
     "auth",
     "max_in_flight",
@@ -298,7 +310,14 @@ pub fn unknown_variables(names: impl IntoIterator<Item = String>) -> Vec<(String
 fn nearest_variable(key: &str) -> Option<String> {
     let lower = key.to_ascii_lowercase();
     // A table's key with one underscore before the field: the level separator is two.
-    const TABLES: &[&str] = &["limits", "tls", "auth", "decision_log", "tracing"];
+    const TABLES: &[&str] = &[
+        "limits",
+        "customers",
+        "tls",
+        "auth",
+        "decision_log",
+        "tracing",
+    ];
     let table = TABLES.iter().find_map(|k| {
         let field = lower.strip_prefix(k)?.strip_prefix('_')?;
         (!field.is_empty() && !field.starts_with('_')).then(|| {
@@ -476,13 +495,23 @@ impl ServerConfig {
         Ok(())
     }
 
-    pub fn state_store(&self) -> Result<std::sync::Arc<dyn StateStore>, ConfigError> {
+    /// Conversation state and customer memory, both in this process or both in one Redis (one
+    /// connection, each with its own TTL).
+    pub fn stores(&self) -> Result<Stores, ConfigError> {
+        use std::sync::Arc;
         let ttl = Duration::from_secs(self.state_ttl_s);
+        let retention = Duration::from_secs(self.customers.retention_s);
         if self.state == "memory" {
-            Ok(std::sync::Arc::new(MemoryStore::new(
-                ttl,
-                self.max_conversations,
-            )))
+            Ok(Stores {
+                conversations: Arc::new(MemoryStore::<ConversationState>::new(
+                    ttl,
+                    self.max_conversations,
+                )),
+                customers: Arc::new(MemoryStore::<CustomerState>::new(
+                    retention,
+                    self.customers.max_customers,
+                )),
+            })
         } else if self.state.starts_with("redis://") {
             let timeout = Duration::from_millis(self.state_timeout_ms);
             let store = RedisStore::new(&self.state, ttl, timeout).map_err(|source| {
@@ -491,7 +520,10 @@ impl ServerConfig {
                     source,
                 }
             })?;
-            Ok(std::sync::Arc::new(store))
+            Ok(Stores {
+                customers: Arc::new(store.with_ttl(retention)),
+                conversations: Arc::new(store),
+            })
         } else {
             Err(ConfigError::StateKind(self.state.clone()))
         }
@@ -548,7 +580,7 @@ mod tests {
         );
         let policy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(c.policy_file.unwrap());
         let policy = crate::policy::file::load(&policy_file, None).unwrap();
-        assert_eq!(policy.version(), "example-4");
+        assert_eq!(policy.version(), "example-5");
     }
 
     #[test]
@@ -648,10 +680,7 @@ mod tests {
             state: "redis://:x".into(),
             ..Default::default()
         };
-        let printed = format!(
-            "{:#}",
-            anyhow::Error::from(store.state_store().err().unwrap())
-        );
+        let printed = format!("{:#}", anyhow::Error::from(store.stores().err().unwrap()));
         assert_eq!(printed.matches("did not parse").count(), 1, "{printed}");
     }
 

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod conversations;
 mod cpu_slots;
+pub mod customers;
 pub mod decision_log;
 pub mod grpc;
 pub mod model;

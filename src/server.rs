@@ -15,6 +15,7 @@ use crate::audit::AuditLog;
 use crate::batcher::Batcher;
 use crate::cache::ResultCache;
 use crate::config::ServerConfig;
+use crate::customers::{CustomerMemory, Pseudonyms};
 use crate::decision_log::Journal;
 use crate::grpc::pb::handoff_server::HandoffServer;
 use crate::grpc::pb::model_admin_server::ModelAdminServer;
@@ -120,10 +121,22 @@ impl App {
             None => AuditLog::disabled(),
         };
         let journal = Arc::new(Journal::open(&config.decision_log)?);
+        let stores = config.stores()?;
+        let names = match &config.customers.key {
+            Some(key) if !key.is_empty() => Pseudonyms::new(key.as_bytes()),
+            _ => {
+                if config.state != "memory" {
+                    warn!("no [customers] key: customer memory in the shared store is hashed with a key of this process alone, so other replicas and restarts cannot read it; set the same key (HANDOFF_CUSTOMERS__KEY) on every replica");
+                }
+                Pseudonyms::random()
+            }
+        };
+        let customers = CustomerMemory::new(stores.customers.clone(), names, &config.customers);
         let service = HandoffServer::new(HandoffService::new(
             batcher.clone(),
             policy,
-            config.state_store()?,
+            stores,
+            customers,
             limits,
             audit.clone(),
             journal.clone(),

@@ -105,6 +105,7 @@ async fn logged_decisions_replay_exactly_and_a_changed_threshold_shows_its_effec
         resolved_by: ResolvedBy::Bot as i32,
         csat: 4,
         wait_seconds: 0,
+        ..Default::default()
     };
     let first = feedback(&offered.decision_id, HumanNeeded::NotNeeded);
     let resp = client.feedback(first.clone()).await.unwrap().into_inner();

@@ -99,6 +99,7 @@ fn feedback(decision_id: &str) -> FeedbackRequest {
         resolved_by: ResolvedBy::Bot as i32,
         csat: 5,
         wait_seconds: 0,
+        ..Default::default()
     }
 }
 

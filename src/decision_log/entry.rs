@@ -157,6 +157,17 @@ pub enum ResolvedBy {
     Abandoned,
 }
 
+impl ResolvedBy {
+    /// The name the feedback log writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedBy::Bot => "bot",
+            ResolvedBy::Human => "human",
+            ResolvedBy::Abandoned => "abandoned",
+        }
+    }
+}
+
 /// What actually happened after a decision, as the Feedback RPC reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FeedbackEntry {

@@ -17,6 +17,7 @@ pub const RPCS: &[(Service, &str, Scope)] = &[
     (Service::Handoff, "ClassifyBatch", Scope::Classify),
     (Service::Handoff, "Route", Scope::Route),
     (Service::Handoff, "Feedback", Scope::Feedback),
+    (Service::Handoff, "ForgetCustomer", Scope::Customers),
     (Service::ModelAdmin, "ListModels", Scope::Admin),
     (Service::ModelAdmin, "GetStatus", Scope::Admin),
     (Service::ModelAdmin, "ActivateModel", Scope::Admin),

@@ -9,15 +9,17 @@ use super::observe::Deadline;
 use super::pb::handoff_server::Handoff;
 use super::pb::{
     ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, ClassifyResponse,
-    FeedbackRequest, FeedbackResponse, RouteRequest, RouteResponse,
+    FeedbackRequest, FeedbackResponse, ForgetCustomerRequest, ForgetCustomerResponse, RouteRequest,
+    RouteResponse,
 };
 use super::{convert, validate};
 use crate::audit::AuditLog;
 use crate::batcher::{Batcher, Inferred};
-use crate::config::Limits;
+use crate::config::{Limits, Stores};
+use crate::customers::CustomerMemory;
 use crate::decision_log::{FeedbackEntry, Journal};
 use crate::model::repository::compare_versions;
-use crate::policy::{SharedPolicy, StateStore, Turn};
+use crate::policy::{SharedPolicy, Turn};
 use crate::route::Router;
 use crate::telemetry as t;
 
@@ -25,6 +27,7 @@ pub struct HandoffService {
     batcher: Arc<Batcher>,
     router: Router,
     limits: Limits,
+    audit: AuditLog,
     journal: Arc<Journal>,
 }
 
@@ -32,15 +35,25 @@ impl HandoffService {
     pub fn new(
         batcher: Arc<Batcher>,
         policy: Arc<SharedPolicy>,
-        state: Arc<dyn StateStore>,
+        stores: Stores,
+        customers: CustomerMemory,
         limits: Limits,
         audit: AuditLog,
         journal: Arc<Journal>,
     ) -> Self {
+        let router = Router::new(
+            batcher.clone(),
+            policy,
+            stores.conversations,
+            Arc::new(customers),
+            audit.clone(),
+            journal.clone(),
+        );
         HandoffService {
-            router: Router::new(batcher.clone(), policy, state, audit, journal.clone()),
+            router,
             batcher,
             limits,
+            audit,
             journal,
         }
     }
@@ -124,9 +137,16 @@ impl Handoff for HandoffService {
             sent_unix_seconds: input.sent,
             ..Default::default()
         };
+        let customer = (!req.customer_id.is_empty()).then_some(req.customer_id.as_str());
         let routed = self
             .router
-            .route(&req.conversation_id, caller_turn, &caller, deadline)
+            .route(
+                &req.conversation_id,
+                customer,
+                caller_turn,
+                &caller,
+                deadline,
+            )
             .await?;
         count_labels(&routed.inferred);
         Ok(Response::new(convert::route_response(
@@ -141,6 +161,7 @@ impl Handoff for HandoffService {
         &self,
         request: Request<FeedbackRequest>,
     ) -> Result<Response<FeedbackResponse>, Status> {
+        let deadline = Deadline::of(&request);
         let caller = super::caller_name(&request);
         let (id, entry) = validate::feedback(request.get_ref(), &self.limits)?;
         if !self.journal.enabled() {
@@ -148,10 +169,52 @@ impl Handoff for HandoffService {
                 "feedback needs the decision log: set [decision_log] dir in the server config",
             ));
         }
+        let csat = entry.csat.map_or(0, u32::from);
+        let resolved_by = entry.resolved_by.map_or("", |r| r.as_str());
         let outcome = self
             .journal
             .feedback(&id, FeedbackEntry { caller, ..entry })
             .await;
-        super::status::feedback(outcome, &id).map(Response::new)
+        let answer = super::status::feedback(outcome, &id)?;
+        let customer = &request.get_ref().customer_id;
+        if answer.recorded && !customer.is_empty() {
+            let memory = self.router.customers();
+            memory
+                .feedback(customer, csat, resolved_by, deadline)
+                .await
+                .map_err(|e| {
+                    Status::unavailable(format!(
+                        "the feedback was recorded, but not in the customer's memory: {e}; send it again"
+                    ))
+                })?;
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn forget_customer(
+        &self,
+        request: Request<ForgetCustomerRequest>,
+    ) -> Result<Response<ForgetCustomerResponse>, Status> {
+        let deadline = Deadline::of(&request);
+        let caller = super::caller_name(&request);
+        let customer = &request.get_ref().customer_id;
+        validate::id("customer_id", customer, true, &self.limits)?;
+        let memory = self.router.customers();
+        let result = memory.forget(customer, deadline).await;
+        let outcome = match &result {
+            Ok(forgotten) => serde_json::json!({ "forgotten": forgotten }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        self.audit.record(
+            "forget_customer",
+            serde_json::json!({
+                "caller": caller,
+                "customer": memory.pseudonym(customer),
+                "result": outcome,
+            }),
+            serde_json::json!({}),
+        );
+        let forgotten = result.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(ForgetCustomerResponse { forgotten }))
     }
 }

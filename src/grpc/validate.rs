@@ -157,6 +157,7 @@ pub struct RouteInput {
 pub fn route(req: &pb::RouteRequest, limits: &Limits) -> Result<RouteInput, Status> {
     id("conversation_id", &req.conversation_id, true, limits)?;
     id("message_id", &req.message_id, false, limits)?;
+    id("customer_id", &req.customer_id, false, limits)?;
     text("text", &req.text, limits)?;
     let channel: pb::Channel = enum_value("channel", req.channel)?;
     let tier: pb::CustomerTier = enum_value("tier", req.tier)?;
@@ -183,6 +184,7 @@ pub fn feedback(
 ) -> Result<(uuid::Uuid, crate::decision_log::FeedbackEntry), Status> {
     use crate::decision_log::{FeedbackEntry, HumanNeeded, ResolvedBy};
     id("decision_id", &req.decision_id, true, limits)?;
+    id("customer_id", &req.customer_id, false, limits)?;
     let decision_id = uuid::Uuid::parse_str(&req.decision_id).map_err(|_| {
         invalid(
             "decision_id",

@@ -159,6 +159,20 @@ signals! {
     Channel "channel" Kind::Text, |s| Value::Text(&s.channel),
         "web, app, wechat, whatsapp, sms, email, voice or unspecified";
     Tier "tier" Kind::Text, |s| Value::Text(&s.tier), "standard or vip";
+    KnownCustomer "known_customer" Kind::Flag, |s| flag(s.known_customer),
+        "the caller named the customer (customer_id) and their memory was read";
+    Contacts7d "contacts_7d" Kind::Count, |s| num(s.contacts_7d),
+        "the customer's other conversations in the last 7 days, any channel";
+    SameIntentContacts3d "same_intent_contacts_3d" Kind::Count, |s| num(s.same_intent_contacts_3d),
+        "the customer's other conversations in the last 3 days about this turn's intent";
+    SameIntentContacts7d "same_intent_contacts_7d" Kind::Count, |s| num(s.same_intent_contacts_7d),
+        "the same, in the last 7 days";
+    Escalations30d "escalations_30d" Kind::Count, |s| num(s.escalations_30d),
+        "the customer's other conversations escalated in the last 30 days";
+    LastCsat "last_csat" Kind::Count, |s| num(s.last_csat),
+        "the customer's CSAT in their last feedback that had one, 1 to 5 (0: none)";
+    ChannelSwitch "channel_switch" Kind::Flag, |s| flag(s.channel_switch),
+        "the customer had another conversation on another channel within [customers] channel_switch_s";
 }
 
 /// Known values of the text signals other than `intent` (the model's labels) and `held_queue`
@@ -264,6 +278,20 @@ pub struct Snapshot {
     pub turns: u32,
     pub channel: String,
     pub tier: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub known_customer: bool,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub contacts_7d: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub same_intent_contacts_3d: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub same_intent_contacts_7d: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub escalations_30d: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub last_csat: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub channel_switch: bool,
     /// The caller sent attributes (their values are not kept: rules over `attr.*` replay without them).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub had_attributes: bool,

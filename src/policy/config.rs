@@ -35,6 +35,9 @@ pub struct PolicyConfig {
     /// After an escalation and after a declined offer.
     #[serde(default)]
     pub lifecycle: Lifecycle,
+    /// What a customer's history changes beyond the rules.
+    #[serde(default)]
+    pub customers: Customers,
     /// Phrase lists of the text signals; a list given replaces the shipped one
     /// (`handoff phrases` prints them).
     #[serde(default)]
@@ -71,6 +74,15 @@ impl Default for Lifecycle {
             withdraw_within_turns: 3,
         }
     }
+}
+
+/// A customer whose last CSAT was `unhappy_csat` or lower (1 to 5) is escalated to
+/// `unhappy_queue`, unless the rule that fired names its own queue.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Customers {
+    pub unhappy_csat: u32,
+    pub unhappy_queue: Option<String>,
 }
 
 fn general() -> String {

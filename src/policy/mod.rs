@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod customer;
 pub mod expr;
 pub mod file;
 mod hours;
@@ -66,6 +67,8 @@ pub struct Turn<'a> {
     pub unix_seconds: i64,
     /// When the customer sent the message; reply windows run from it.
     pub sent_unix_seconds: i64,
+    /// The customer's other conversations, when the caller named the customer.
+    pub history: customer::History,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -231,6 +234,13 @@ impl Policy {
             return Err(PolicyError::Setting {
                 key: "lifecycle".into(),
                 message,
+            });
+        }
+        let c = &config.customers;
+        if c.unhappy_csat > 5 || (c.unhappy_csat > 0) != c.unhappy_queue.is_some() {
+            return Err(PolicyError::Setting {
+                key: "customers".into(),
+                message: "unhappy_csat (1 to 5) and unhappy_queue go together".into(),
             });
         }
         let phrases =
@@ -537,6 +547,13 @@ impl Policy {
                 turns: state.turns,
                 channel: turn.channel.as_str().to_string(),
                 tier: turn.tier.as_str().to_string(),
+                known_customer: turn.history.known,
+                contacts_7d: turn.history.contacts_7d,
+                same_intent_contacts_3d: turn.history.same_intent_contacts_3d,
+                same_intent_contacts_7d: turn.history.same_intent_contacts_7d,
+                escalations_30d: turn.history.escalations_30d,
+                last_csat: turn.history.last_csat,
+                channel_switch: turn.history.channel_switch,
                 had_attributes: false,
             },
             attributes: turn.attributes,
@@ -615,9 +632,12 @@ impl Policy {
             return continue_bot(reasons);
         }
         let tier = self.tiers.get(v.tier.as_str());
+        let customers = &self.config.customers;
+        let unhappy = (1..=customers.unhappy_csat).contains(&v.last_csat);
         let queue = rule
             .queue
             .as_ref()
+            .or(customers.unhappy_queue.as_ref().filter(|_| unhappy))
             .or(tier.and_then(|t| t.queue.as_ref()))
             .or(channel.and_then(|c| c.queue.as_ref()))
             .unwrap_or(&self.config.default_queue);
@@ -735,7 +755,7 @@ fn rule_reasons(rule: &Rule, v: &Values) -> Vec<Reason> {
         .collect()
 }
 
-fn reason(rule: &str, signal: &str, value: f64, threshold: f64, detail: &str) -> Reason {
+pub fn reason(rule: &str, signal: &str, value: f64, threshold: f64, detail: &str) -> Reason {
     Reason {
         rule_id: rule.into(),
         signal: signal.into(),

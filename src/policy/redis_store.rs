@@ -1,5 +1,5 @@
-//! Conversation state in Redis, shared by a fleet of replicas, over the async client: an update never
-//! blocks a thread. Each update reads the state, decides, and writes it back with a compare-and-set
+//! State in Redis (conversations, customers: any `Kept` kind, under `handoff:{KIND}:{id}`), shared by
+//! a fleet of replicas, over the async client: an update never blocks a thread. Each update reads the state, decides, and writes it back with a compare-and-set
 //! script (written only if the stored value is still the one read). Turns of one conversation on a
 //! replica take turns (a lock per conversation, by stripe), and a write lost to another replica is
 //! retried until the deadline, so concurrent turns never lose an update; one that cannot be written in
@@ -11,15 +11,22 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tracing::warn;
 
-use super::state::{ConversationState, Repair, StateError, StateFuture, StateStore, Update};
+use super::state::{Kept, Repair, StateError, StateFuture, StateStore, Update};
 use crate::telemetry as t;
 
+/// A store over one Redis, with the TTL of what it keeps. `with_ttl` gives another TTL over the same
+/// connection and breaker (conversations and customers are forgotten at different ages).
+#[derive(Clone)]
 pub struct RedisStore {
+    shared: std::sync::Arc<Shared>,
+    ttl: Duration,
+}
+
+struct Shared {
     client: redis::Client,
     /// Opened on first use, so a server that starts while Redis is down still serves (degraded)
     /// and connects when Redis returns; once open it reconnects by itself.
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
-    ttl: Duration,
     timeout: Duration,
     /// When Redis last failed to connect or answer in time. For `RETRY_AFTER` after it updates
     /// fail at once (the turn is decided from the message alone at full speed); then one update
@@ -31,7 +38,10 @@ pub struct RedisStore {
 /// How long updates fail fast after Redis failed, before one probes it again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-const KEY_PREFIX: &str = "handoff:conv:";
+/// `handoff:conv:{id}`, `handoff:cust:{id}`.
+fn key<S: Kept>(id: &str) -> String {
+    format!("handoff:{}:{id}", S::KIND)
+}
 /// Locks that serialize one conversation's turns on a replica, by a hash of its id.
 const STRIPES: usize = 256;
 
@@ -108,29 +118,41 @@ impl RedisStore {
     /// `url` is `redis://host:port[/db]`; `timeout` bounds each whole update.
     pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, StateError> {
         let client = redis::Client::open(url)?;
-        Ok(RedisStore {
+        let shared = Shared {
             client,
             connection: tokio::sync::Mutex::new(None),
-            ttl,
             timeout,
             down_since: std::sync::Mutex::new(None),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        };
+        Ok(RedisStore {
+            shared: std::sync::Arc::new(shared),
+            ttl,
         })
     }
 
+    /// The same Redis, connection and breaker, keeping what it writes for `ttl`.
+    pub fn with_ttl(&self, ttl: Duration) -> RedisStore {
+        RedisStore {
+            shared: self.shared.clone(),
+            ttl,
+        }
+    }
+
     async fn connection(&self) -> Result<ConnectionManager, StateError> {
-        let mut slot = self.connection.lock().await;
+        let mut slot = self.shared.connection.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
+            .set_connection_timeout(self.shared.timeout)
+            .set_response_timeout(self.shared.timeout)
             // One attempt: a refused connection fails the probe at once instead of waiting out a
             // reconnect backoff (which would take the caller's whole deadline); a connection
             // fault drops this manager, so the next probe connects afresh.
             .set_number_of_retries(0);
         let c = self
+            .shared
             .client
             .get_connection_manager_with_config(config)
             .await?;
@@ -141,16 +163,16 @@ impl RedisStore {
     /// Retried until written: the caller's deadline (the timeout around it) bounds the retries, not
     /// a count. `conflicts` counts the writes lost to another replica, so a deadline that runs out
     /// during contention is reported as contention, not as Redis being down.
-    async fn update_checked(
+    async fn update_checked<S: Kept>(
         &self,
         id: &str,
-        f: &mut Update<'_>,
+        f: &mut Update<'_, S>,
         conflicts: &AtomicUsize,
     ) -> Result<(), StateError> {
-        let key = format!("{KEY_PREFIX}{id}");
+        let key = key::<S>(id);
         // Turns of one conversation on this replica take turns: they never race each other through
         // the compare-and-set; only other replicas' writes can make it retry.
-        let _turn = self.stripes[stripe(id)].lock().await;
+        let _turn = self.shared.stripes[stripe(&key)].lock().await;
         // Counted as one: a deadline that runs out while this replica's other turns of the
         // conversation hold the lock is contention too, not Redis being down.
         conflicts.fetch_add(1, Ordering::Relaxed);
@@ -176,14 +198,11 @@ impl RedisStore {
             // Unreadable or out-of-range state (another writer, an older format) is repaired
             // rather than failing the conversation; the decision says so.
             let mut state = match &stored {
-                Stored::Nothing => ConversationState::default(),
-                Stored::Value(v) => ConversationState::from_stored(v),
-                Stored::Reset(repair) => ConversationState {
-                    repair: Some(*repair),
-                    ..Default::default()
-                },
+                Stored::Nothing => S::default(),
+                Stored::Value(v) => S::from_stored(v),
+                Stored::Reset(repair) => S::repaired(*repair),
             };
-            let repair = state.repair;
+            let repair = state.repair();
             f(&mut state);
             // A NaN would be written as null and make the whole state unreadable next time.
             state.clamp();
@@ -200,10 +219,11 @@ impl RedisStore {
                 .await?;
             if written == 1 {
                 if let Some(repair) = repair {
-                    // No conversation id: callers put phone numbers in them.
+                    // No id: callers put phone numbers in them.
                     warn!(
                         repair = repair.as_str(),
-                        "stored conversation state repaired"
+                        kind = S::KIND,
+                        "stored state repaired"
                     );
                     metrics::counter!(t::STATE_REPAIRS, "repair" => repair.as_str()).increment(1);
                 }
@@ -219,7 +239,11 @@ impl RedisStore {
     /// Fail fast while the breaker is open; the caller that finds it expired probes (and keeps the
     /// others failing fast meanwhile).
     fn breaker(&self) -> Result<(), StateError> {
-        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut down = self
+            .shared
+            .down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(since) = *down {
             let elapsed = since.elapsed();
             if elapsed < RETRY_AFTER {
@@ -234,25 +258,53 @@ impl RedisStore {
     }
 
     fn set_down(&self, down: bool) {
-        let mut slot = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self
+            .shared
+            .down_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *slot = down.then(Instant::now);
     }
 }
 
-impl StateStore for RedisStore {
+impl RedisStore {
+    /// The caller's deadline, when sooner than our own timeout, bounds the whole call.
+    fn budget(&self, deadline: Option<Instant>) -> Duration {
+        let timeout = self.shared.timeout;
+        deadline.map_or(timeout, |d| {
+            d.saturating_duration_since(Instant::now()).min(timeout)
+        })
+    }
+}
+
+impl<S: Kept> StateStore<S> for RedisStore {
+    fn remove<'a>(&'a self, id: &'a str, deadline: Option<Instant>) -> StateFuture<'a, bool> {
+        Box::pin(async move {
+            self.breaker()?;
+            let budget = self.budget(deadline);
+            let delete = async {
+                let mut con = self.connection().await?;
+                let n: i64 = redis::cmd("DEL")
+                    .arg(key::<S>(id))
+                    .query_async(&mut con)
+                    .await?;
+                Ok::<_, StateError>(n > 0)
+            };
+            tokio::time::timeout(budget, delete)
+                .await
+                .unwrap_or(Err(StateError::Timeout(budget)))
+        })
+    }
+
     fn update<'a>(
         &'a self,
         id: &'a str,
-        f: &'a mut Update<'_>,
+        f: &'a mut Update<'_, S>,
         deadline: Option<Instant>,
     ) -> StateFuture<'a> {
         Box::pin(async move {
             self.breaker()?;
-            // The caller's deadline, when sooner than our own timeout, bounds the whole update.
-            let budget = deadline.map_or(self.timeout, |d| {
-                d.saturating_duration_since(Instant::now())
-                    .min(self.timeout)
-            });
+            let budget = self.budget(deadline);
             let conflicts = AtomicUsize::new(0);
             let result = tokio::time::timeout(budget, self.update_checked(id, f, &conflicts))
                 .await
@@ -266,13 +318,13 @@ impl StateStore for RedisStore {
             match &result {
                 Ok(()) => self.set_down(false),
                 // A short caller deadline running out says nothing about Redis.
-                Err(StateError::Timeout(t)) if *t < self.timeout => {}
+                Err(StateError::Timeout(t)) if *t < self.shared.timeout => {}
                 Err(e) if e.is_connection_fault() => {
                     self.set_down(true);
                     // The next update connects afresh instead of waiting out the client's own
                     // reconnect backoff: a Redis that is back serves the very next probe. Never
                     // waits: if another update holds the slot, it is connecting already.
-                    if let Ok(mut slot) = self.connection.try_lock() {
+                    if let Ok(mut slot) = self.shared.connection.try_lock() {
                         slot.take();
                     }
                 }

@@ -1,6 +1,7 @@
-//! Conversation state per `conversation_id`, kept between turns: recent embeddings, sentiment
-//! history, offers made, escalation. Stores update a conversation atomically (read, decide, write
-//! under one lock), so concurrent turns of one conversation never lose an update.
+//! State kept between calls, and the stores that keep it. A store keeps any `Kept` kind of state
+//! under a key: a conversation's (`ConversationState`: recent embeddings, sentiment history, offers
+//! made, escalation) or a customer's (`customer::CustomerState`). Stores update one key atomically
+//! (read, decide, write under one lock), so concurrent calls on one key never lose an update.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::VecDeque;
@@ -11,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::vocab::Holder;
@@ -181,24 +183,55 @@ const MAX_TURNS: u32 = 100_000;
 pub const MAX_QUIET_TURNS: u32 = 100;
 pub const MAX_PRIORITY: i32 = 1000;
 
-impl ConversationState {
+/// A kind of state a store keeps: what it is called in keys, and how stored bytes are checked.
+pub trait Kept: Default + Serialize + DeserializeOwned + Send + 'static {
+    /// The middle of its Redis keys, `handoff:{KIND}:{id}`.
+    const KIND: &'static str;
+    /// Bring every value into the range the service produces; true if anything changed.
+    fn clamp(&mut self) -> bool;
+    /// What the store did to what it read, for the call to say so.
+    fn repair(&self) -> Option<Repair>;
+    fn set_repair(&mut self, repair: Repair);
+
     /// State read back from a store's bytes, checked: unreadable bytes give a fresh state and
-    /// out-of-range values are clamped, both marked in `repair` so the decision can say so.
-    pub fn from_stored(bytes: &[u8]) -> ConversationState {
-        match serde_json::from_slice::<ConversationState>(bytes) {
+    /// out-of-range values are clamped, both marked with `set_repair`.
+    fn from_stored(bytes: &[u8]) -> Self {
+        match serde_json::from_slice::<Self>(bytes) {
             Ok(mut state) => {
                 if state.clamp() {
-                    state.repair = Some(Repair::Clamped);
+                    state.set_repair(Repair::Clamped);
                 }
                 state
             }
-            Err(_) => ConversationState {
-                repair: Some(Repair::Unreadable),
-                ..Default::default()
-            },
+            Err(_) => Self::repaired(Repair::Unreadable),
         }
     }
 
+    /// A fresh state, marked with what happened to the stored one.
+    fn repaired(repair: Repair) -> Self {
+        let mut state = Self::default();
+        state.set_repair(repair);
+        state
+    }
+}
+
+impl Kept for ConversationState {
+    const KIND: &'static str = "conv";
+
+    fn clamp(&mut self) -> bool {
+        ConversationState::clamp(self)
+    }
+
+    fn repair(&self) -> Option<Repair> {
+        self.repair
+    }
+
+    fn set_repair(&mut self, repair: Repair) {
+        self.repair = Some(repair);
+    }
+}
+
+impl ConversationState {
     /// Bring every value into the range the policy produces; true if anything changed.
     pub fn clamp(&mut self) -> bool {
         let before = self.clone();
@@ -278,15 +311,15 @@ impl From<redis::RedisError> for StateError {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Not a `#[source]`: the message carries Redis's own, and a decision's reason shows it.
-    #[error("conversation state store unavailable: {0}")]
+    #[error("state store unavailable: {0}")]
     Redis(redis::RedisError),
-    #[error("conversation state store unavailable: no answer within {} ms", .0.as_millis())]
+    #[error("state store unavailable: no answer within {} ms", .0.as_millis())]
     Timeout(Duration),
     /// The deadline ran out while other turns of the conversation were being written (this many
     /// of our writes lost to another replica; 0: still waiting for this replica's own turns).
-    #[error("conversation state store unavailable: other turns of the conversation held it until the deadline ({0} writes lost to another replica)")]
+    #[error("state store unavailable: other updates of the same key held it until the deadline ({0} writes lost to another replica)")]
     Contended(usize),
-    #[error("conversation state store unavailable: it failed {} ms ago; not asked again before {} ms", .since.as_millis(), .retry_in.as_millis())]
+    #[error("state store unavailable: it failed {} ms ago; not asked again before {} ms", .since.as_millis(), .retry_in.as_millis())]
     Down { since: Duration, retry_in: Duration },
 }
 
@@ -306,38 +339,42 @@ impl StateError {
     }
 }
 
-/// What a store runs on a conversation's state: the decision and its record, CPU only.
-pub type Update<'a> = dyn FnMut(&mut ConversationState) + Send + 'a;
+/// What a store runs on a key's state: the decision and its record, CPU only.
+pub type Update<'a, S = ConversationState> = dyn FnMut(&mut S) + Send + 'a;
 
-pub type StateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StateError>> + Send + 'a>>;
+pub type StateFuture<'a, T = ()> = Pin<Box<dyn Future<Output = Result<T, StateError>> + Send + 'a>>;
 
-pub trait StateStore: Send + Sync {
-    /// Run `f` on the conversation's state (a fresh one if unknown or expired) and store the result,
-    /// atomically with respect to other updates of the same conversation. A store that waits on the
+pub trait StateStore<S: Kept = ConversationState>: Send + Sync {
+    /// Run `f` on the state under `id` (a fresh one if unknown or expired) and store the result,
+    /// atomically with respect to other updates of the same id. A store that waits on the
     /// network does so asynchronously, never blocking the calling thread, and gives up by `deadline`
     /// (the caller's, when it has one) or its own timeout, whichever comes first.
     fn update<'a>(
         &'a self,
-        conversation_id: &'a str,
-        f: &'a mut Update<'_>,
+        id: &'a str,
+        f: &'a mut Update<'_, S>,
         deadline: Option<Instant>,
     ) -> StateFuture<'a>;
+
+    /// Delete the state under `id`; true if there was any.
+    fn remove<'a>(&'a self, id: &'a str, deadline: Option<Instant>) -> StateFuture<'a, bool>;
 }
 
 /// The default store: in-process, sharded, with a TTL and a bound on the number of conversations
 /// (the least recently touched one is evicted when a shard is full). Each shard keeps its
 /// conversations in touch order, so a new conversation at capacity costs O(1) under the lock, not
 /// a scan of the shard; an expired conversation is the least recently touched, so it goes first.
-pub struct MemoryStore {
-    shards: Vec<Mutex<LruCache<String, (ConversationState, Instant)>>>,
+pub struct MemoryStore<S = ConversationState> {
+    shards: Vec<Mutex<LruCache<String, (S, Instant)>>>,
     ttl: Duration,
 }
 
 const SHARDS: usize = 16;
 
-impl MemoryStore {
-    pub fn new(ttl: Duration, max_conversations: usize) -> Self {
-        let capacity = std::num::NonZeroUsize::new(max_conversations.div_ceil(SHARDS))
+impl<S: Kept> MemoryStore<S> {
+    /// At most `max_keys` states (conversations, customers), each forgotten `ttl` after its last update.
+    pub fn new(ttl: Duration, max_keys: usize) -> Self {
+        let capacity = std::num::NonZeroUsize::new(max_keys.div_ceil(SHARDS))
             .unwrap_or(std::num::NonZeroUsize::MIN);
         MemoryStore {
             shards: (0..SHARDS)
@@ -347,7 +384,7 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, id: &str) -> &Mutex<LruCache<String, (ConversationState, Instant)>> {
+    fn shard(&self, id: &str) -> &Mutex<LruCache<String, (S, Instant)>> {
         let mut h = DefaultHasher::new();
         id.hash(&mut h);
         &self.shards[h.finish() as usize % SHARDS]
@@ -365,35 +402,36 @@ impl MemoryStore {
     }
 }
 
-impl StateStore for MemoryStore {
+impl<S: Kept> StateStore<S> for MemoryStore<S> {
     fn update<'a>(
         &'a self,
         id: &'a str,
-        f: &'a mut Update<'_>,
+        f: &'a mut Update<'_, S>,
         _deadline: Option<Instant>,
     ) -> StateFuture<'a> {
         Box::pin(std::future::ready(self.update_now(id, f)))
     }
+
+    fn remove<'a>(&'a self, id: &'a str, _deadline: Option<Instant>) -> StateFuture<'a, bool> {
+        let mut shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
+        Box::pin(std::future::ready(Ok(shard.pop(id).is_some())))
+    }
 }
 
-impl MemoryStore {
+impl<S: Kept> MemoryStore<S> {
     /// `StateStore::update` without a future: the in-process store never waits.
-    pub fn update_now(
-        &self,
-        id: &str,
-        f: &mut dyn FnMut(&mut ConversationState),
-    ) -> Result<(), StateError> {
+    pub fn update_now(&self, id: &str, f: &mut dyn FnMut(&mut S)) -> Result<(), StateError> {
         let mut shard = self.shard(id).lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if let Some(entry) = shard.get_mut(id) {
             if now.duration_since(entry.1) >= self.ttl {
-                entry.0 = ConversationState::default();
+                entry.0 = S::default();
             }
             f(&mut entry.0);
             entry.1 = now;
             return Ok(());
         }
-        let mut state = ConversationState::default();
+        let mut state = S::default();
         f(&mut state);
         // At capacity this drops the least recently touched conversation.
         shard.push(id.to_string(), (state, now));
@@ -509,7 +547,10 @@ mod tests {
 
     #[test]
     fn concurrent_updates_of_one_conversation_are_not_lost() {
-        let store = std::sync::Arc::new(MemoryStore::new(Duration::from_secs(60), 1000));
+        let store = std::sync::Arc::new(MemoryStore::<ConversationState>::new(
+            Duration::from_secs(60),
+            1000,
+        ));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let store = store.clone();
@@ -555,7 +596,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_and_state_expires() {
-        let store = MemoryStore::new(Duration::from_millis(50), 32);
+        let store = MemoryStore::<ConversationState>::new(Duration::from_millis(50), 32);
         for i in 0..1000 {
             store
                 .update_now(&format!("c{i}"), &mut |s| s.turns = 1)

@@ -10,9 +10,12 @@ use std::time::Instant;
 
 use crate::audit::AuditLog;
 use crate::batcher::{BatchError, Batcher, Inferred};
+use crate::customers::CustomerMemory;
 use crate::decision_log::Journal;
 use crate::model::{Model, Prediction};
-use crate::policy::{Decision, ReplayClock, Retry, SharedPolicy, StateStore, Turn};
+use crate::policy::{
+    reason, Action, Decision, Holder, ReplayClock, Retry, SharedPolicy, StateStore, Turn,
+};
 use crate::telemetry as t;
 use record::DecisionRecord;
 
@@ -64,6 +67,7 @@ pub struct Router {
     batcher: Arc<Batcher>,
     policy: Arc<SharedPolicy>,
     state: Arc<dyn StateStore>,
+    customers: Arc<CustomerMemory>,
     audit: AuditLog,
     journal: Arc<Journal>,
 }
@@ -73,6 +77,7 @@ impl Router {
         batcher: Arc<Batcher>,
         policy: Arc<SharedPolicy>,
         state: Arc<dyn StateStore>,
+        customers: Arc<CustomerMemory>,
         audit: AuditLog,
         journal: Arc<Journal>,
     ) -> Self {
@@ -80,6 +85,7 @@ impl Router {
             batcher,
             policy,
             state,
+            customers,
             audit,
             journal,
         }
@@ -89,12 +95,18 @@ impl Router {
         &self.batcher
     }
 
+    pub fn customers(&self) -> &CustomerMemory {
+        &self.customers
+    }
+
     /// Decide one message of a conversation: `caller` is the caller's side of the turn (ids, text,
     /// channel, tier, flags, times), already validated. A retry of a message already decided gets
-    /// its first answer (same decision id) and is neither counted nor logged again.
+    /// its first answer (same decision id) and is neither counted nor logged again. With a
+    /// `customer_id`, the customer's history joins the turn and the turn joins their history.
     pub async fn route(
         &self,
         conversation_id: &str,
+        customer_id: Option<&str>,
         caller: Turn<'_>,
         caller_name: &str,
         deadline: Option<Instant>,
@@ -117,9 +129,51 @@ impl Router {
             d.checked_sub(answer_reserve(d.saturating_duration_since(Instant::now())))
                 .unwrap_or(d)
         });
-        let decision = policy
+        let mut memory_failed = None;
+        let turn = match customer_id {
+            Some(customer) => {
+                let recalled = self
+                    .customers
+                    .recall(customer, conversation_id, &turn, state_deadline)
+                    .await;
+                match recalled {
+                    Ok(history) => Turn { history, ..turn },
+                    Err(e) => {
+                        memory_failed = Some(e);
+                        turn
+                    }
+                }
+            }
+            None => turn,
+        };
+        let mut decision = policy
             .route(self.state.as_ref(), conversation_id, &turn, state_deadline)
             .await;
+        if let Some(e) = memory_failed {
+            metrics::counter!(t::STATE_ERRORS).increment(1);
+            let detail = format!("decided without the customer's history: {e}");
+            decision.reasons.push(reason(
+                "customer_unavailable",
+                "customer",
+                0.0,
+                0.0,
+                &detail,
+            ));
+        }
+        // A fresh escalation (not a turn waiting on one, not a retry) joins the customer's history.
+        let fresh_escalation = decision.action == Action::Escalate
+            && decision.retry == Retry::No
+            && decision.signals.holder != Holder::Person.as_str();
+        if let (Some(customer), true) = (customer_id, fresh_escalation) {
+            let marked = self
+                .customers
+                .escalated(customer, conversation_id, state_deadline)
+                .await;
+            if let Err(e) = marked {
+                metrics::counter!(t::STATE_ERRORS).increment(1);
+                tracing::warn!(error = %e, "the escalation did not reach the customer's memory");
+            }
+        }
         match decision.retry {
             Retry::No => DecisionRecord {
                 decision_id: &decision_id,

@@ -1,6 +1,6 @@
 //! Caller identity and scopes. A caller is an API key (only its SHA-256 is configured, never the
 //! key) or a client certificate's subject CN under mutual TLS. Each has scopes (`classify`, `route`, `feedback`,
-//! `admin`) and optionally a rate limit. With no keys and no clients configured, every caller is
+//! `customers` (forget a customer), `admin`) and optionally a rate limit. With no keys and no clients configured, every caller is
 //! anonymous with every scope: fine on loopback, nowhere else.
 
 use std::collections::HashMap;
@@ -18,6 +18,8 @@ pub enum Scope {
     Classify,
     Route,
     Feedback,
+    /// Forget a customer's memory.
+    Customers,
     Admin,
 }
 
@@ -27,6 +29,7 @@ impl Scope {
             Scope::Classify => "classify",
             Scope::Route => "route",
             Scope::Feedback => "feedback",
+            Scope::Customers => "customers",
             Scope::Admin => "admin",
         }
     }
@@ -215,7 +218,13 @@ impl Authenticator {
             Arc::new(Caller {
                 name: "anonymous".into(),
                 via: "anonymous",
-                scopes: vec![Scope::Classify, Scope::Route, Scope::Feedback, Scope::Admin],
+                scopes: vec![
+                    Scope::Classify,
+                    Scope::Route,
+                    Scope::Feedback,
+                    Scope::Customers,
+                    Scope::Admin,
+                ],
                 limit: None,
             })
         });
