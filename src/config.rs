@@ -186,6 +186,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("invalid config: limits.max_batch_texts ({texts}) cannot exceed queue_capacity ({capacity})")]
     BatchOverQueue { texts: usize, capacity: usize },
+    #[error("invalid config: customers.key must be at least 16 bytes (openssl rand -hex 32); it has {0}")]
+    CustomersKey(usize),
     #[error("invalid config: state = {0:?}: expected \"memory\" or \"redis://…\"")]
     StateKind(String),
     #[error("invalid config: state = {url:?}")]
@@ -489,6 +491,11 @@ impl ServerConfig {
                 texts: self.limits.max_batch_texts,
                 capacity: self.queue_capacity,
             });
+        }
+        if let Some(key) = &self.customers.key {
+            if key.len() < 16 {
+                return Err(ConfigError::CustomersKey(key.len()));
+            }
         }
         self.decision_log.validate()?;
         self.tracing.validate()?;

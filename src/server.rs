@@ -123,8 +123,8 @@ impl App {
         let journal = Arc::new(Journal::open(&config.decision_log)?);
         let stores = config.stores()?;
         let names = match &config.customers.key {
-            Some(key) if !key.is_empty() => Pseudonyms::new(key.as_bytes()),
-            _ => {
+            Some(key) => Pseudonyms::new(key.as_bytes()),
+            None => {
                 if config.state != "memory" {
                     warn!("no [customers] key: customer memory in the shared store is hashed with a key of this process alone, so other replicas and restarts cannot read it; set the same key (HANDOFF_CUSTOMERS__KEY) on every replica");
                 }

@@ -83,7 +83,7 @@ async fn a_customer_is_remembered_across_conversations_and_channels_and_forgotte
     std::fs::write(
         &config,
         format!(
-            "audit_log = \"{}\"\n[decision_log]\ndir = \"{}\"\n[customers]\nkey = \"test fleet key\"\n",
+            "audit_log = \"{}\"\n[decision_log]\ndir = \"{}\"\n[customers]\nkey = \"a test fleet key of 32 bytes....\"\n",
             audit.display(),
             logs.display()
         ),

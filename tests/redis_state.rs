@@ -570,3 +570,72 @@ async fn sixty_four_concurrent_turns_of_one_conversation_are_all_stored() {
         );
     }
 }
+
+/// Customer memory through Redis: a contact on one replica is history on the other, the key is the
+/// customer's keyed hash with the retention as its TTL, and ForgetCustomer on any replica removes it.
+#[tokio::test]
+async fn customer_memory_is_shared_by_replicas_and_forgotten_everywhere() {
+    let redis = Redis::start(common::free_port());
+    let args = [
+        "--state",
+        &redis.url(),
+        "--set",
+        "customers.key=shared fleet key",
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    let customer = "dana +1 555 0100";
+    let contact = |conversation: &str, channel: pb::Channel| RouteRequest {
+        conversation_id: conversation.into(),
+        customer_id: customer.into(),
+        text: "我上周申请的退款到现在还没到账".into(),
+        channel: channel as i32,
+        ..Default::default()
+    };
+    let first = route_with(&a, contact("dana-web", pb::Channel::Web)).await;
+    assert_eq!(first.action(), Action::ContinueBot);
+    let second = route_with(&b, contact("dana-app", pb::Channel::App)).await;
+    assert_eq!(second.action(), Action::OfferHuman, "{:?}", second.reasons);
+    assert_eq!(second.reasons[0].rule_id, "repeat_contact");
+
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("handoff:cust:*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(
+        !keys[0].contains("dana") && !keys[0].contains("555"),
+        "{keys:?}"
+    );
+    let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query(&mut con).unwrap();
+    assert!(
+        (29 * 24 * 3600..=30 * 24 * 3600).contains(&ttl),
+        "the 30-day retention as the key's TTL: {ttl}"
+    );
+    let stored: String = redis::cmd("GET").arg(&keys[0]).query(&mut con).unwrap();
+    assert!(!stored.contains("dana"), "{stored}");
+
+    let mut client = common::client(&b).await;
+    let forgotten = client
+        .forget_customer(pb::ForgetCustomerRequest {
+            customer_id: customer.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(forgotten.forgotten);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("handoff:cust:*")
+        .query(&mut con)
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let after = route_with(&a, contact("dana-chat", pb::Channel::Web)).await;
+    assert!(
+        after.reasons.iter().all(|r| r.rule_id != "repeat_contact"),
+        "{:?}",
+        after.reasons
+    );
+}

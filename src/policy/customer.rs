@@ -31,10 +31,17 @@ pub struct Contact {
     pub first: i64,
     pub last: i64,
     pub channel: String,
-    /// The substantive intents its turns had, first seen first, at most `MAX_INTENTS`.
-    pub intents: Vec<String>,
+    /// The substantive intents its turns had, first seen first, at most `MAX_INTENTS`, joined by
+    /// commas (one allocation per contact, not one per intent).
+    pub intents: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub escalated: bool,
+}
+
+impl Contact {
+    pub fn intents(&self) -> impl Iterator<Item = &str> {
+        self.intents.split(',').filter(|i| !i.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,7 +69,9 @@ impl Kept for CustomerState {
             self.contacts.pop_front();
         }
         for c in &mut self.contacts {
-            c.intents.truncate(MAX_INTENTS);
+            if c.intents().count() > MAX_INTENTS {
+                c.intents = c.intents().take(MAX_INTENTS).collect::<Vec<_>>().join(",");
+            }
             c.last = c.last.max(c.first);
         }
         if self.last_csat > 5 {
@@ -121,7 +130,7 @@ impl CustomerState {
                 .filter(|c| c.conversation != turn.conversation)
         };
         let within = |c: &Contact, seconds: i64| c.last >= turn.now - seconds;
-        let about = |c: &Contact| turn.topic.is_some_and(|t| c.intents.iter().any(|i| i == t));
+        let about = |c: &Contact| turn.topic.is_some_and(|t| c.intents().any(|i| i == t));
         let count = |keep: &dyn Fn(&Contact) -> bool| others().filter(|c| keep(c)).count() as u32;
         let history = History {
             known: true,
@@ -160,8 +169,11 @@ impl CustomerState {
         };
         contact.last = contact.last.max(turn.now);
         if let Some(t) = turn.topic {
-            if contact.intents.len() < MAX_INTENTS && !contact.intents.iter().any(|i| i == t) {
-                contact.intents.push(t.to_string());
+            if contact.intents().count() < MAX_INTENTS && !contact.intents().any(|i| i == t) {
+                if !contact.intents.is_empty() {
+                    contact.intents.push(',');
+                }
+                contact.intents.push_str(t);
             }
         }
     }
@@ -320,7 +332,7 @@ mod tests {
         for i in 0..40 {
             c.contacts.push_back(Contact {
                 conversation: i,
-                intents: vec!["a".into(); 9],
+                intents: vec!["a"; 9].join(","),
                 ..Default::default()
             });
         }
@@ -328,6 +340,9 @@ mod tests {
         let back = CustomerState::from_stored(&bytes);
         assert_eq!(back.repair, Some(Repair::Clamped));
         assert_eq!((back.contacts.len(), back.last_csat), (MAX_CONTACTS, 0));
-        assert!(back.contacts.iter().all(|c| c.intents.len() <= MAX_INTENTS));
+        assert!(back
+            .contacts
+            .iter()
+            .all(|c| c.intents().count() <= MAX_INTENTS));
     }
 }
