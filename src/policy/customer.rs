@@ -332,7 +332,7 @@ mod tests {
         for i in 0..40 {
             c.contacts.push_back(Contact {
                 conversation: i,
-                intents: vec!["a"; 9].join(","),
+                intents: ["a"; 9].join(","),
                 ..Default::default()
             });
         }
