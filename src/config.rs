@@ -77,6 +77,9 @@ pub struct ServerConfig {
     /// Customer memory across conversations (Route calls with a customer_id): its key, retention
     /// and bounds. Kept in the same store as conversation state.
     pub customers: crate::customers::CustomersConfig,
+    /// Businesses served by this server, each with its own policy, state and records
+    /// (`[[tenants]]`); none: one implicit tenant, `default`.
+    pub tenants: Vec<crate::tenants::TenantConfig>,
     /// TLS (and mutual TLS) on the gRPC port; without it, plain text: keep that on loopback.
     pub tls: Option<TlsConfig>,
     /// API keys and client certificates, with scopes and rate limits; empty: everyone may do anything.
@@ -154,6 +157,7 @@ impl Default for ServerConfig {
             state_ttl_s: 24 * 3600,
             max_conversations: 100_000,
             customers: Default::default(),
+            tenants: Vec::new(),
             tls: None,
             auth: AuthConfig::default(),
             max_in_flight: 2048,
@@ -258,6 +262,7 @@ pub const KEYS: &[&str] = &[
     "state_ttl_s",
     "max_conversations",
     "customers",
+    "tenants",
     "tls",
     "auth",
     "max_in_flight",

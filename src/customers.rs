@@ -12,6 +12,7 @@ use sha2::Sha256;
 
 use crate::policy::customer::{topic, Contacted, CustomerState, History};
 use crate::policy::{StateError, StateStore, Turn};
+use crate::tenants::Tenant;
 
 /// `[customers]` in the server config.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,8 +110,11 @@ impl CustomerMemory {
         }
     }
 
-    pub fn pseudonym(&self, customer_id: &str) -> String {
-        self.names.customer(customer_id)
+    /// The customer's key in the store and the audit log: the keyed hash of the id within its
+    /// tenant (the same id under two tenants is two customers), prefixed with a named tenant.
+    pub fn pseudonym(&self, tenant: &Tenant, customer_id: &str) -> String {
+        let hash = self.names.customer(&tenant.scoped(customer_id));
+        tenant.scoped(&hash).into_owned()
     }
 
     /// The customer's history as this turn sees it, recording the turn (its conversation, channel
@@ -118,6 +122,7 @@ impl CustomerMemory {
     /// (tests of opening hours) does not age memory.
     pub async fn recall(
         &self,
+        tenant: &Tenant,
         customer_id: &str,
         conversation_id: &str,
         turn: &Turn<'_>,
@@ -134,7 +139,7 @@ impl CustomerMemory {
             self.switch_window.as_secs() as i64,
         );
         let mut history = History::default();
-        let key = self.names.customer(customer_id);
+        let key = self.pseudonym(tenant, customer_id);
         self.store
             .update(
                 &key,
@@ -150,12 +155,13 @@ impl CustomerMemory {
     /// The conversation was escalated: one more escalation in the customer's history.
     pub async fn escalated(
         &self,
+        tenant: &Tenant,
         customer_id: &str,
         conversation_id: &str,
         deadline: Option<Instant>,
     ) -> Result<(), StateError> {
         let conversation = self.names.conversation(conversation_id);
-        let key = self.names.customer(customer_id);
+        let key = self.pseudonym(tenant, customer_id);
         self.store
             .update(&key, &mut |s| s.escalated(conversation), deadline)
             .await
@@ -164,12 +170,13 @@ impl CustomerMemory {
     /// Feedback on one of the customer's decisions.
     pub async fn feedback(
         &self,
+        tenant: &Tenant,
         customer_id: &str,
         csat: u32,
         resolved_by: &str,
         deadline: Option<Instant>,
     ) -> Result<(), StateError> {
-        let key = self.names.customer(customer_id);
+        let key = self.pseudonym(tenant, customer_id);
         let now = unix_now();
         self.store
             .update(&key, &mut |s| s.feedback(csat, resolved_by, now), deadline)
@@ -179,12 +186,12 @@ impl CustomerMemory {
     /// Delete the customer's memory; true if there was any.
     pub async fn forget(
         &self,
+        tenant: &Tenant,
         customer_id: &str,
         deadline: Option<Instant>,
     ) -> Result<bool, StateError> {
-        self.store
-            .remove(&self.names.customer(customer_id), deadline)
-            .await
+        let key = self.pseudonym(tenant, customer_id);
+        self.store.remove(&key, deadline).await
     }
 }
 

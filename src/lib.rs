@@ -21,3 +21,4 @@ pub mod server;
 pub mod shadow;
 pub mod swap;
 pub mod telemetry;
+pub mod tenants;

@@ -103,6 +103,9 @@ enum Command {
         /// Print the figures as one JSON object (for scripts) instead of text.
         #[arg(long)]
         json: bool,
+        /// Only this tenant's decisions and feedback (`default`: a server without tenants).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Write one self-contained HTML report of a decision log: decisions over time, escalation
     /// rates, per-rule precision against feedback, threshold sweeps, confidence, CSAT and wait.
@@ -116,6 +119,9 @@ enum Command {
         /// Policy whose thresholds are swept; without it, the built-in policy.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// Only this tenant's decisions and feedback (`default`: a server without tenants).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Write feedback-confirmed real messages (kept with keep_redacted_text) in the layout
     /// models/train reads, and contradicted ones to review.tsv for labelling.
@@ -126,6 +132,9 @@ enum Command {
         /// Directory to write intents/<lang>/<intent>.txt and review.tsv into.
         #[arg(long, default_value = "exported-examples")]
         out: PathBuf,
+        /// Only this tenant's decisions and feedback (`default`: a server without tenants).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy {
@@ -135,6 +144,18 @@ enum Command {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+}
+
+/// A decision log directory, with only `tenant`'s records when one is named.
+fn read_log(
+    log: &std::path::Path,
+    tenant: Option<&str>,
+) -> anyhow::Result<handoff::decision_log::replay::DecisionLogData> {
+    let mut data = handoff::decision_log::replay::DecisionLogData::read(log)?;
+    if let Some(tenant) = tenant {
+        data.only_tenant(tenant);
+    }
+    Ok(data)
 }
 
 /// Settings come in layers: defaults < `--config` file < `HANDOFF_*` variables < these flags <
@@ -394,9 +415,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { policy, log, json } => {
+        Command::Replay {
+            policy,
+            log,
+            json,
+            tenant,
+        } => {
             let candidate = policy_or_builtin(policy.as_deref())?;
-            let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
+            let data = read_log(&log, tenant.as_deref())?;
             let report = handoff::decision_log::replay::replay(&data, &candidate);
             if json {
                 let mut value = report.to_json();
@@ -414,9 +440,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { log, out, policy } => {
+        Command::Report {
+            log,
+            out,
+            policy,
+            tenant,
+        } => {
             let policy = policy_or_builtin(policy.as_deref())?;
-            let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
+            let data = read_log(&log, tenant.as_deref())?;
             let html = handoff::decision_log::report::render(&data, &policy)?;
             std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
             println!(
@@ -427,8 +458,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::ExportExamples { log, out } => {
-            let data = handoff::decision_log::replay::DecisionLogData::read(&log)?;
+        Command::ExportExamples { log, out, tenant } => {
+            let data = read_log(&log, tenant.as_deref())?;
             let summary = handoff::decision_log::export::export(&data, &out)?;
             print!("{summary}");
             println!("written to {}", out.display());

@@ -28,6 +28,7 @@ use crate::security::{Authenticator, GuardLayer};
 use crate::shadow::{InferenceTap, Shadow};
 use crate::swap::ModelManager;
 use crate::telemetry as t;
+use crate::tenants::Tenants;
 
 /// The readiness service name.
 const SERVICE_NAME: &str = crate::grpc::HANDOFF_SERVICE;
@@ -132,9 +133,20 @@ impl App {
             }
         };
         let customers = CustomerMemory::new(stores.customers.clone(), names, &config.customers);
+        let tenants = Arc::new(Tenants::build(&config.tenants, &policy)?);
+        let poll = Duration::from_millis(config.policy_poll_ms.max(50));
+        for tenant in tenants.iter() {
+            if let Some(path) = tenant.policy_file.clone() {
+                tokio::spawn(reload_policy(
+                    path,
+                    poll,
+                    tenant.policy.clone(),
+                    registry.clone(),
+                ));
+            }
+        }
         let service = HandoffServer::new(HandoffService::new(
             batcher.clone(),
-            policy,
             stores,
             customers,
             limits,
@@ -143,10 +155,11 @@ impl App {
         ))
         .max_decoding_message_size(max_message);
         let auth = Arc::new(Authenticator::new(&config.auth)?);
+        tenants.check_callers(auth.callers())?;
         if auth.is_open() && !config.grpc_addr.ip().is_loopback() {
             warn!(addr = %config.grpc_addr, "no [auth] callers configured: anyone who reaches this port may call every method, admin included");
         }
-        let guard = GuardLayer::new(auth, audit.clone(), config.max_in_flight);
+        let guard = GuardLayer::new(auth, tenants, audit.clone(), config.max_in_flight);
         let router = tonic::transport::Server::builder()
             .layer(ObserveLayer::new(default_deadline))
             .layer(guard)

@@ -14,6 +14,7 @@ fn decision(
     text: Option<&str>,
 ) -> LoggedDecision {
     LoggedDecision {
+        tenant: None,
         decision_id: format!("00000000-0000-4000-8000-{i:012}"),
         ts_ms: 1_795_000_000_000 + i as u64,
         conversation: format!("{i:016x}"),
@@ -40,6 +41,7 @@ fn decision(
 
 fn feedback(i: usize, needed: bool) -> FeedbackEntry {
     FeedbackEntry {
+        tenant: None,
         decision_id: format!("00000000-0000-4000-8000-{i:012}"),
         ts_ms: 0,
         human_needed: if needed {

@@ -69,6 +69,7 @@ fn generate_log(dir: &Path) -> Truth {
         let d = policy.replay(&signals, clock, false);
         let outcome = Outcome::of_decision(&d);
         let logged = LoggedDecision {
+            tenant: None,
             decision_id: format!("00000000-0000-4000-8000-{i:012}"),
             ts_ms,
             conversation: format!("{:016x}", i / 5),
@@ -99,6 +100,7 @@ fn generate_log(dir: &Path) -> Truth {
                 (false, false) => {}
             }
             let entry = FeedbackEntry {
+                tenant: None,
                 decision_id: logged.decision_id.clone(),
                 ts_ms: ts_ms + 600_000,
                 human_needed: if needed {

@@ -12,6 +12,9 @@ pub struct LoggedDecision {
     pub decision_id: String,
     /// When it was decided, in ms since the Unix epoch.
     pub ts_ms: u64,
+    /// The tenant it was decided for (none: a server without tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The conversation, as a salted hash of the caller's id: turns group without the id itself.
     pub conversation: String,
     pub action: String,
@@ -173,6 +176,9 @@ impl ResolvedBy {
 pub struct FeedbackEntry {
     pub decision_id: String,
     pub ts_ms: u64,
+    /// The tenant that sent it (none: a server without tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     pub human_needed: HumanNeeded,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<ResolvedBy>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::entry::{FeedbackEntry, LoggedDecision};
-use super::recent::{FeedbackOutcome, RecentDecisions};
+use super::recent::{tenant_key, FeedbackOutcome, RecentDecisions};
 use super::writer::{DecisionLog, DecisionLogConfig, DecisionLogError};
 
 pub struct Journal {
@@ -42,10 +42,16 @@ impl Journal {
         self.log.keeps_text()
     }
 
-    /// A decision was served: it may get feedback, and, if sampled, `entry` is logged.
-    pub fn served(&self, id: &uuid::Uuid, entry: impl FnOnce() -> LoggedDecision) {
+    /// A decision was served for `tenant` (none: the implicit one): it may get feedback from that
+    /// tenant, and, if sampled, `entry` is logged.
+    pub fn served(
+        &self,
+        id: &uuid::Uuid,
+        tenant: Option<&str>,
+        entry: impl FnOnce() -> LoggedDecision,
+    ) {
         let Some(recent) = &self.recent else { return };
-        recent.served(id);
+        recent.served(id, tenant_key(tenant));
         if self.log.samples(id) {
             self.log.decision(entry());
         }
@@ -68,7 +74,8 @@ impl Journal {
         let Some(recent) = &self.recent else {
             return FeedbackOutcome::Unknown;
         };
-        let outcome = recent.feedback(id, entry.content_digest());
+        let tenant = tenant_key(entry.tenant.as_deref());
+        let outcome = recent.feedback(id, entry.content_digest(), tenant);
         if outcome != FeedbackOutcome::New {
             return outcome;
         }

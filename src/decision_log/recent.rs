@@ -30,7 +30,19 @@ pub struct RecentDecisions {
 
 struct Pending {
     at: Instant,
+    /// `tenant_key` of the tenant that decided: another tenant's feedback finds nothing.
+    tenant: u64,
     feedback: Option<Feedback>,
+}
+
+/// A tenant's name as the pending map keeps it (0: the implicit tenant).
+pub fn tenant_key(tenant: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    tenant.map_or(0, |name| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        h.finish() | 1
+    })
 }
 
 struct Feedback {
@@ -48,9 +60,10 @@ impl RecentDecisions {
         }
     }
 
-    pub fn served(&self, id: &uuid::Uuid) {
+    pub fn served(&self, id: &uuid::Uuid, tenant: u64) {
         let pending = Pending {
             at: Instant::now(),
+            tenant,
             feedback: None,
         };
         self.ids
@@ -59,8 +72,8 @@ impl RecentDecisions {
             .put(id.as_u128(), pending);
     }
 
-    /// Record feedback with content `digest` for decision `id`.
-    pub fn feedback(&self, id: &uuid::Uuid, digest: u64) -> FeedbackOutcome {
+    /// Record feedback with content `digest` for decision `id`, from `tenant` (`tenant_key`).
+    pub fn feedback(&self, id: &uuid::Uuid, digest: u64, tenant: u64) -> FeedbackOutcome {
         let mut ids = self
             .ids
             .lock()
@@ -69,7 +82,8 @@ impl RecentDecisions {
         let Some(pending) = ids.peek_mut(&id.as_u128()) else {
             return FeedbackOutcome::Unknown;
         };
-        if pending.at.elapsed() > self.window {
+        // Another tenant's decision is unknown to this one: not even its existence shows.
+        if pending.at.elapsed() > self.window || pending.tenant != tenant {
             return FeedbackOutcome::Unknown;
         }
         match &pending.feedback {
@@ -117,42 +131,49 @@ mod tests {
             uuid::Uuid::new_v4(),
             uuid::Uuid::new_v4(),
         );
-        recent.served(&a);
-        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
+        recent.served(&a, 0);
+        assert_eq!(recent.feedback(&a, 1, 0), FeedbackOutcome::New);
         assert_eq!(
-            recent.feedback(&a, 1),
+            recent.feedback(&a, 1, 0),
             FeedbackOutcome::Busy,
             "not written yet"
         );
         recent.written(&a, true);
-        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Duplicate);
-        assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::Conflict);
+        assert_eq!(recent.feedback(&a, 1, 0), FeedbackOutcome::Duplicate);
+        assert_eq!(recent.feedback(&a, 2, 0), FeedbackOutcome::Conflict);
         recent.written(&a, false);
-        assert_eq!(recent.feedback(&a, 2), FeedbackOutcome::New);
-        assert_eq!(recent.feedback(&c, 1), FeedbackOutcome::Unknown);
+        assert_eq!(recent.feedback(&a, 2, 0), FeedbackOutcome::New);
+        assert_eq!(recent.feedback(&c, 1, 0), FeedbackOutcome::Unknown);
         // Capacity 2: the oldest is forgotten.
-        recent.served(&b);
-        recent.served(&c);
-        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Unknown);
-        assert_eq!(recent.feedback(&b, 1), FeedbackOutcome::New);
+        recent.served(&b, 0);
+        recent.served(&c, 0);
+        assert_eq!(recent.feedback(&a, 1, 0), FeedbackOutcome::Unknown);
+        assert_eq!(recent.feedback(&b, 1, 0), FeedbackOutcome::New);
+        let shop = tenant_key(Some("shop"));
+        assert_eq!(
+            recent.feedback(&c, 1, shop),
+            FeedbackOutcome::Unknown,
+            "another tenant's decision"
+        );
+        assert_eq!(recent.feedback(&c, 1, 0), FeedbackOutcome::New);
     }
 
     #[test]
     fn feedback_that_could_not_be_written_is_taken_again() {
         let recent = RecentDecisions::new(4, Duration::from_secs(60));
         let a = uuid::Uuid::new_v4();
-        recent.served(&a);
-        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
+        recent.served(&a, 0);
+        assert_eq!(recent.feedback(&a, 1, 0), FeedbackOutcome::New);
         recent.written(&a, false);
-        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::New);
+        assert_eq!(recent.feedback(&a, 1, 0), FeedbackOutcome::New);
     }
 
     #[test]
     fn feedback_after_the_window_is_refused() {
         let recent = RecentDecisions::new(4, Duration::ZERO);
         let a = uuid::Uuid::new_v4();
-        recent.served(&a);
+        recent.served(&a, 0);
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(recent.feedback(&a, 1), FeedbackOutcome::Unknown);
+        assert_eq!(recent.feedback(&a, 1, 0), FeedbackOutcome::Unknown);
     }
 }

@@ -43,6 +43,13 @@ pub struct DecisionLogData {
 }
 
 impl DecisionLogData {
+    /// Keep only `tenant`'s decisions and feedback (`default`: those of a server without tenants).
+    pub fn only_tenant(&mut self, tenant: &str) {
+        let ours = |t: &Option<String>| t.as_deref().unwrap_or(crate::tenants::IMPLICIT) == tenant;
+        self.decisions.retain(|d| ours(&d.tenant));
+        self.feedback.retain(|_, f| ours(&f.tenant));
+    }
+
     pub fn read(dir: &Path) -> Result<Self, LogReadError> {
         let io = |e| LogReadError::Io(dir.to_path_buf(), e);
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -19,9 +19,10 @@ use crate::config::{Limits, Stores};
 use crate::customers::CustomerMemory;
 use crate::decision_log::{FeedbackEntry, Journal};
 use crate::model::repository::compare_versions;
-use crate::policy::{SharedPolicy, Turn};
+use crate::policy::Turn;
 use crate::route::Router;
 use crate::telemetry as t;
+use crate::tenants::Tenant;
 
 pub struct HandoffService {
     batcher: Arc<Batcher>,
@@ -34,7 +35,6 @@ pub struct HandoffService {
 impl HandoffService {
     pub fn new(
         batcher: Arc<Batcher>,
-        policy: Arc<SharedPolicy>,
         stores: Stores,
         customers: CustomerMemory,
         limits: Limits,
@@ -43,7 +43,6 @@ impl HandoffService {
     ) -> Self {
         let router = Router::new(
             batcher.clone(),
-            policy,
             stores.conversations,
             Arc::new(customers),
             audit.clone(),
@@ -57,6 +56,15 @@ impl HandoffService {
             journal,
         }
     }
+}
+
+/// The tenant the guard admitted the call for: Route, Feedback and ForgetCustomer always have one.
+fn tenant_of<T>(request: &Request<T>) -> Result<Arc<Tenant>, Status> {
+    request
+        .extensions()
+        .get::<Arc<Tenant>>()
+        .cloned()
+        .ok_or_else(|| Status::internal("no tenant was resolved for this call"))
 }
 
 fn count_labels(inf: &Inferred) {
@@ -120,8 +128,15 @@ impl Handoff for HandoffService {
     ) -> Result<Response<RouteResponse>, Status> {
         let (started, deadline) = (Instant::now(), Deadline::of(&request));
         let caller = super::caller_name(&request);
+        let tenant = tenant_of(&request)?;
         let req = request.into_inner();
         let input = validate::route(&req, &self.limits)?;
+        let policy = tenant.policy.usable().map_err(|why| {
+            Status::unavailable(format!(
+                "tenant {:?} has no valid policy yet: {why}",
+                tenant.name
+            ))
+        })?;
         let caller_turn = Turn {
             message_id: &req.message_id,
             text: &req.text,
@@ -141,6 +156,8 @@ impl Handoff for HandoffService {
         let routed = self
             .router
             .route(
+                &tenant,
+                policy,
                 &req.conversation_id,
                 customer,
                 caller_turn,
@@ -163,6 +180,7 @@ impl Handoff for HandoffService {
     ) -> Result<Response<FeedbackResponse>, Status> {
         let deadline = Deadline::of(&request);
         let caller = super::caller_name(&request);
+        let tenant = tenant_of(&request)?;
         let (id, entry) = validate::feedback(request.get_ref(), &self.limits)?;
         if !self.journal.enabled() {
             return Err(Status::failed_precondition(
@@ -173,14 +191,21 @@ impl Handoff for HandoffService {
         let resolved_by = entry.resolved_by.map_or("", |r| r.as_str());
         let outcome = self
             .journal
-            .feedback(&id, FeedbackEntry { caller, ..entry })
+            .feedback(
+                &id,
+                FeedbackEntry {
+                    caller,
+                    tenant: tenant.logged_name().map(str::to_string),
+                    ..entry
+                },
+            )
             .await;
         let answer = super::status::feedback(outcome, &id)?;
         let customer = &request.get_ref().customer_id;
         if answer.recorded && !customer.is_empty() {
             let memory = self.router.customers();
             memory
-                .feedback(customer, csat, resolved_by, deadline)
+                .feedback(&tenant, customer, csat, resolved_by, deadline)
                 .await
                 .map_err(|e| {
                     Status::unavailable(format!(
@@ -197,10 +222,11 @@ impl Handoff for HandoffService {
     ) -> Result<Response<ForgetCustomerResponse>, Status> {
         let deadline = Deadline::of(&request);
         let caller = super::caller_name(&request);
+        let tenant = tenant_of(&request)?;
         let customer = &request.get_ref().customer_id;
         validate::id("customer_id", customer, true, &self.limits)?;
         let memory = self.router.customers();
-        let result = memory.forget(customer, deadline).await;
+        let result = memory.forget(&tenant, customer, deadline).await;
         let outcome = match &result {
             Ok(forgotten) => serde_json::json!({ "forgotten": forgotten }),
             Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -209,7 +235,8 @@ impl Handoff for HandoffService {
             "forget_customer",
             serde_json::json!({
                 "caller": caller,
-                "customer": memory.pseudonym(customer),
+                "tenant": tenant.name,
+                "customer": memory.pseudonym(&tenant, customer),
                 "result": outcome,
             }),
             serde_json::json!({}),

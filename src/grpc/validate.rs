@@ -226,6 +226,7 @@ pub fn feedback(
     Ok((
         decision_id,
         FeedbackEntry {
+            tenant: None,
             decision_id: decision_id.hyphenated().to_string(),
             ts_ms: crate::decision_log::now_ms(),
             human_needed,

@@ -73,6 +73,9 @@ pub fn load(path: &Path, intents: Option<&[String]>) -> Result<Policy, PolicyFil
 /// The policy every decision uses; replaced whole on reload, so a decision never sees half of one.
 pub struct SharedPolicy {
     current: RwLock<Arc<Policy>>,
+    /// Why the file this policy comes from has never loaded: until it does, nothing is decided
+    /// with it (a tenant whose file is broken at start is refused while the others serve).
+    refused: RwLock<Option<String>>,
 }
 
 impl SharedPolicy {
@@ -80,7 +83,24 @@ impl SharedPolicy {
         publish(&policy);
         Arc::new(SharedPolicy {
             current: RwLock::new(Arc::new(policy)),
+            refused: RwLock::new(None),
         })
+    }
+
+    /// A policy whose file was refused at start: `usable` says why until `replace` brings one.
+    pub fn unloaded(why: String) -> Arc<Self> {
+        Arc::new(SharedPolicy {
+            current: RwLock::new(Arc::new(Policy::builtin())),
+            refused: RwLock::new(Some(why)),
+        })
+    }
+
+    /// The policy to decide with, unless its file has never loaded (why not).
+    pub fn usable(&self) -> Result<Arc<Policy>, String> {
+        match &*self.refused.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(why.clone()),
+            None => Ok(self.get()),
+        }
     }
 
     pub fn get(&self) -> Arc<Policy> {
@@ -93,6 +113,7 @@ impl SharedPolicy {
     pub fn replace(&self, policy: Policy) {
         publish(&policy);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        *self.refused.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

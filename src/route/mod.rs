@@ -14,9 +14,10 @@ use crate::customers::CustomerMemory;
 use crate::decision_log::Journal;
 use crate::model::{Model, Prediction};
 use crate::policy::{
-    reason, Action, Decision, Holder, ReplayClock, Retry, SharedPolicy, StateStore, Turn,
+    reason, Action, Decision, Holder, Policy, ReplayClock, Retry, StateStore, Turn,
 };
 use crate::telemetry as t;
+use crate::tenants::Tenant;
 use record::DecisionRecord;
 
 /// Kept from the caller's deadline for deciding alone, recording and answering once the state store
@@ -65,7 +66,6 @@ pub struct Routed {
 
 pub struct Router {
     batcher: Arc<Batcher>,
-    policy: Arc<SharedPolicy>,
     state: Arc<dyn StateStore>,
     customers: Arc<CustomerMemory>,
     audit: AuditLog,
@@ -75,7 +75,6 @@ pub struct Router {
 impl Router {
     pub fn new(
         batcher: Arc<Batcher>,
-        policy: Arc<SharedPolicy>,
         state: Arc<dyn StateStore>,
         customers: Arc<CustomerMemory>,
         audit: AuditLog,
@@ -83,7 +82,6 @@ impl Router {
     ) -> Self {
         Router {
             batcher,
-            policy,
             state,
             customers,
             audit,
@@ -103,8 +101,13 @@ impl Router {
     /// channel, tier, flags, times), already validated. A retry of a message already decided gets
     /// its first answer (same decision id) and is neither counted nor logged again. With a
     /// `customer_id`, the customer's history joins the turn and the turn joins their history.
+    /// Everything is the tenant's: `policy` (one for the whole decision, even across a reload),
+    /// its conversation state, its customers, its records.
+    #[allow(clippy::too_many_arguments)]
     pub async fn route(
         &self,
+        tenant: &Tenant,
+        policy: Arc<Policy>,
         conversation_id: &str,
         customer_id: Option<&str>,
         caller: Turn<'_>,
@@ -121,8 +124,7 @@ impl Router {
             decision_id: &decision_id,
             ..with_prediction(caller, &inf.model, &inf.prediction)
         };
-        // One policy for the whole decision, even across a reload.
-        let policy = self.policy.get();
+        let conversation_key = tenant.scoped(conversation_id);
         // The state store gets what is left of the caller's deadline, less the time to answer: a
         // slow or absent Redis turns into a decision from the message alone, not a missed deadline.
         let state_deadline = deadline.map(|d| {
@@ -134,7 +136,7 @@ impl Router {
             Some(customer) => {
                 let recalled = self
                     .customers
-                    .recall(customer, conversation_id, &turn, state_deadline)
+                    .recall(tenant, customer, conversation_id, &turn, state_deadline)
                     .await;
                 match recalled {
                     Ok(history) => Turn { history, ..turn },
@@ -147,7 +149,12 @@ impl Router {
             None => turn,
         };
         let mut decision = policy
-            .route(self.state.as_ref(), conversation_id, &turn, state_deadline)
+            .route(
+                self.state.as_ref(),
+                &conversation_key,
+                &turn,
+                state_deadline,
+            )
             .await;
         if let Some(e) = memory_failed {
             metrics::counter!(t::STATE_ERRORS).increment(1);
@@ -167,7 +174,7 @@ impl Router {
         if let (Some(customer), true) = (customer_id, fresh_escalation) {
             let marked = self
                 .customers
-                .escalated(customer, conversation_id, state_deadline)
+                .escalated(tenant, customer, conversation_id, state_deadline)
                 .await;
             if let Err(e) = marked {
                 metrics::counter!(t::STATE_ERRORS).increment(1);
@@ -176,9 +183,10 @@ impl Router {
         }
         match decision.retry {
             Retry::No => DecisionRecord {
+                tenant,
                 decision_id: &decision_id,
                 caller: caller_name,
-                conversation_id,
+                conversation_id: &conversation_key,
                 message_id: turn.message_id,
                 channel: turn.channel,
                 decision: &decision,

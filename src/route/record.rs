@@ -7,6 +7,7 @@ use crate::audit::AuditLog;
 use crate::decision_log::{Journal, LoggedDecision, LoggedReason, Outcome};
 use crate::policy::{Channel, Decision, ReplayClock};
 use crate::telemetry as t;
+use crate::tenants::Tenant;
 
 /// Per-channel counters exist from the start at 0, so a dashboard shows 0 rather than "no data".
 pub fn zero_counters() {
@@ -16,9 +17,11 @@ pub fn zero_counters() {
 }
 
 pub struct DecisionRecord<'a> {
+    pub tenant: &'a Tenant,
     pub decision_id: &'a str,
     pub caller: &'a str,
-    /// The API caller's ids: redacted in the audit log, never in metrics.
+    /// The API caller's ids (the conversation's scoped to its tenant): redacted in the audit log,
+    /// never in metrics.
     pub conversation_id: &'a str,
     pub message_id: &'a str,
     pub channel: Channel,
@@ -46,7 +49,7 @@ impl DecisionRecord<'_> {
         );
         span.record("model_version", self.model_version);
         span.record("policy_version", self.policy_version);
-        journal.served(id, || self.logged(journal));
+        journal.served(id, self.tenant.logged_name(), || self.logged(journal));
         self.record_audit(audit);
     }
 
@@ -56,6 +59,7 @@ impl DecisionRecord<'_> {
         LoggedDecision {
             decision_id: self.decision_id.to_string(),
             ts_ms: crate::decision_log::now_ms(),
+            tenant: self.tenant.logged_name().map(str::to_string),
             conversation: journal.conversation_key(self.conversation_id),
             action: outcome.action,
             rule: outcome.rule,
@@ -91,7 +95,8 @@ impl DecisionRecord<'_> {
             "action" => d.action.as_str(),
             "queue" => d.queue.clone(),
             "reason" => top_rule.to_string(),
-            "channel" => channel
+            "channel" => channel,
+            "tenant" => self.tenant.name.clone()
         )
         .increment(1);
         debug!(

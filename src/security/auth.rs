@@ -66,6 +66,8 @@ pub struct ApiKeyConfig {
     /// Hex SHA-256 of the key (`handoff hash-key`).
     pub sha256: String,
     pub scopes: Vec<Scope>,
+    /// The tenant the key belongs to (`[[tenants]]`); none: an operator key, for any tenant.
+    pub tenant: Option<String>,
     #[serde(flatten)]
     pub rate: RateConfig,
 }
@@ -76,6 +78,8 @@ pub struct ClientConfig {
     /// Subject CN of the client certificate; also the caller's name.
     pub subject: String,
     pub scopes: Vec<Scope>,
+    /// The tenant the client belongs to; none: an operator, for any tenant.
+    pub tenant: Option<String>,
     #[serde(flatten)]
     pub rate: RateConfig,
 }
@@ -94,6 +98,8 @@ pub struct Caller {
     pub name: String,
     /// "api_key", "client_cert" or "anonymous".
     pub via: &'static str,
+    /// The tenant the caller belongs to; none: an operator, who names the tenant per call.
+    pub tenant: Option<String>,
     scopes: Vec<Scope>,
     limit: Option<TokenBucket>,
 }
@@ -146,7 +152,10 @@ pub struct Authenticator {
     anonymous: Option<Arc<Caller>>,
 }
 
-fn bucket(name: &str, rate: &RateConfig) -> Result<Option<TokenBucket>, AuthConfigError> {
+pub(crate) fn bucket(
+    name: &str,
+    rate: &RateConfig,
+) -> Result<Option<TokenBucket>, AuthConfigError> {
     match rate.rate_per_s {
         None => Ok(None),
         Some(r) if r > 0.0 && r.is_finite() => {
@@ -190,7 +199,7 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, AuthConfigError> {
         let mut names = std::collections::HashSet::new();
         // Keys and client certificates are callers alike: one name space, the same checks.
-        let mut caller = |name: &str, via, scopes: &[Scope], rate| {
+        let mut caller = |name: &str, via, scopes: &[Scope], tenant: &Option<String>, rate| {
             if scopes.is_empty() {
                 return Err(AuthConfigError::NoScopes(name.to_string()));
             }
@@ -200,24 +209,26 @@ impl Authenticator {
             Ok(Arc::new(Caller {
                 name: name.to_string(),
                 via,
+                tenant: tenant.clone(),
                 scopes: scopes.to_vec(),
                 limit: bucket(name, rate)?,
             }))
         };
         let mut keys = HashMap::new();
         for k in &config.api_keys {
-            let c = caller(&k.name, "api_key", &k.scopes, &k.rate)?;
+            let c = caller(&k.name, "api_key", &k.scopes, &k.tenant, &k.rate)?;
             keys.insert(parse_sha256(&k.name, &k.sha256)?, c);
         }
         let mut clients = HashMap::new();
         for c in &config.clients {
-            let client = caller(&c.subject, "client_cert", &c.scopes, &c.rate)?;
+            let client = caller(&c.subject, "client_cert", &c.scopes, &c.tenant, &c.rate)?;
             clients.insert(c.subject.clone(), client);
         }
         let anonymous = (keys.is_empty() && clients.is_empty()).then(|| {
             Arc::new(Caller {
                 name: "anonymous".into(),
                 via: "anonymous",
+                tenant: None,
                 scopes: vec![
                     Scope::Classify,
                     Scope::Route,
@@ -237,6 +248,14 @@ impl Authenticator {
 
     pub fn is_open(&self) -> bool {
         self.anonymous.is_some()
+    }
+
+    /// Every configured caller's name and tenant.
+    pub fn callers(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.keys
+            .values()
+            .chain(self.clients.values())
+            .map(|c| (c.name.as_str(), c.tenant.as_deref()))
     }
 
     /// Who is calling: an API key in `authorization: Bearer …` (or `x-api-key`) first, else the

@@ -19,6 +19,7 @@ use tonic::Status;
 use super::auth::{Authenticator, Caller, Scope};
 use crate::audit::AuditLog;
 use crate::telemetry as t;
+use crate::tenants::{Tenant, Tenants};
 
 /// What tonic records for a TLS connection; its name is only reachable through the stream type.
 type TlsInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
@@ -26,15 +27,22 @@ type TlsInfo = <TlsStream<TcpStream> as Connected>::ConnectInfo;
 #[derive(Clone)]
 pub struct GuardLayer {
     auth: Arc<Authenticator>,
+    tenants: Arc<Tenants>,
     audit: AuditLog,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
 }
 
 impl GuardLayer {
-    pub fn new(auth: Arc<Authenticator>, audit: AuditLog, max_in_flight: usize) -> Self {
+    pub fn new(
+        auth: Arc<Authenticator>,
+        tenants: Arc<Tenants>,
+        audit: AuditLog,
+        max_in_flight: usize,
+    ) -> Self {
         GuardLayer {
             auth,
+            tenants,
             audit,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
@@ -86,9 +94,12 @@ where
             return Box::pin(inner.call(req)); // health checks and reflection are open
         };
         match self.admit(&req, scope) {
-            Ok((caller, permit)) => {
+            Ok((caller, tenant, permit)) => {
                 tracing::Span::current().record("caller", caller.name.as_str());
                 req.extensions_mut().insert(caller);
+                if let Some(tenant) = tenant {
+                    req.extensions_mut().insert(tenant);
+                }
                 let call = inner.call(req);
                 Box::pin(async move {
                     let response = call.await;
@@ -136,11 +147,89 @@ impl<S> Guard<S> {
         );
     }
 
+    /// The tenant a call acts for: the caller's own, or, for an operator, the one the
+    /// `x-handoff-tenant` header names (on a server without tenants, the implicit one). Calls that
+    /// touch a tenant's state or policy need one; Classify and the model operations do not.
+    fn tenant<B>(
+        &self,
+        req: &http::Request<B>,
+        caller: &Caller,
+        scope: Scope,
+    ) -> Result<Option<Arc<Tenant>>, Status> {
+        let tenants = &self.layer.tenants;
+        let asked = match req.headers().get(crate::tenants::HEADER) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Status::invalid_argument(format!("{} is not text", crate::tenants::HEADER))
+            })?),
+        };
+        let denied = |why: String| {
+            metrics::counter!(t::AUTH_REFUSALS, "code" => "permission_denied").increment(1);
+            Err(Status::permission_denied(why))
+        };
+        if scope == Scope::Admin {
+            return match &caller.tenant {
+                Some(own) => denied(format!(
+                    "caller {:?} belongs to tenant {own:?}: model operations are for operator callers (no tenant)",
+                    caller.name
+                )),
+                None => Ok(None),
+            };
+        }
+        let name = match (&caller.tenant, asked) {
+            (Some(own), Some(other)) if own != other => {
+                return denied(format!(
+                    "caller {:?} belongs to tenant {own:?} and cannot act for tenant {other:?}",
+                    caller.name
+                ))
+            }
+            (Some(own), _) => own.as_str(),
+            (None, Some(named)) => named,
+            (None, None) => match tenants.implicit() {
+                Some(t) => return Ok(Some(t.clone())),
+                None if scope == Scope::Classify => return Ok(None),
+                None => {
+                    return Err(Status::invalid_argument(format!(
+                        "{}: this server serves several tenants ({}); an operator caller names the one it acts for",
+                        crate::tenants::HEADER,
+                        tenants.names()
+                    )))
+                }
+            },
+        };
+        let tenant = tenants.find(name).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "{}: no tenant {name:?} (tenants: {})",
+                crate::tenants::HEADER,
+                tenants.names()
+            ))
+        })?;
+        if let Err(rate) = tenant.admit() {
+            metrics::counter!(t::SHED, "reason" => "rate_limit").increment(1);
+            return Err(crate::grpc::status::exhausted(
+                format!(
+                    "tenant {:?} is over its rate limit of {rate} requests/s; retry with backoff",
+                    tenant.name
+                ),
+                Duration::from_secs_f64(1.0 / rate.max(1e-3)),
+            ));
+        }
+        Ok(Some(tenant.clone()))
+    }
+
+    #[allow(clippy::type_complexity)]
     fn admit<B>(
         &self,
         req: &http::Request<B>,
         scope: Scope,
-    ) -> Result<(Arc<Caller>, tokio::sync::OwnedSemaphorePermit), Status> {
+    ) -> Result<
+        (
+            Arc<Caller>,
+            Option<Arc<Tenant>>,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        Status,
+    > {
         let caller = self
             .layer
             .auth
@@ -168,6 +257,7 @@ impl<S> Guard<S> {
                 Duration::from_secs_f64(1.0 / rate.max(1e-3)),
             ));
         }
+        let tenant = self.tenant(req, &caller, scope)?;
         let permit = self
             .layer
             .in_flight
@@ -184,6 +274,6 @@ impl<S> Guard<S> {
                     Duration::from_millis(100),
                 )
             })?;
-        Ok((caller, permit))
+        Ok((caller, tenant, permit))
     }
 }
