@@ -170,8 +170,21 @@ pub struct ChannelSettings {
 #[serde(deny_unknown_fields)]
 pub struct QueueHours {
     pub name: Spanned<String>,
+    /// IANA time zone of the hours ("Asia/Shanghai", "Europe/Berlin"): daylight saving moves
+    /// them with the local clocks. Without it, the fixed `utc_offset_minutes`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     #[serde(default)]
     pub utc_offset_minutes: i32,
+    /// Local dates ("2026-10-01") the queue stays closed all day.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    /// `time_zone` resolved (by `Policy::new`).
+    #[serde(skip)]
+    pub zone: Option<jiff::tz::TimeZone>,
+    /// `holidays` parsed (by `Policy::new`).
+    #[serde(skip)]
+    pub closed_on: Vec<jiff::civil::Date>,
     /// ISO weekdays the queue is open: 1 = Monday … 7 = Sunday.
     pub days: Vec<u8>,
     /// "HH:MM", local; `close` is exclusive.

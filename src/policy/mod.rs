@@ -161,7 +161,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(config: PolicyConfig) -> Result<Self, PolicyError> {
+    pub fn new(mut config: PolicyConfig) -> Result<Self, PolicyError> {
         let s = &config.signals;
         for (name, v) in [
             ("signals.negative_turn", s.negative_turn),
@@ -222,6 +222,15 @@ impl Policy {
             if q.fallback.is_empty() {
                 return Err(fail(
                     "fallback must name what happens when the queue is closed",
+                ));
+            }
+        }
+        for q in &mut config.queues {
+            if let Err(why) = q.resolve() {
+                return Err(spanned(
+                    format!("queue {:?}", q.name.get_ref()),
+                    q.name.span(),
+                    &why,
                 ));
             }
         }
