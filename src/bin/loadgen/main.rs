@@ -23,6 +23,7 @@ mod decision_log;
 mod growth;
 mod peer;
 mod redis_outage;
+mod tenants_cost;
 mod single_call;
 mod soak;
 mod texts;
@@ -89,6 +90,13 @@ struct Args {
     /// Instead of the benchmark: only the decision path alone (no server), for --seconds.
     #[arg(long)]
     decision_path_only: bool,
+    /// Instead of the benchmark: start two servers (no tenants; --tenants tenants, each with its
+    /// own policy file) and compare Route throughput in turns.
+    #[arg(long)]
+    tenants_cost: bool,
+    /// Tenants for --tenants-cost.
+    #[arg(long, default_value_t = 100)]
+    tenants: u16,
     /// Instead of the benchmark: start a Redis and two servers (state in memory, state in that
     /// Redis) and compare Route with --deadline-ms deadlines: memory, Redis up, Redis killed
     /// mid-load, Redis back.
@@ -223,6 +231,8 @@ fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)>
 enum Rpc {
     Classify,
     Route,
+    /// Route for tenants `t0` … `t{n-1}` (by conversation), named in `x-handoff-tenant`.
+    RouteTenants(u16),
 }
 
 async fn call(
@@ -243,6 +253,20 @@ async fn call(
             })
             .await
             .is_ok(),
+        Rpc::RouteTenants(n) => {
+            let mut request = tonic::Request::new(RouteRequest {
+                conversation_id: format!("loadgen-{conversation}"),
+                text,
+                channel: pb::Channel::Web as i32,
+                tier: pb::CustomerTier::Standard as i32,
+                ..Default::default()
+            });
+            let tenant = format!("t{}", conversation % u64::from(n.max(1)));
+            request
+                .metadata_mut()
+                .insert("x-handoff-tenant", tenant.parse().expect("ascii"));
+            client.route(request).await.is_ok()
+        }
     }
 }
 
@@ -416,6 +440,10 @@ async fn main() -> anyhow::Result<()> {
             args.connections,
         )
         .await;
+    }
+    if args.tenants_cost {
+        let (n, seconds) = (args.concurrency, args.seconds);
+        return tenants_cost::run(n, seconds, args.threads, args.connections, args.tenants).await;
     }
     if args.redis_outage {
         let deadline = Duration::from_millis(args.deadline_ms);
