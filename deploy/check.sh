@@ -72,6 +72,8 @@ server = tomllib.loads(cm["handoff.toml"])
 tomllib.loads(cm["policy.toml"])
 if cm["policy.toml"] != open("config/policy.toml", encoding="utf-8").read():
     fail.append("configmap.yaml policy.toml differs from config/policy.toml")
+if cm.get("tenant-bank.toml") != open("config/tenants/bank.toml", encoding="utf-8").read():
+    fail.append("configmap.yaml tenant-bank.toml differs from config/tenants/bank.toml")
 for secret in docs("deploy/kubernetes/secret.yaml"):
     for name, text in secret.get("stringData", {}).items():
         if name.endswith(".toml"):
@@ -99,16 +101,18 @@ for key, name in (("grpc_addr", "grpc"), ("metrics_addr", "metrics")):
         fail.append(f"handoff.toml {key} = {server[key]} does not listen on the {name} port {ports[name]}")
 if fail:
     sys.exit("\n".join(fail))
-print(f"   policy matches config/policy.toml; drain {drain_s:.0f} s < grace {grace} s; probes on {service!r} and ''")
+print(f"   policies match config/policy.toml and config/tenants/bank.toml; drain {drain_s:.0f} s < grace {grace} s; probes on {service!r} and ''")
 EOF
 bin=${HANDOFF_BIN:-}
 for b in target/release/handoff target/debug/handoff; do
   if [ -z "$bin" ] && [ -x "$b" ]; then bin=$b; fi
 done
 if [ -n "$bin" ]; then
-  echo "== $bin check-policy (ConfigMap policy.toml against the default model)"
-  python3 -c 'import yaml; print(yaml.safe_load(open("deploy/kubernetes/configmap.yaml"))["data"]["policy.toml"], end="")' >"$tmp/policy.toml"
-  "$bin" check-policy "$tmp/policy.toml" --model models/handoff-zh-en/2.2.0
+  for key in policy.toml tenant-bank.toml; do
+    echo "== $bin check-policy (ConfigMap $key against the default model)"
+    python3 -c 'import sys, yaml; print(yaml.safe_load(open("deploy/kubernetes/configmap.yaml"))["data"][sys.argv[1]], end="")' "$key" >"$tmp/$key"
+    "$bin" check-policy "$tmp/$key" --model models/handoff-zh-en/2.2.0
+  done
 else
   echo "== no handoff binary built: check-policy skipped"
 fi

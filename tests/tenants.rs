@@ -88,8 +88,10 @@ fn setup(tag: &str, bank: &str) -> Setup {
 
 fn request<T>(message: T, secret: &str, tenant: Option<&str>) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    if !secret.is_empty() {
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    }
     if let Some(t) = tenant {
         r.metadata_mut()
             .insert("x-handoff-tenant", t.parse().unwrap());
@@ -358,4 +360,29 @@ async fn a_tenant_whose_file_is_broken_at_start_is_refused_while_the_others_serv
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `config/two-tenants.toml` as shipped: the shop on the example policy, the bank on its own.
+#[tokio::test]
+async fn the_shipped_two_tenant_example_serves_both_businesses() {
+    let server = Server::start(&["--config", "config/two-tenants.toml"]);
+    let mut client = common::client(&server).await;
+    let text = "我的信用卡被多扣了一笔钱";
+    let bank = route(&mut client, "", Some("bank"), turn("c", text))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            bank.action(),
+            bank.queue.as_str(),
+            bank.reasons[0].rule_id.as_str()
+        ),
+        (Action::Escalate, "bank_desk", "money")
+    );
+    assert_eq!(bank.policy_version, "bank-1");
+    let shop = route(&mut client, "", Some("shop"), turn("c", text))
+        .await
+        .unwrap();
+    assert_ne!(shop.reasons[0].rule_id, "money");
+    assert_eq!(shop.policy_version, "example-5");
 }

@@ -23,9 +23,9 @@ mod decision_log;
 mod growth;
 mod peer;
 mod redis_outage;
-mod tenants_cost;
 mod single_call;
 mod soak;
+mod tenants_cost;
 mod texts;
 
 use texts::Mix;
