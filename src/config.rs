@@ -172,6 +172,8 @@ impl Default for ServerConfig {
 pub struct Stores {
     pub conversations: std::sync::Arc<dyn StateStore>,
     pub customers: std::sync::Arc<dyn StateStore<CustomerState>>,
+    /// The Redis a fleet shares, when state is kept there (feedback is remembered there too).
+    pub redis: Option<RedisStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +194,12 @@ pub enum ConfigError {
     BatchOverQueue { texts: usize, capacity: usize },
     #[error("invalid config: customers.key must be at least 16 bytes (openssl rand -hex 32); it has {0}")]
     CustomersKey(usize),
+    #[error(
+        "invalid config: decision_log.feedback_keys: each at least 16 bytes (openssl rand -hex 32)"
+    )]
+    FeedbackKey,
+    #[error("invalid config: replicas sharing a Redis need decision_log.{0} set, the same on every replica (a random one per process splits the fleet's records)")]
+    FleetSetting(&'static str),
     #[error("invalid config: state = {0:?}: expected \"memory\" or \"redis://…\"")]
     StateKind(String),
     #[error("invalid config: state = {url:?}")]
@@ -502,6 +510,18 @@ impl ServerConfig {
                 return Err(ConfigError::CustomersKey(key.len()));
             }
         }
+        let log = &self.decision_log;
+        if log.feedback_keys.iter().any(|k| k.len() < 16) {
+            return Err(ConfigError::FeedbackKey);
+        }
+        if self.state.starts_with("redis://") && log.dir.is_some() {
+            if log.conversation_salt.is_empty() {
+                return Err(ConfigError::FleetSetting("conversation_salt"));
+            }
+            if log.feedback_keys.is_empty() {
+                return Err(ConfigError::FleetSetting("feedback_keys"));
+            }
+        }
         self.decision_log.validate()?;
         self.tracing.validate()?;
         Ok(())
@@ -523,6 +543,7 @@ impl ServerConfig {
                     retention,
                     self.customers.max_customers,
                 )),
+                redis: None,
             })
         } else if self.state.starts_with("redis://") {
             let timeout = Duration::from_millis(self.state_timeout_ms);
@@ -534,7 +555,8 @@ impl ServerConfig {
             })?;
             Ok(Stores {
                 customers: Arc::new(store.with_ttl(retention)),
-                conversations: Arc::new(store),
+                conversations: Arc::new(store.clone()),
+                redis: Some(store),
             })
         } else {
             Err(ConfigError::StateKind(self.state.clone()))

@@ -16,7 +16,8 @@ use crate::batcher::Batcher;
 use crate::cache::ResultCache;
 use crate::config::ServerConfig;
 use crate::customers::{CustomerMemory, Pseudonyms};
-use crate::decision_log::Journal;
+use crate::decision_log::claims::RedisClaims;
+use crate::decision_log::{FeedbackClaims, Journal};
 use crate::grpc::pb::handoff_server::HandoffServer;
 use crate::grpc::pb::model_admin_server::ModelAdminServer;
 use crate::grpc::{pb, AdminService, HandoffService, ObserveLayer};
@@ -121,8 +122,13 @@ impl App {
                 .with_context(|| format!("opening the audit log {}", path.display()))?,
             None => AuditLog::disabled(),
         };
-        let journal = Arc::new(Journal::open(&config.decision_log)?);
         let stores = config.stores()?;
+        // Feedback is remembered where the fleet's state is: in its Redis, else in this process.
+        let claims = stores.redis.clone().map(|redis| {
+            let window = Duration::from_secs(config.decision_log.feedback_window_s);
+            Arc::new(RedisClaims::new(redis, window)) as Arc<dyn FeedbackClaims>
+        });
+        let journal = Arc::new(Journal::open(&config.decision_log, claims)?);
         let names = match &config.customers.key {
             Some(key) => Pseudonyms::new(key.as_bytes()),
             None => {

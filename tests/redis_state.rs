@@ -639,3 +639,108 @@ async fn customer_memory_is_shared_by_replicas_and_forgotten_everywhere() {
         after.reasons
     );
 }
+
+/// A replica's config with its own decision-log directory and the fleet's feedback key and salt.
+fn fleet_config(tag: &str, state: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("handoff-fleet-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("handoff.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state = \"{state}\"\n[decision_log]\ndir = \"{}\"\nreplica = \"{tag}\"\nconversation_salt = \"fleet salt\"\nfeedback_keys = [\"the fleet's feedback key\"]\n",
+            dir.join("log").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn feedback(decision_id: &str, needed: pb::HumanNeeded) -> pb::FeedbackRequest {
+    pb::FeedbackRequest {
+        decision_id: decision_id.into(),
+        human_needed: needed as i32,
+        ..Default::default()
+    }
+}
+
+async fn send(server: &Server, f: pb::FeedbackRequest) -> Result<bool, tonic::Code> {
+    let mut client = common::client(server).await;
+    client
+        .feedback(f)
+        .await
+        .map(|r| r.into_inner().recorded)
+        .map_err(|s| s.code())
+}
+
+/// Feedback on any replica, after restarts: decision ids are signed with the fleet's key, and the
+/// fleet's record of feedback in Redis spots duplicates and conflicts whichever replica each reaches.
+#[tokio::test]
+async fn feedback_is_taken_on_any_replica_and_after_restarts() {
+    use pb::HumanNeeded::{Needed, NotNeeded};
+    let redis = Redis::start(common::free_port());
+    let (config_a, config_b) = (
+        fleet_config("fa", &redis.url()),
+        fleet_config("fb", &redis.url()),
+    );
+    let a = Server::start(&["--config", config_a.to_str().unwrap()]);
+    let mut b = Server::start(&["--config", config_b.to_str().unwrap()]);
+    let decided = route(&a, "fleet-feedback", "m1", "转人工").await;
+    let other = route(&a, "fleet-feedback-2", "m1", "你好").await;
+    // Decided on A, told on B: taken; the same again on A: a duplicate; different on B: refused.
+    assert_eq!(
+        send(&b, feedback(&decided.decision_id, Needed)).await,
+        Ok(true)
+    );
+    assert_eq!(
+        send(&a, feedback(&decided.decision_id, Needed)).await,
+        Ok(false)
+    );
+    assert_eq!(
+        send(&b, feedback(&decided.decision_id, NotNeeded)).await,
+        Err(tonic::Code::AlreadyExists)
+    );
+    // Every replica restarts: what was recorded stays recorded, what was not is still taken.
+    drop(a);
+    drop(std::mem::replace(
+        &mut b,
+        Server::start(&["--config", config_b.to_str().unwrap()]),
+    ));
+    assert_eq!(
+        send(&b, feedback(&decided.decision_id, Needed)).await,
+        Ok(false)
+    );
+    assert_eq!(
+        send(&b, feedback(&other.decision_id, NotNeeded)).await,
+        Ok(true)
+    );
+    // An id shaped like ours that no replica of this fleet signed is unknown.
+    let mut bytes = *uuid::Uuid::parse_str(&decided.decision_id).unwrap().as_bytes();
+    bytes[15] ^= 1;
+    let forged = uuid::Uuid::from_bytes(bytes).to_string();
+    assert_eq!(
+        send(&b, feedback(&forged, Needed)).await,
+        Err(tonic::Code::NotFound)
+    );
+    // A replica sharing the Redis without the fleet's settings is refused at start.
+    let mut lone = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["serve", "--state", &redis.url(), "--set"])
+        .arg(format!(
+            "decision_log.dir={}",
+            std::env::temp_dir().join("handoff-lone").display()
+        ))
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", common::free_port())])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", common::free_port()),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = lone.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut lone.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("decision_log.conversation_salt"), "{err}");
+}

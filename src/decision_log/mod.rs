@@ -3,8 +3,10 @@
 //! candidate policy; `report` draws what the log holds. No customer text is written unless the
 //! operator opts in to keeping it redacted.
 
+pub mod claims;
 mod entry;
 pub mod export;
+pub mod ids;
 mod journal;
 mod recent;
 pub mod replay;
@@ -14,6 +16,6 @@ mod writer;
 pub use entry::{
     now_ms, FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy,
 };
-pub use journal::Journal;
+pub use journal::{Claim, FeedbackClaims, Journal};
 pub use recent::{FeedbackOutcome, RecentDecisions};
 pub use writer::{DecisionLog, DecisionLogConfig, DecisionLogError};

@@ -72,6 +72,26 @@ impl RecentDecisions {
             .put(id.as_u128(), pending);
     }
 
+    /// A decision another replica (or this one before a restart) made, whose signed id shows it is
+    /// `age` old: known here from now on, unless already known.
+    pub fn adopt(&self, id: &uuid::Uuid, tenant: u64, age: Duration) {
+        let mut ids = self
+            .ids
+            .lock()
+            .expect("never poisoned: no panics under the lock");
+        if ids.peek(&id.as_u128()).is_none() {
+            let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            ids.put(
+                id.as_u128(),
+                Pending {
+                    at,
+                    tenant,
+                    feedback: None,
+                },
+            );
+        }
+    }
+
     /// Record feedback with content `digest` for decision `id`, from `tenant` (`tenant_key`).
     pub fn feedback(&self, id: &uuid::Uuid, digest: u64, tenant: u64) -> FeedbackOutcome {
         let mut ids = self

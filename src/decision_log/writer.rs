@@ -50,6 +50,10 @@ pub struct DecisionLogConfig {
     /// run). Set it to group a conversation's turns across replicas and restarts.
     #[serde(deserialize_with = "crate::config::lenient_string")]
     pub conversation_salt: String,
+    /// Keys decision ids are signed with, so feedback is taken on any replica and after restarts:
+    /// the first signs, all verify (list the previous key second while rotating). Empty: a random
+    /// key per start (feedback only on the replica that decided, until it restarts).
+    pub feedback_keys: Vec<String>,
 }
 
 impl Default for DecisionLogConfig {
@@ -65,6 +69,7 @@ impl Default for DecisionLogConfig {
             feedback_window_s: 7 * 24 * 3600,
             max_pending_feedback: 500_000,
             conversation_salt: String::new(),
+            feedback_keys: Vec::new(),
         }
     }
 }

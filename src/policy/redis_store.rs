@@ -277,6 +277,40 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Run `script` on `key` with `args`, within the deadline and behind the breaker like every
+    /// update: for the small records other parts of the service keep in the same Redis.
+    pub async fn script<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        key: &str,
+        args: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<T, StateError> {
+        self.breaker()?;
+        let budget = self.budget(deadline);
+        let run = async {
+            let mut con = self.connection().await?;
+            let mut call = script.key(key);
+            for a in args {
+                call.arg(*a);
+            }
+            Ok::<T, StateError>(call.invoke_async(&mut con).await?)
+        };
+        let result = tokio::time::timeout(budget, run)
+            .await
+            .unwrap_or(Err(StateError::Timeout(budget)));
+        match &result {
+            Ok(_) => self.set_down(false),
+            Err(e) if e.is_connection_fault() && budget >= self.shared.timeout => {
+                self.set_down(true)
+            }
+            Err(_) => {}
+        }
+        result
+    }
+}
+
 impl<S: Kept> StateStore<S> for RedisStore {
     fn remove<'a>(&'a self, id: &'a str, deadline: Option<Instant>) -> StateFuture<'a, bool> {
         Box::pin(async move {

@@ -118,7 +118,7 @@ impl Router {
             .batcher
             .infer(caller.text.to_string(), deadline)
             .await?;
-        let id = uuid::Uuid::new_v4();
+        let id = self.journal.new_id(tenant.logged_name());
         let decision_id = id.to_string();
         let turn = Turn {
             decision_id: &decision_id,
