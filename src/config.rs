@@ -77,6 +77,9 @@ pub struct ServerConfig {
     /// Customer memory across conversations (Route calls with a customer_id): its key, retention
     /// and bounds. Kept in the same store as conversation state.
     pub customers: crate::customers::CustomersConfig,
+    /// With state in Redis: how often this replica looks for the fleet's model operations and
+    /// reports what it serves.
+    pub fleet_poll_ms: u64,
     /// Businesses served by this server, each with its own policy, state and records
     /// (`[[tenants]]`); none: one implicit tenant, `default`.
     pub tenants: Vec<crate::tenants::TenantConfig>,
@@ -158,6 +161,7 @@ impl Default for ServerConfig {
             max_conversations: 100_000,
             customers: Default::default(),
             tenants: Vec::new(),
+            fleet_poll_ms: 1000,
             tls: None,
             auth: AuthConfig::default(),
             max_in_flight: 2048,
@@ -271,6 +275,7 @@ pub const KEYS: &[&str] = &[
     "max_conversations",
     "customers",
     "tenants",
+    "fleet_poll_ms",
     "tls",
     "auth",
     "max_in_flight",

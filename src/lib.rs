@@ -12,6 +12,7 @@ pub mod conversations;
 mod cpu_slots;
 pub mod customers;
 pub mod decision_log;
+pub mod fleet;
 pub mod grpc;
 pub mod model;
 pub mod policy;

@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::customers::{CustomerMemory, Pseudonyms};
 use crate::decision_log::claims::RedisClaims;
 use crate::decision_log::{FeedbackClaims, Journal};
+use crate::fleet::Fleet;
 use crate::grpc::pb::handoff_server::HandoffServer;
 use crate::grpc::pb::model_admin_server::ModelAdminServer;
 use crate::grpc::{pb, AdminService, HandoffService, ObserveLayer};
@@ -69,6 +70,7 @@ struct App {
     tls: Option<Arc<ReloadingTls>>,
     health: HealthReporter,
     manager: Arc<ModelManager>,
+    fleet: Option<Arc<Fleet>>,
     batcher: Arc<Batcher>,
     journal: Arc<Journal>,
 }
@@ -129,6 +131,15 @@ impl App {
             Arc::new(RedisClaims::new(redis, window)) as Arc<dyn FeedbackClaims>
         });
         let journal = Arc::new(Journal::open(&config.decision_log, claims)?);
+        // Replicas sharing a Redis share their model operations too.
+        let fleet = stores.redis.clone().map(|redis| {
+            let replica = match config.decision_log.replica.as_str() {
+                "" => format!("{}-{}", host_name(), config.grpc_addr.port()),
+                name => name.to_string(),
+            };
+            let interval = Duration::from_millis(config.fleet_poll_ms.max(100));
+            Arc::new(Fleet::new(redis, replica, manager.clone(), interval))
+        });
         let names = match &config.customers.key {
             Some(key) => Pseudonyms::new(key.as_bytes()),
             None => {
@@ -175,6 +186,7 @@ impl App {
             .add_service(ModelAdminServer::new(AdminService::new(
                 manager.clone(),
                 audit,
+                fleet.clone(),
             )));
 
         // TLS files are checked before anything listens: a bad certificate stops the start with its reason.
@@ -189,6 +201,7 @@ impl App {
             tls,
             health,
             manager,
+            fleet,
             batcher,
             journal,
         })
@@ -207,6 +220,7 @@ impl App {
             tls,
             health,
             manager,
+            fleet,
             batcher,
             journal,
         } = self;
@@ -239,8 +253,16 @@ impl App {
         let mut startup = {
             let manager = manager.clone();
             let package = startup_package(&config.model_dir, manager.repository());
+            let fleet = fleet.clone();
             tokio::spawn(async move {
-                manager.activate_package(package?).await?;
+                // A replica joining a fleet starts on the fleet's model, when this one has it.
+                let joined = match &fleet {
+                    Some(fleet) => fleet_package(fleet, manager.repository()).await,
+                    None => None,
+                };
+                manager
+                    .activate_package(joined.map_or(package, Ok)?)
+                    .await?;
                 anyhow::Ok(())
             })
         };
@@ -260,6 +282,9 @@ impl App {
             loaded = &mut startup => match loaded.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(()) => {
                     set_ready(&health, ServingStatus::Serving).await;
+                    if let Some(fleet) = fleet.clone() {
+                        tokio::spawn(fleet.follow());
+                    }
                     if config.watch_interval_ms > 0 {
                         let interval = Duration::from_millis(config.watch_interval_ms);
                         tokio::spawn(manager.watch(interval, config.auto_activate));
@@ -294,6 +319,34 @@ impl App {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The fleet's active package, if the fleet has one and this replica's repository holds it.
+async fn fleet_package(fleet: &Fleet, repo: &Repository) -> Option<PackageRef> {
+    match fleet.desired().await {
+        Ok(Some((_, desired))) => {
+            let (name, version) = desired.active?;
+            let found = repo.resolve(&name, &version);
+            if found.is_none() {
+                warn!(%name, %version, "the fleet's model is not in this replica's repository: starting on the configured one");
+            }
+            found
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warn!("the fleet's model state is unreadable, starting on the configured model: {e}");
+            None
+        }
+    }
+}
+
+/// This machine's name, for telling replicas apart.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into())
 }
 
 /// The startup package: `model_dir` is either a package directory or `NAME@VERSION` (`NAME@latest`

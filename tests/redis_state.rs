@@ -716,7 +716,9 @@ async fn feedback_is_taken_on_any_replica_and_after_restarts() {
         Ok(true)
     );
     // An id shaped like ours that no replica of this fleet signed is unknown.
-    let mut bytes = *uuid::Uuid::parse_str(&decided.decision_id).unwrap().as_bytes();
+    let mut bytes = *uuid::Uuid::parse_str(&decided.decision_id)
+        .unwrap()
+        .as_bytes();
     bytes[15] ^= 1;
     let forged = uuid::Uuid::from_bytes(bytes).to_string();
     assert_eq!(
@@ -743,4 +745,127 @@ async fn feedback_is_taken_on_any_replica_and_after_restarts() {
     std::io::Read::read_to_string(&mut lone.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success());
     assert!(err.contains("decision_log.conversation_salt"), "{err}");
+}
+
+/// The active version on `server`, and the fleet it sees.
+async fn model_status(server: &Server) -> pb::ModelStatus {
+    let mut admin = pb::model_admin_client::ModelAdminClient::connect(format!(
+        "http://127.0.0.1:{}",
+        server.grpc_port
+    ))
+    .await
+    .unwrap();
+    admin
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn active(s: &pb::ModelStatus) -> String {
+    s.active
+        .as_ref()
+        .map_or(String::new(), |m| m.version.clone())
+}
+
+/// Poll until `server` serves `version` (a replica loads and warms a package on its own).
+async fn until_serving(server: &Server, version: &str) -> pb::ModelStatus {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = model_status(server).await;
+        if active(&status) == version {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never moved to {version}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// ActivateModel and Rollback on one replica move every replica sharing the Redis; a replica
+/// restarted afterwards comes back on the fleet's model; GetStatus shows the fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
+    let redis = Redis::start(common::free_port());
+    // A policy naming only intents both shipped packages have, so 1.0.0 may serve.
+    let builtin = include_str!("../src/policy/builtin.toml");
+    let shared = builtin.replace(
+        "intent == 'security_incident' and intent_score >= 0.7",
+        "threat and negativity >= 0.9",
+    );
+    assert_ne!(
+        shared, builtin,
+        "the built-in high-risk rule changed: update this test"
+    );
+    let policy =
+        std::env::temp_dir().join(format!("handoff-fleet-policy-{}.toml", std::process::id()));
+    std::fs::write(&policy, shared).unwrap();
+    let url = redis.url();
+    let args = [
+        "--state",
+        url.as_str(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--set",
+        "fleet_poll_ms=200",
+    ];
+    let a = Server::start(&args);
+    let mut b = Server::start(&args);
+    assert_eq!(active(&model_status(&b).await), "2.2.0");
+
+    let mut admin_a = pb::model_admin_client::ModelAdminClient::connect(format!(
+        "http://127.0.0.1:{}",
+        a.grpc_port
+    ))
+    .await
+    .unwrap();
+    admin_a
+        .activate_model(pb::ActivateModelRequest {
+            name: "handoff-zh-en".into(),
+            version: "1.0.0".into(),
+        })
+        .await
+        .unwrap();
+    until_serving(&b, "1.0.0").await;
+    // One call shows the fleet: both replicas, both on 1.0.0, both at the latest operation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fleet = model_status(&a).await.fleet;
+        let on_new = fleet
+            .iter()
+            .filter(|r| {
+                r.active.as_ref().is_some_and(|m| m.version == "1.0.0") && r.error.is_empty()
+            })
+            .count();
+        if on_new == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fleet never showed both: {fleet:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // B restarts: it comes back on the fleet's model, not its configured one.
+    drop(std::mem::replace(&mut b, Server::start(&args)));
+    assert_eq!(active(&model_status(&b).await), "1.0.0");
+
+    // Rollback on B (which joined after the activation and has no previous of its own) goes back
+    // to the fleet's previous model, on every replica.
+    let mut admin_b = pb::model_admin_client::ModelAdminClient::connect(format!(
+        "http://127.0.0.1:{}",
+        b.grpc_port
+    ))
+    .await
+    .unwrap();
+    let rolled = admin_b
+        .rollback(pb::RollbackRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active(&rolled), "2.2.0");
+    until_serving(&a, "2.2.0").await;
 }

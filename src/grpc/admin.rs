@@ -10,16 +10,62 @@ use super::pb::{
     ModelStatus, RollbackRequest, SetShadowRequest,
 };
 use crate::audit::AuditLog;
+use crate::fleet::{Fleet, Report};
 use crate::swap::{self, ModelManager};
 
 pub struct AdminService {
     manager: Arc<ModelManager>,
     audit: AuditLog,
+    /// Replicas sharing a Redis: model operations move all of them.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl AdminService {
-    pub fn new(manager: Arc<ModelManager>, audit: AuditLog) -> Self {
-        AdminService { manager, audit }
+    pub fn new(manager: Arc<ModelManager>, audit: AuditLog, fleet: Option<Arc<Fleet>>) -> Self {
+        AdminService {
+            manager,
+            audit,
+            fleet,
+        }
+    }
+
+    /// A model operation done here becomes the fleet's; the answer shows the fleet.
+    async fn for_fleet(
+        &self,
+        done: Result<swap::Status, swap::SwapError>,
+    ) -> Result<ModelStatus, Status> {
+        let status = done.map_err(Status::from)?;
+        if let Some(fleet) = &self.fleet {
+            fleet.publish(&status).await.map_err(|e| {
+                Status::unavailable(format!(
+                    "done on this replica, but not recorded for the fleet: {e}; the other replicas keep their models: retry"
+                ))
+            })?;
+        }
+        Ok(self.with_fleet(status).await)
+    }
+
+    async fn with_fleet(&self, status: swap::Status) -> ModelStatus {
+        let mut proto = to_proto(status);
+        if let Some(fleet) = &self.fleet {
+            let now = crate::decision_log::now_ms();
+            proto.fleet = fleet
+                .replicas()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r: Report| pb::ReplicaStatus {
+                    replica: r.replica,
+                    active: model_ref(r.active),
+                    shadow: model_ref(r.shadow),
+                    shadow_share: r.shadow_share,
+                    generation: r.generation,
+                    error: r.error.unwrap_or_default(),
+                    reported_ms_ago: now.saturating_sub(r.at_ms),
+                })
+                .collect();
+        }
+        proto
     }
 
     /// Every change an admin makes goes to the audit log, refused or not.
@@ -53,6 +99,7 @@ fn to_proto(s: swap::Status) -> ModelStatus {
         previous: model_ref(s.previous),
         shadow: model_ref(s.shadow),
         shadow_share: s.shadow_share,
+        fleet: Vec::new(),
     }
 }
 
@@ -90,7 +137,7 @@ impl ModelAdmin for AdminService {
         let req = request.into_inner();
         let result = self.manager.activate(&req.name, &req.version).await;
         let fields = serde_json::json!({ "name": req.name, "version": req.version });
-        let result = result.map(to_proto).map_err(Status::from);
+        let result = self.for_fleet(result).await;
         self.audited(caller, "ActivateModel", fields, result)
     }
 
@@ -99,12 +146,22 @@ impl ModelAdmin for AdminService {
         request: Request<RollbackRequest>,
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
-        let result = self
-            .manager
-            .rollback()
-            .await
-            .map(to_proto)
-            .map_err(Status::from);
+        // In a fleet, back to the fleet's previous model, whichever replica is asked (a replica
+        // that joined later has no previous of its own).
+        let previous = match &self.fleet {
+            Some(fleet) => fleet
+                .desired()
+                .await
+                .ok()
+                .flatten()
+                .and_then(|(_, d)| d.previous),
+            None => None,
+        };
+        let rolled = match previous {
+            Some((name, version)) => self.manager.activate(&name, &version).await,
+            None => self.manager.rollback().await,
+        };
+        let result = self.for_fleet(rolled).await;
         self.audited(caller, "Rollback", serde_json::json!({}), result)
     }
 
@@ -112,7 +169,9 @@ impl ModelAdmin for AdminService {
         &self,
         _: Request<GetStatusRequest>,
     ) -> Result<Response<ModelStatus>, Status> {
-        Ok(Response::new(to_proto(self.manager.status().await)))
+        Ok(Response::new(
+            self.with_fleet(self.manager.status().await).await,
+        ))
     }
 
     async fn set_shadow(
@@ -121,12 +180,11 @@ impl ModelAdmin for AdminService {
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
-        let result = self
+        let shadowed = self
             .manager
             .set_shadow(&req.name, &req.version, req.share)
-            .await
-            .map(to_proto)
-            .map_err(Status::from);
+            .await;
+        let result = self.for_fleet(shadowed).await;
         let fields =
             serde_json::json!({ "name": req.name, "version": req.version, "share": req.share });
         self.audited(caller, "SetShadow", fields, result)

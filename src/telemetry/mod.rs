@@ -49,6 +49,7 @@ pub const CACHE_CAPACITY: &str = "handoff_cache_capacity";
 pub const SPAN_EXPORT_FAILURES: &str = "handoff_span_export_failures_total";
 pub const SPANS_DROPPED: &str = "handoff_spans_dropped_total";
 pub const LATE_ANSWERS: &str = "handoff_late_answers_total";
+pub const FLEET_REPLICAS: &str = "handoff_fleet_replicas";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -148,6 +149,10 @@ fn describe() {
     describe_counter!(
         DECISIONS,
         "Route decisions by action, queue, top reason and channel"
+    );
+    describe_gauge!(
+        FLEET_REPLICAS,
+        "Replicas of the fleet (sharing this Redis) serving each model version, as this replica last read their reports"
     );
     describe_counter!(
         LATE_ANSWERS,

@@ -1,0 +1,243 @@
+//! Model operations for a fleet of replicas sharing a Redis: the desired model (active, previous,
+//! shadow and its share) is fleet state (`handoff:models`), so an admin call on any replica moves every
+//! replica. Each replica follows it on its own (load, validate, warm up, then switch; a package that
+//! fails here leaves this replica on its model and says so), joins it when it starts, and reports
+//! what it serves (`handoff:replicas`), which `GetStatus` shows for the whole fleet.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::policy::{RedisStore, StateError};
+use crate::swap::{self, ModelManager};
+use crate::telemetry as t;
+
+const MODELS: &str = "handoff:models";
+const REPLICAS: &str = "handoff:replicas";
+/// One Redis call's deadline.
+const CALL: Duration = Duration::from_secs(2);
+
+/// What every replica should serve.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub active: Option<(String, String)>,
+    /// What Rollback on any replica goes back to.
+    #[serde(default)]
+    pub previous: Option<(String, String)>,
+    pub shadow: Option<(String, String)>,
+    pub shadow_share: f32,
+}
+
+impl Desired {
+    fn of(s: &swap::Status) -> Desired {
+        Desired {
+            active: s.active.clone(),
+            previous: s.previous.clone(),
+            shadow: s.shadow.clone(),
+            shadow_share: s.shadow_share,
+        }
+    }
+}
+
+/// What one replica says it serves.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub replica: String,
+    pub active: Option<(String, String)>,
+    pub shadow: Option<(String, String)>,
+    pub shadow_share: f32,
+    /// The fleet generation it has applied (or failed to: `error`).
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub at_ms: u64,
+}
+
+/// KEYS[1] models; ARGV[1] the desired state. Returns the new generation.
+const PUBLISH: &str = r#"
+local g = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'state', ARGV[1])
+return g
+"#;
+/// KEYS[1] models. Returns {generation, state} (false when never published).
+const READ: &str = r#"
+return redis.call('HMGET', KEYS[1], 'generation', 'state')
+"#;
+/// KEYS[1] replicas; ARGV[1] replica, ARGV[2] its report.
+const REPORT: &str = r#"
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"#;
+/// KEYS[1] replicas. Returns every report.
+const LIST: &str = r#"
+return redis.call('HVALS', KEYS[1])
+"#;
+
+pub struct Fleet {
+    redis: RedisStore,
+    replica: String,
+    manager: Arc<ModelManager>,
+    /// The generation this replica last applied (or tried to), and what went wrong if it failed.
+    applied: tokio::sync::Mutex<(u64, Option<String>)>,
+    /// How often replicas look for a new desired state and report; a report older than three of
+    /// these is a replica that is gone.
+    interval: Duration,
+    /// Versions the fleet gauge was set for, so one no replica serves any more goes to 0.
+    exported: tokio::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Fleet {
+    pub fn new(
+        redis: RedisStore,
+        replica: String,
+        manager: Arc<ModelManager>,
+        interval: Duration,
+    ) -> Self {
+        Fleet {
+            redis,
+            replica,
+            manager,
+            applied: tokio::sync::Mutex::new((0, None)),
+            interval,
+            exported: Default::default(),
+        }
+    }
+
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        key: &str,
+        args: &[&[u8]],
+    ) -> Result<T, StateError> {
+        let deadline = Some(Instant::now() + CALL);
+        self.redis
+            .script(&redis::Script::new(script), key, args, deadline)
+            .await
+    }
+
+    /// The fleet's desired state and its generation; none before the first admin call.
+    pub async fn desired(&self) -> Result<Option<(u64, Desired)>, StateError> {
+        let (generation, state): (Option<u64>, Option<String>) =
+            self.call(READ, MODELS, &[]).await?;
+        Ok(match (generation, state) {
+            (Some(g), Some(s)) => serde_json::from_str(&s).ok().map(|d| (g, d)),
+            _ => None,
+        })
+    }
+
+    /// This replica just reached `status` by an admin call: make it the fleet's.
+    pub async fn publish(&self, status: &swap::Status) -> Result<(), StateError> {
+        let state = serde_json::to_string(&Desired::of(status)).expect("serialises");
+        let generation: u64 = self.call(PUBLISH, MODELS, &[state.as_bytes()]).await?;
+        *self.applied.lock().await = (generation, None);
+        info!(generation, "fleet model state published");
+        self.report().await
+    }
+
+    async fn report(&self) -> Result<(), StateError> {
+        let status = self.manager.status().await;
+        let (generation, error) = self.applied.lock().await.clone();
+        let report = Report {
+            replica: self.replica.clone(),
+            active: status.active,
+            shadow: status.shadow,
+            shadow_share: status.shadow_share,
+            generation,
+            error,
+            at_ms: crate::decision_log::now_ms(),
+        };
+        let json = serde_json::to_string(&report).expect("serialises");
+        let _: i64 = self
+            .call(
+                REPORT,
+                REPLICAS,
+                &[self.replica.as_bytes(), json.as_bytes()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every replica's last report, newest first, without those gone quiet for three intervals.
+    pub async fn replicas(&self) -> Result<Vec<Report>, StateError> {
+        let raw: Vec<String> = self.call(LIST, REPLICAS, &[]).await?;
+        let now = crate::decision_log::now_ms();
+        let stale = 3 * self.interval.as_millis() as u64 + CALL.as_millis() as u64;
+        let mut reports: Vec<Report> = raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .filter(|r: &Report| now.saturating_sub(r.at_ms) <= stale)
+            .collect();
+        reports.sort_by(|a, b| a.replica.cmp(&b.replica));
+        Ok(reports)
+    }
+
+    /// Bring this replica to the desired state of `generation`; an error is kept for the report
+    /// and the generation is not tried again (a broken package is not reloaded every interval).
+    async fn apply(&self, generation: u64, desired: &Desired) {
+        let status = self.manager.status().await;
+        let mut error = None;
+        if let Some((name, version)) = &desired.active {
+            if status.active.as_ref() != Some(&(name.clone(), version.clone())) {
+                info!(generation, %name, %version, "following the fleet's model");
+                if let Err(e) = self.manager.activate(name, version).await {
+                    warn!(generation, "the fleet's model did not load here: {e}");
+                    error = Some(e.to_string());
+                }
+            }
+        }
+        let shadow_now = (status.shadow.clone(), status.shadow_share);
+        let shadow_wanted = (desired.shadow.clone(), desired.shadow_share);
+        if error.is_none() && shadow_now != shadow_wanted {
+            let (name, version) = desired.shadow.clone().unwrap_or_default();
+            if let Err(e) = self
+                .manager
+                .set_shadow(&name, &version, desired.shadow_share)
+                .await
+            {
+                error = Some(e.to_string());
+            }
+        }
+        *self.applied.lock().await = (generation, error);
+    }
+
+    /// Follow the fleet's desired state and report, every interval, until the process ends.
+    pub async fn follow(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match self.desired().await {
+                Ok(Some((generation, desired))) if generation > self.applied.lock().await.0 => {
+                    self.apply(generation, &desired).await;
+                }
+                Ok(_) => {}
+                Err(e) => warn!("the fleet's model state is unreadable: {e}"),
+            }
+            if let Err(e) = self.report().await {
+                warn!("this replica's model state was not reported to the fleet: {e}");
+            }
+            self.export().await;
+        }
+    }
+
+    /// The fleet as this replica sees it: replicas per serving version, in a gauge.
+    async fn export(&self) {
+        let Ok(reports) = self.replicas().await else {
+            return;
+        };
+        let mut by_version = std::collections::BTreeMap::<String, f64>::new();
+        for r in &reports {
+            let version = r.active.as_ref().map_or("none".into(), |(_, v)| v.clone());
+            *by_version.entry(version).or_default() += 1.0;
+        }
+        let mut exported = self.exported.lock().await;
+        for gone in exported.iter().filter(|v| !by_version.contains_key(*v)) {
+            metrics::gauge!(t::FLEET_REPLICAS, "version" => gone.clone()).set(0.0);
+        }
+        for (version, n) in &by_version {
+            metrics::gauge!(t::FLEET_REPLICAS, "version" => version.clone()).set(*n);
+        }
+        exported.extend(by_version.into_keys());
+    }
+}
