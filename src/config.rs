@@ -202,7 +202,7 @@ pub enum ConfigError {
         "invalid config: decision_log.feedback_keys: each at least 16 bytes (openssl rand -hex 32)"
     )]
     FeedbackKey,
-    #[error("invalid config: replicas sharing a Redis need decision_log.{0} set, the same on every replica (a random one per process splits the fleet's records)")]
+    #[error("invalid config: replicas sharing a Redis need decision_log.{0} set (at least 16 bytes: openssl rand -hex 16), the same on every replica (a random one per process splits the fleet's records)")]
     FleetSetting(&'static str),
     #[error("invalid config: state = {0:?}: expected \"memory\" or \"redis://…\"")]
     StateKind(String),
@@ -520,7 +520,9 @@ impl ServerConfig {
             return Err(ConfigError::FeedbackKey);
         }
         if self.state.starts_with("redis://") && log.dir.is_some() {
-            if log.conversation_salt.is_empty() {
+            // At least 16 bytes: conversation ids may hold phone numbers, and a short salt would let
+            // the logged hashes be guessed back.
+            if log.conversation_salt.len() < 16 {
                 return Err(ConfigError::FleetSetting("conversation_salt"));
             }
             if log.feedback_keys.is_empty() {

@@ -85,7 +85,8 @@ impl Pseudonyms {
 
 pub struct CustomerMemory {
     store: Arc<dyn StateStore<CustomerState>>,
-    names: Pseudonyms,
+    /// None: memory is off (a shared store without `[customers] key`).
+    names: Option<Pseudonyms>,
     retention: Duration,
     switch_window: Duration,
 }
@@ -97,9 +98,12 @@ fn unix_now() -> i64 {
 }
 
 impl CustomerMemory {
+    /// `names` none: memory off, every call says so (customer memory in a store other replicas
+    /// share needs the fleet's key: with a key per process it could be neither read back after a
+    /// restart nor deleted).
     pub fn new(
         store: Arc<dyn StateStore<CustomerState>>,
-        names: Pseudonyms,
+        names: Option<Pseudonyms>,
         config: &CustomersConfig,
     ) -> Self {
         CustomerMemory {
@@ -112,9 +116,20 @@ impl CustomerMemory {
 
     /// The customer's key in the store and the audit log: the keyed hash of the id within its
     /// tenant (the same id under two tenants is two customers), prefixed with a named tenant.
-    pub fn pseudonym(&self, tenant: &Tenant, customer_id: &str) -> String {
-        let hash = self.names.customer(&tenant.scoped(customer_id));
-        tenant.scoped(&hash).into_owned()
+    pub fn pseudonym(&self, tenant: &Tenant, customer_id: &str) -> Result<String, StateError> {
+        let hash = self.names()?.customer(&tenant.scoped(customer_id));
+        Ok(tenant.scoped(&hash).into_owned())
+    }
+
+    fn names(&self) -> Result<&Pseudonyms, StateError> {
+        self.names.as_ref().ok_or(StateError::Off(
+            "customer memory is off: state is shared in Redis and [customers] key is not set (the same on every replica)",
+        ))
+    }
+
+    /// Memory is on (false: calls fail with `StateError::Off`).
+    pub fn is_on(&self) -> bool {
+        self.names.is_some()
     }
 
     /// The customer's history as this turn sees it, recording the turn (its conversation, channel
@@ -129,7 +144,7 @@ impl CustomerMemory {
         deadline: Option<Instant>,
     ) -> Result<History, StateError> {
         let contacted = Contacted {
-            conversation: self.names.conversation(conversation_id),
+            conversation: self.names()?.conversation(conversation_id),
             channel: turn.channel.as_str(),
             topic: topic(turn.intent, turn.intent_score),
             now: unix_now(),
@@ -139,7 +154,7 @@ impl CustomerMemory {
             self.switch_window.as_secs() as i64,
         );
         let mut history = History::default();
-        let key = self.pseudonym(tenant, customer_id);
+        let key = self.pseudonym(tenant, customer_id)?;
         self.store
             .update(
                 &key,
@@ -160,8 +175,8 @@ impl CustomerMemory {
         conversation_id: &str,
         deadline: Option<Instant>,
     ) -> Result<(), StateError> {
-        let conversation = self.names.conversation(conversation_id);
-        let key = self.pseudonym(tenant, customer_id);
+        let conversation = self.names()?.conversation(conversation_id);
+        let key = self.pseudonym(tenant, customer_id)?;
         self.store
             .update(&key, &mut |s| s.escalated(conversation), deadline)
             .await
@@ -176,7 +191,7 @@ impl CustomerMemory {
         resolved_by: &str,
         deadline: Option<Instant>,
     ) -> Result<(), StateError> {
-        let key = self.pseudonym(tenant, customer_id);
+        let key = self.pseudonym(tenant, customer_id)?;
         let now = unix_now();
         self.store
             .update(&key, &mut |s| s.feedback(csat, resolved_by, now), deadline)
@@ -190,7 +205,7 @@ impl CustomerMemory {
         customer_id: &str,
         deadline: Option<Instant>,
     ) -> Result<bool, StateError> {
-        let key = self.pseudonym(tenant, customer_id);
+        let key = self.pseudonym(tenant, customer_id)?;
         self.store.remove(&key, deadline).await
     }
 }

@@ -4,9 +4,10 @@
 //! fails here leaves this replica on its model and says so), joins it when it starts, and reports
 //! what it serves (`handoff:replicas`), which `GetStatus` shows for the whole fleet.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
+use redis::Script;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
@@ -18,6 +19,14 @@ const MODELS: &str = "handoff:models";
 const REPLICAS: &str = "handoff:replicas";
 /// One Redis call's deadline.
 const CALL: Duration = Duration::from_secs(2);
+
+/// Record `generation` as applied (with its error), never going back to an older one: a publish
+/// and a follow may race on one replica.
+fn raise(applied: &mut (u64, Option<String>), generation: u64, error: Option<String>) {
+    if generation >= applied.0 {
+        *applied = (generation, error);
+    }
+}
 
 /// What every replica should serve.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -69,10 +78,26 @@ return redis.call('HMGET', KEYS[1], 'generation', 'state')
 const REPORT: &str = r#"
 return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 "#;
-/// KEYS[1] replicas. Returns every report.
+/// KEYS[1] replicas; ARGV[1] now (ms), ARGV[2] how old a report may be. Returns the fresh reports
+/// and drops the others (replicas gone, old pod names), so the hash does not grow.
 const LIST: &str = r#"
-return redis.call('HVALS', KEYS[1])
+local fresh = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, r = pcall(cjson.decode, all[i + 1])
+  if ok and type(r) == 'table' and tonumber(ARGV[1]) - (tonumber(r.at_ms) or 0) <= tonumber(ARGV[2]) then
+    table.insert(fresh, all[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return fresh
 "#;
+
+static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUBLISH));
+static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+static REPORT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REPORT));
+static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
 
 pub struct Fleet {
     redis: RedisStore,
@@ -106,20 +131,18 @@ impl Fleet {
 
     async fn call<T: redis::FromRedisValue>(
         &self,
-        script: &str,
+        script: &Script,
         key: &str,
         args: &[&[u8]],
     ) -> Result<T, StateError> {
         let deadline = Some(Instant::now() + CALL);
-        self.redis
-            .script(&redis::Script::new(script), key, args, deadline)
-            .await
+        self.redis.script(script, key, args, deadline).await
     }
 
     /// The fleet's desired state and its generation; none before the first admin call.
     pub async fn desired(&self) -> Result<Option<(u64, Desired)>, StateError> {
         let (generation, state): (Option<u64>, Option<String>) =
-            self.call(READ, MODELS, &[]).await?;
+            self.call(&READ_SCRIPT, MODELS, &[]).await?;
         Ok(match (generation, state) {
             (Some(g), Some(s)) => serde_json::from_str(&s).ok().map(|d| (g, d)),
             _ => None,
@@ -129,8 +152,10 @@ impl Fleet {
     /// This replica just reached `status` by an admin call: make it the fleet's.
     pub async fn publish(&self, status: &swap::Status) -> Result<(), StateError> {
         let state = serde_json::to_string(&Desired::of(status)).expect("serialises");
-        let generation: u64 = self.call(PUBLISH, MODELS, &[state.as_bytes()]).await?;
-        *self.applied.lock().await = (generation, None);
+        let generation: u64 = self
+            .call(&PUBLISH_SCRIPT, MODELS, &[state.as_bytes()])
+            .await?;
+        raise(&mut *self.applied.lock().await, generation, None);
         info!(generation, "fleet model state published");
         self.report().await
     }
@@ -150,7 +175,7 @@ impl Fleet {
         let json = serde_json::to_string(&report).expect("serialises");
         let _: i64 = self
             .call(
-                REPORT,
+                &REPORT_SCRIPT,
                 REPLICAS,
                 &[self.replica.as_bytes(), json.as_bytes()],
             )
@@ -160,13 +185,14 @@ impl Fleet {
 
     /// Every replica's last report, newest first, without those gone quiet for three intervals.
     pub async fn replicas(&self) -> Result<Vec<Report>, StateError> {
-        let raw: Vec<String> = self.call(LIST, REPLICAS, &[]).await?;
-        let now = crate::decision_log::now_ms();
-        let stale = 3 * self.interval.as_millis() as u64 + CALL.as_millis() as u64;
+        let now = crate::decision_log::now_ms().to_string();
+        let stale = (3 * self.interval.as_millis() as u64 + CALL.as_millis() as u64).to_string();
+        let raw: Vec<String> = self
+            .call(&LIST_SCRIPT, REPLICAS, &[now.as_bytes(), stale.as_bytes()])
+            .await?;
         let mut reports: Vec<Report> = raw
             .iter()
             .filter_map(|r| serde_json::from_str(r).ok())
-            .filter(|r: &Report| now.saturating_sub(r.at_ms) <= stale)
             .collect();
         reports.sort_by(|a, b| a.replica.cmp(&b.replica));
         Ok(reports)
@@ -198,7 +224,15 @@ impl Fleet {
                 error = Some(e.to_string());
             }
         }
-        *self.applied.lock().await = (generation, error);
+        raise(&mut *self.applied.lock().await, generation, error);
+    }
+
+    /// Whether this replica serves something else than `desired` (a publish that failed after a
+    /// local switch, the watcher's auto-activation, an operation that raced this one).
+    async fn drifted(&self, desired: &Desired) -> bool {
+        let s = self.manager.status().await;
+        desired.active.is_some() && s.active != desired.active
+            || (s.shadow.clone(), s.shadow_share) != (desired.shadow.clone(), desired.shadow_share)
     }
 
     /// Follow the fleet's desired state and report, every interval, until the process ends.
@@ -208,10 +242,16 @@ impl Fleet {
         loop {
             ticker.tick().await;
             match self.desired().await {
-                Ok(Some((generation, desired))) if generation > self.applied.lock().await.0 => {
-                    self.apply(generation, &desired).await;
+                Ok(Some((generation, desired))) => {
+                    let (applied, failed) = self.applied.lock().await.clone();
+                    // A new operation, or drift from the current one (not retried once it failed
+                    // here: a broken package is not reloaded every interval).
+                    let drifted = failed.is_none() && self.drifted(&desired).await;
+                    if generation > applied || drifted {
+                        self.apply(generation, &desired).await;
+                    }
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => warn!("the fleet's model state is unreadable: {e}"),
             }
             if let Err(e) = self.report().await {

@@ -141,12 +141,12 @@ impl App {
             Arc::new(Fleet::new(redis, replica, manager.clone(), interval))
         });
         let names = match &config.customers.key {
-            Some(key) => Pseudonyms::new(key.as_bytes()),
+            Some(key) => Some(Pseudonyms::new(key.as_bytes())),
+            // In process: a key of its own is as good as any (memory ends with the process).
+            None if config.state == "memory" => Some(Pseudonyms::random()),
             None => {
-                if config.state != "memory" {
-                    warn!("no [customers] key: customer memory in the shared store is hashed with a key of this process alone, so other replicas and restarts cannot read it; set the same key (HANDOFF_CUSTOMERS__KEY) on every replica");
-                }
-                Pseudonyms::random()
+                warn!("no [customers] key: customer memory is off (Route decides without history, reason customer_unavailable); set the same key (HANDOFF_CUSTOMERS__KEY) on every replica to turn it on");
+                None
             }
         };
         let customers = CustomerMemory::new(stores.customers.clone(), names, &config.customers);

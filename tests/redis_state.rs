@@ -638,6 +638,26 @@ async fn customer_memory_is_shared_by_replicas_and_forgotten_everywhere() {
         "{:?}",
         after.reasons
     );
+
+    // A replica on the same Redis without the fleet's key keeps no memory (it could neither read
+    // it back after a restart nor delete it) and says so.
+    let keyless = Server::start(&["--state", &redis.url()]);
+    let before: Vec<String> = redis::cmd("KEYS")
+        .arg("handoff:cust:*")
+        .query(&mut con)
+        .unwrap();
+    let decided = route_with(&keyless, contact("dana-x", pb::Channel::Web)).await;
+    let off = decided
+        .reasons
+        .iter()
+        .find(|r| r.rule_id == "customer_unavailable")
+        .unwrap_or_else(|| panic!("{:?}", decided.reasons));
+    assert!(off.detail.contains("[customers] key"), "{}", off.detail);
+    let after: Vec<String> = redis::cmd("KEYS")
+        .arg("handoff:cust:*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(after, before, "nothing written without the key");
 }
 
 /// A replica's config with its own decision-log directory and the fleet's feedback key and salt.
@@ -649,7 +669,7 @@ fn fleet_config(tag: &str, state: &str) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "state = \"{state}\"\n[decision_log]\ndir = \"{}\"\nreplica = \"{tag}\"\nconversation_salt = \"fleet salt\"\nfeedback_keys = [\"the fleet's feedback key\"]\n",
+            "state = \"{state}\"\n[decision_log]\ndir = \"{}\"\nreplica = \"{tag}\"\nconversation_salt = \"the fleet's conversation salt\"\nfeedback_keys = [\"the fleet's feedback key\"]\n",
             dir.join("log").display()
         ),
     )

@@ -11,7 +11,7 @@ use crate::policy::RedisStore;
 /// How long a claim stays pending without being settled (a replica that died mid-write): then the
 /// feedback can be sent again.
 const PENDING: Duration = Duration::from_secs(60);
-/// One Redis call's deadline for a claim.
+/// One Redis call's deadline for a claim (the store's own `state_timeout_ms` still caps it).
 const CALL: Duration = Duration::from_secs(2);
 
 /// KEYS[1] the decision's key; ARGV: digest, pending seconds. Returns new, duplicate, conflict, busy.
@@ -38,7 +38,13 @@ end
 return 1
 "#;
 
-/// Feedback remembered in `store`'s Redis for the rest of each decision's window.
+static CLAIM_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(CLAIM));
+static SETTLE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(SETTLE));
+
+/// Feedback remembered in `store`'s Redis for a window from when it was written (a little longer
+/// than the decision's own window: harmless, since older decisions are refused first).
 pub struct RedisClaims {
     store: RedisStore,
     /// Written feedback is remembered this long (the feedback window).
@@ -62,12 +68,7 @@ impl FeedbackClaims for RedisClaims {
             let args: [&[u8]; 2] = [digest.as_bytes(), pending.as_bytes()];
             let answer: String = self
                 .store
-                .script(
-                    &redis::Script::new(CLAIM),
-                    &key(id),
-                    &args,
-                    Some(Instant::now() + CALL),
-                )
+                .script(&CLAIM_SCRIPT, &key(id), &args, Some(Instant::now() + CALL))
                 .await?;
             Ok(match answer.as_str() {
                 "new" => Claim::New,
@@ -89,12 +90,7 @@ impl FeedbackClaims for RedisClaims {
             ];
             let _: i64 = self
                 .store
-                .script(
-                    &redis::Script::new(SETTLE),
-                    &key(id),
-                    &args,
-                    Some(Instant::now() + CALL),
-                )
+                .script(&SETTLE_SCRIPT, &key(id), &args, Some(Instant::now() + CALL))
                 .await?;
             Ok(())
         })

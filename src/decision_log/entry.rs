@@ -192,17 +192,18 @@ pub struct FeedbackEntry {
 
 impl FeedbackEntry {
     /// Equal feedback has equal content, whenever and by whomever it was sent.
+    /// The same on every replica and build: replicas compare it through Redis for a week.
     pub fn content_digest(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (
-            self.human_needed,
-            self.resolved_by,
-            self.csat,
-            self.wait_seconds,
-        )
-            .hash(&mut h);
-        h.finish()
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{}|{}|{}|{}",
+            self.human_needed.as_str(),
+            self.resolved_by.map_or("", ResolvedBy::as_str),
+            self.csat.map_or(0, u32::from),
+            self.wait_seconds.unwrap_or(0)
+        );
+        let digest = Sha256::digest(text.as_bytes());
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
     }
 }
 

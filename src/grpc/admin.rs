@@ -149,12 +149,15 @@ impl ModelAdmin for AdminService {
         // In a fleet, back to the fleet's previous model, whichever replica is asked (a replica
         // that joined later has no previous of its own).
         let previous = match &self.fleet {
-            Some(fleet) => fleet
-                .desired()
-                .await
-                .ok()
-                .flatten()
-                .and_then(|(_, d)| d.previous),
+            Some(fleet) => match fleet.desired().await {
+                Ok(desired) => desired.and_then(|(_, d)| d.previous),
+                Err(e) => {
+                    let status = Status::unavailable(format!(
+                        "the fleet's model state is unreadable, nothing rolled back: {e}"
+                    ));
+                    return self.audited(caller, "Rollback", serde_json::json!({}), Err(status));
+                }
+            },
             None => None,
         };
         let rolled = match previous {

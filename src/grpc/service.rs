@@ -201,8 +201,11 @@ impl Handoff for HandoffService {
             )
             .await;
         let answer = super::status::feedback(outcome, &id)?;
+        // Also for a resend (recorded: false): the memory update may be what failed the first time,
+        // and doing it twice changes nothing.
         let customer = &request.get_ref().customer_id;
-        if answer.recorded && !customer.is_empty() {
+        // Memory off: nothing to remember the feedback in (Route says so on every turn).
+        if !customer.is_empty() && self.router.customers().is_on() {
             let memory = self.router.customers();
             memory
                 .feedback(&tenant, customer, csat, resolved_by, deadline)
@@ -227,6 +230,7 @@ impl Handoff for HandoffService {
         validate::id("customer_id", customer, true, &self.limits)?;
         let memory = self.router.customers();
         let result = memory.forget(&tenant, customer, deadline).await;
+        let pseudonym = memory.pseudonym(&tenant, customer).unwrap_or_default();
         let outcome = match &result {
             Ok(forgotten) => serde_json::json!({ "forgotten": forgotten }),
             Err(e) => serde_json::json!({ "error": e.to_string() }),
@@ -236,7 +240,7 @@ impl Handoff for HandoffService {
             serde_json::json!({
                 "caller": caller,
                 "tenant": tenant.name,
-                "customer": memory.pseudonym(&tenant, customer),
+                "customer": pseudonym,
                 "result": outcome,
             }),
             serde_json::json!({}),

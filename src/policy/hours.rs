@@ -22,7 +22,9 @@ impl QueueHours {
     /// Its IANA zone (daylight saving included), else its fixed `utc_offset_minutes`.
     fn zone(&self) -> TimeZone {
         self.zone.clone().unwrap_or_else(|| {
-            Offset::from_seconds(self.utc_offset_minutes * 60)
+            self.utc_offset_minutes
+                .checked_mul(60)
+                .and_then(|s| Offset::from_seconds(s).ok())
                 .map_or(TimeZone::UTC, TimeZone::fixed)
         })
     }
@@ -86,7 +88,8 @@ impl QueueHours {
                 .map_err(|e| format!("time_zone {name:?} is not an IANA time zone: {e}"))?;
             self.zone = Some(zone);
         }
-        if Offset::from_seconds(self.utc_offset_minutes * 60).is_err() {
+        let seconds = self.utc_offset_minutes.checked_mul(60);
+        if seconds.and_then(|s| Offset::from_seconds(s).ok()).is_none() {
             return Err("utc_offset_minutes is out of range".into());
         }
         self.closed_on = self

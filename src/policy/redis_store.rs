@@ -86,6 +86,14 @@ redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 return 1
 "#;
 
+/// Scripts are hashed once (their SHA1 is what EVALSHA sends), not per call.
+static READ_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(READ));
+static COMPARE_AND_SET_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(COMPARE_AND_SET));
+static DELETE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new("return redis.call('DEL', KEYS[1])"));
+
 /// What the read found under a conversation's key.
 enum Stored {
     Nothing,
@@ -178,10 +186,7 @@ impl RedisStore {
         conflicts.fetch_add(1, Ordering::Relaxed);
         let mut con = self.connection().await?;
         let ttl = self.ttl.as_secs().max(1);
-        let (read, compare_and_set) = (
-            redis::Script::new(READ),
-            redis::Script::new(COMPARE_AND_SET),
-        );
+        let (read, compare_and_set) = (&*READ_SCRIPT, &*COMPARE_AND_SET_SCRIPT);
         let mut attempt = 0u32;
         loop {
             if attempt > 0 {
@@ -314,19 +319,10 @@ impl RedisStore {
 impl<S: Kept> StateStore<S> for RedisStore {
     fn remove<'a>(&'a self, id: &'a str, deadline: Option<Instant>) -> StateFuture<'a, bool> {
         Box::pin(async move {
-            self.breaker()?;
-            let budget = self.budget(deadline);
-            let delete = async {
-                let mut con = self.connection().await?;
-                let n: i64 = redis::cmd("DEL")
-                    .arg(key::<S>(id))
-                    .query_async(&mut con)
-                    .await?;
-                Ok::<_, StateError>(n > 0)
-            };
-            tokio::time::timeout(budget, delete)
-                .await
-                .unwrap_or(Err(StateError::Timeout(budget)))
+            let removed: i64 = self
+                .script(&DELETE_SCRIPT, &key::<S>(id), &[], deadline)
+                .await?;
+            Ok(removed > 0)
         })
     }
 

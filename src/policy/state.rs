@@ -321,6 +321,10 @@ pub enum StateError {
     Contended(usize),
     #[error("state store unavailable: it failed {} ms ago; not asked again before {} ms", .since.as_millis(), .retry_in.as_millis())]
     Down { since: Duration, retry_in: Duration },
+    /// A kind of state the server is not set up to keep (customer memory in a shared store
+    /// without its key).
+    #[error("{0}")]
+    Off(&'static str),
 }
 
 impl StateError {
@@ -334,7 +338,7 @@ impl StateError {
                     || e.is_timeout()
             }
             StateError::Timeout(_) => true,
-            StateError::Contended(_) | StateError::Down { .. } => false,
+            StateError::Contended(_) | StateError::Down { .. } | StateError::Off(_) => false,
         }
     }
 }

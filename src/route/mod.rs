@@ -28,6 +28,9 @@ fn answer_reserve(left: std::time::Duration) -> std::time::Duration {
     (left / 10).max(std::time::Duration::from_millis(5))
 }
 
+/// How long recording an escalation in the customer's memory may take, after the answer is sent.
+const ESCALATION_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The model's side of a turn: intent, scores, negativity and embedding of `prediction`. The
 /// caller's side (ids, channel, tier, attributes, times) is left at its default for the caller
 /// to fill with struct-update syntax.
@@ -106,7 +109,7 @@ impl Router {
     #[allow(clippy::too_many_arguments)]
     pub async fn route(
         &self,
-        tenant: &Tenant,
+        tenant: &Arc<Tenant>,
         policy: Arc<Policy>,
         conversation_id: &str,
         customer_id: Option<&str>,
@@ -134,9 +137,15 @@ impl Router {
         let mut memory_failed = None;
         let turn = match customer_id {
             Some(customer) => {
+                // At most half of what is left: a slow customer read must not cost the
+                // conversation's own state.
+                let recall_deadline = state_deadline.map(|d| {
+                    let now = Instant::now();
+                    now + d.saturating_duration_since(now) / 2
+                });
                 let recalled = self
                     .customers
-                    .recall(tenant, customer, conversation_id, &turn, state_deadline)
+                    .recall(tenant, customer, conversation_id, &turn, recall_deadline)
                     .await;
                 match recalled {
                     Ok(history) => Turn { history, ..turn },
@@ -172,14 +181,19 @@ impl Router {
             && decision.retry == Retry::No
             && decision.signals.holder != Holder::Person.as_str();
         if let (Some(customer), true) = (customer_id, fresh_escalation) {
-            let marked = self
-                .customers
-                .escalated(tenant, customer, conversation_id, state_deadline)
-                .await;
-            if let Err(e) = marked {
-                metrics::counter!(t::STATE_ERRORS).increment(1);
-                tracing::warn!(error = %e, "the escalation did not reach the customer's memory");
-            }
+            // Off the answer's path, with a budget of its own: the caller has its decision.
+            let (customers, tenant) = (self.customers.clone(), Arc::clone(tenant));
+            let (customer, conversation) = (customer.to_string(), conversation_id.to_string());
+            tokio::spawn(async move {
+                let deadline = Some(Instant::now() + ESCALATION_WRITE);
+                let marked = customers
+                    .escalated(&tenant, &customer, &conversation, deadline)
+                    .await;
+                if let Err(e) = marked {
+                    metrics::counter!(t::STATE_ERRORS).increment(1);
+                    tracing::warn!(error = %e, "the escalation did not reach the customer's memory");
+                }
+            });
         }
         match decision.retry {
             Retry::No => DecisionRecord {

@@ -115,21 +115,26 @@ impl DecisionRecord<'_> {
             .iter()
             .map(|r| serde_json::json!({ "rule_id": r.rule_id, "signal": r.signal, "value": r.value, "threshold": r.threshold }))
             .collect();
+        let mut fields = serde_json::json!({
+            "decision_id": self.decision_id,
+            "caller": self.caller,
+            "channel": channel,
+            "action": d.action.as_str(),
+            "queue": d.queue,
+            "priority": d.priority,
+            "fallback": d.fallback,
+            "degraded": d.degraded,
+            "reasons": reasons,
+            "policy_version": self.policy_version,
+            "model_version": self.model_version,
+        });
+        // Whom an operator acted for; a server without tenants writes the records it always did.
+        if let Some(tenant) = self.tenant.logged_name() {
+            fields["tenant"] = tenant.into();
+        }
         audit.record(
             "decision",
-            serde_json::json!({
-                "decision_id": self.decision_id,
-                "caller": self.caller,
-                "channel": channel,
-                "action": d.action.as_str(),
-                "queue": d.queue,
-                "priority": d.priority,
-                "fallback": d.fallback,
-                "degraded": d.degraded,
-                "reasons": reasons,
-                "policy_version": self.policy_version,
-                "model_version": self.model_version,
-            }),
+            fields,
             serde_json::json!({
                 "conversation_id": self.conversation_id,
                 "message_id": self.message_id,
