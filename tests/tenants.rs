@@ -327,6 +327,25 @@ async fn tenants_decide_by_their_own_files_keep_apart_and_cannot_reach_each_othe
             "{tenant}: {printed}"
         );
     }
+    // The report, too: the bank's page counts the bank's decisions and its one feedback.
+    let page = s.dir.join("bank.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args([
+            "report",
+            "--log",
+            logs.to_str().unwrap(),
+            "--tenant",
+            "bank",
+            "--out",
+        ])
+        .arg(&page)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("(5 decisions, 1 with feedback)"),
+        "{printed}{out:?}"
+    );
 }
 
 #[tokio::test]
