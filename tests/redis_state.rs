@@ -889,3 +889,240 @@ async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
     assert_eq!(active(&rolled), "2.2.0");
     until_serving(&a, "2.2.0").await;
 }
+
+/// A Redis Cluster of `masters` masters with a replica each (Debian's redis-server in cluster mode,
+/// made with `redis-cli --cluster create`), on free ports, killed when dropped.
+struct RedisCluster {
+    nodes: Vec<(u16, Child)>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    fn start(masters: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!("handoff-cluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for _ in 0..masters * 2 {
+            // Each node also listens on its port + 10000 (the cluster bus): keep both below the
+            // kernel's ephemeral range and free.
+            let port = loop {
+                let p = common::free_port();
+                if p < 22_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+                    break p;
+                }
+            };
+            let mut cmd = Command::new("redis-server");
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1500"])
+                // A replica takes over however long since it last heard its master (a test
+                // cluster's replicas may not have synced yet).
+                .args(["--cluster-replica-validity-factor", "0"])
+                .arg("--cluster-config-file")
+                .arg(dir.join(format!("nodes-{port}.conf")))
+                .args(["--save", "", "--appendonly", "no", "--dir"])
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            nodes.push((port, cmd.spawn().expect("redis-server")));
+        }
+        for (port, _) in &nodes {
+            let start = Instant::now();
+            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "node {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|(p, _)| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(created.status.success(), "{created:?}");
+        let cluster = RedisCluster { nodes, dir };
+        cluster.wait_ok();
+        cluster
+    }
+
+    fn info(&self, port: u16, what: &str) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "cluster", what])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Every live node says the cluster is ok.
+    fn wait_ok(&self) {
+        let start = Instant::now();
+        while !self
+            .nodes
+            .iter()
+            .all(|(p, c)| c.id() == 0 || self.info(*p, "info").contains("cluster_state:ok"))
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "cluster never became ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(p, _)| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        urls.join(",")
+    }
+
+    /// Ports of the masters, from the first node's view.
+    fn masters(&self) -> Vec<u16> {
+        self.info(self.nodes[0].0, "nodes")
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)?
+                    .split(['@', ':'])
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
+    fn keys_on(&self, port: u16) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &port.to_string(),
+                "--scan",
+                "--pattern",
+                "handoff:conv:*",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn kill(&mut self, port: u16) {
+        if let Some((_, child)) = self.nodes.iter_mut().find(|(p, _)| *p == port) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Conversation state in a Redis Cluster: two replicas decide like one, conversations spread over
+/// the masters, and killing a master degrades the turns it held until its replica takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_shares_state_and_recovers_after_a_master_fails() {
+    let mut cluster = RedisCluster::start(3);
+    let url = cluster.url();
+    let a = Server::start(&["--state", &url]);
+    let b = Server::start(&["--state", &url]);
+    let mut alone = Vec::new();
+    let mut fleet = Vec::new();
+    for (i, text) in TURNS.iter().enumerate() {
+        alone.push(summary(&route(&a, "cl-solo", &format!("m{i}"), text).await));
+        let replica = if i % 2 == 0 { &a } else { &b };
+        fleet.push(summary(
+            &route(replica, "cl-fleet", &format!("m{i}"), text).await,
+        ));
+    }
+    assert_eq!(
+        fleet, alone,
+        "alternating replicas must decide like one process"
+    );
+    assert_eq!(alone.last().unwrap().0, Action::Escalate);
+    for i in 0..30 {
+        let r = route(&a, &format!("spread-{i}"), "m1", "我的订单到哪了").await;
+        assert!(decided_with_state(&r), "{:?}", r.reasons);
+    }
+    let masters = cluster.masters();
+    assert_eq!(masters.len(), 3, "{masters:?}");
+    let holding = masters
+        .iter()
+        .filter(|p| !cluster.keys_on(**p).is_empty())
+        .count();
+    assert!(
+        holding >= 2,
+        "conversations spread over the masters: {holding}"
+    );
+
+    // A master dies: turns on its slots are decided from the message alone until its replica takes
+    // over, then with state again (what the failed master held since the last sync may be lost).
+    let victim = masters[0];
+    cluster.kill(victim);
+    let start = Instant::now();
+    let (mut degraded, mut recovered) = (0, false);
+    while start.elapsed() < Duration::from_secs(60) {
+        let mut all_state = true;
+        for i in 0..30 {
+            let r = route(
+                &a,
+                &format!("spread-{i}"),
+                &format!("after-{}", start.elapsed().as_millis()),
+                "在吗",
+            )
+            .await;
+            if !decided_with_state(&r) {
+                degraded += 1;
+                all_state = false;
+            }
+        }
+        if all_state {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "cluster failover: {degraded} turns decided without state, recovered after {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    if !recovered {
+        let log = a.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        println!(
+            "nodes:\n{}\nlog tail:\n{}",
+            cluster.info(masters[1], "nodes"),
+            tail.join("\n")
+        );
+    }
+    assert!(recovered, "state never came back after the failover");
+}
+
+fn decided_with_state(r: &RouteResponse) -> bool {
+    r.reasons.iter().all(|x| x.rule_id != "state_unavailable")
+}

@@ -8,7 +8,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use tracing::warn;
 
 use super::state::{Kept, Repair, StateError, StateFuture, StateStore, Update};
@@ -23,10 +25,10 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    client: redis::Client,
+    client: Target,
     /// Opened on first use, so a server that starts while Redis is down still serves (degraded)
     /// and connects when Redis returns; once open it reconnects by itself.
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
+    connection: tokio::sync::Mutex<Option<Connection>>,
     timeout: Duration,
     /// When Redis last failed to connect or answer in time. For `RETRY_AFTER` after it updates
     /// fail at once (the turn is decided from the message alone at full speed); then one update
@@ -122,10 +124,75 @@ impl Stored {
     }
 }
 
+/// One Redis, or a Redis Cluster given by several of its nodes.
+enum Target {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+impl Target {
+    /// `redis://…` (or `rediss://…`) is one server; several separated by commas are the seed
+    /// nodes of a cluster, which finds the rest itself and follows MOVED, ASK and failovers.
+    fn open(url: &str, timeout: Duration) -> Result<Target, StateError> {
+        if !url.contains(',') {
+            return Ok(Target::Single(redis::Client::open(url)?));
+        }
+        let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            // A retry within the call's deadline, for a redirect during a failover.
+            .retries(2)
+            .min_retry_wait(10)
+            .max_retry_wait(100)
+            .build()?;
+        Ok(Target::Cluster(client))
+    }
+}
+
+/// A connection to either; cheap to clone (both multiplex one connection per node).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 impl RedisStore {
-    /// `url` is `redis://host:port[/db]`; `timeout` bounds each whole update.
+    /// `url` is `redis://host:port[/db]`, or a comma-separated list of a cluster's nodes;
+    /// `timeout` bounds each whole update.
     pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, StateError> {
-        let client = redis::Client::open(url)?;
+        let client = Target::open(url, timeout)?;
         let shared = Shared {
             client,
             connection: tokio::sync::Mutex::new(None),
@@ -147,23 +214,24 @@ impl RedisStore {
         }
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StateError> {
+    async fn connection(&self) -> Result<Connection, StateError> {
         let mut slot = self.shared.connection.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.shared.timeout)
-            .set_response_timeout(self.shared.timeout)
-            // One attempt: a refused connection fails the probe at once instead of waiting out a
-            // reconnect backoff (which would take the caller's whole deadline); a connection
-            // fault drops this manager, so the next probe connects afresh.
-            .set_number_of_retries(0);
-        let c = self
-            .shared
-            .client
-            .get_connection_manager_with_config(config)
-            .await?;
+        let c = match &self.shared.client {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(self.shared.timeout)
+                    .set_response_timeout(self.shared.timeout)
+                    // One attempt: a refused connection fails the probe at once instead of waiting
+                    // out a reconnect backoff (which would take the caller's whole deadline); a
+                    // connection fault drops this manager, so the next probe connects afresh.
+                    .set_number_of_retries(0);
+                Connection::Single(client.get_connection_manager_with_config(config).await?)
+            }
+            Target::Cluster(client) => Connection::Cluster(client.get_async_connection().await?),
+        };
         *slot = Some(c.clone());
         Ok(c)
     }
