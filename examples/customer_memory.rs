@@ -35,6 +35,7 @@ fn remember(
             state.observe(
                 Contacted {
                     conversation,
+                    decision: rand::random(),
                     channel,
                     topic,
                     now,
@@ -44,7 +45,8 @@ fn remember(
             );
         }
     }
-    state.feedback(4, "human", 1_800_000_000);
+    let last = *state.decisions.back().expect("a decision was made");
+    state.feedback(last, 4, "human", 1_800_000_000);
 }
 
 fn resident_bytes() -> u64 {

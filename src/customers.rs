@@ -91,6 +91,11 @@ pub struct CustomerMemory {
     switch_window: Duration,
 }
 
+/// A decision as customer memory keeps it: the low half of its id (random bits and tag).
+fn decision_key(id: &uuid::Uuid) -> u64 {
+    id.as_u64_pair().1
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -135,16 +140,19 @@ impl CustomerMemory {
     /// The customer's history as this turn sees it, recording the turn (its conversation, channel
     /// and topic) in their memory. Retention runs from the wall clock: a replayed clock in `turn`
     /// (tests of opening hours) does not age memory.
+    #[allow(clippy::too_many_arguments)]
     pub async fn recall(
         &self,
         tenant: &Tenant,
         customer_id: &str,
         conversation_id: &str,
+        decision_id: &uuid::Uuid,
         turn: &Turn<'_>,
         deadline: Option<Instant>,
     ) -> Result<History, StateError> {
         let contacted = Contacted {
             conversation: self.names()?.conversation(conversation_id),
+            decision: decision_key(decision_id),
             channel: turn.channel.as_str(),
             topic: topic(turn.intent, turn.intent_score),
             now: unix_now(),
@@ -182,20 +190,30 @@ impl CustomerMemory {
             .await
     }
 
-    /// Feedback on one of the customer's decisions.
+    /// Feedback on `decision_id`, taken into the memory only when that decision was made for this
+    /// customer (true): a caller cannot mark another customer unhappy, and feedback arriving after
+    /// ForgetCustomer brings nothing back.
+    #[allow(clippy::too_many_arguments)]
     pub async fn feedback(
         &self,
         tenant: &Tenant,
         customer_id: &str,
+        decision_id: &uuid::Uuid,
         csat: u32,
         resolved_by: &str,
         deadline: Option<Instant>,
-    ) -> Result<(), StateError> {
+    ) -> Result<bool, StateError> {
         let key = self.pseudonym(tenant, customer_id)?;
-        let now = unix_now();
+        let (now, decision) = (unix_now(), decision_key(decision_id));
+        let mut taken = false;
         self.store
-            .update(&key, &mut |s| s.feedback(csat, resolved_by, now), deadline)
-            .await
+            .update(
+                &key,
+                &mut |s| taken = s.feedback(decision, csat, resolved_by, now),
+                deadline,
+            )
+            .await?;
+        Ok(taken)
     }
 
     /// Delete the customer's memory; true if there was any.

@@ -161,9 +161,24 @@ async fn a_customer_is_remembered_across_conversations_and_channels_and_forgotte
         (back.action(), back.queue.as_str()),
         (Action::Escalate, "senior")
     );
-    // Someone else asking the same is not.
+    // Someone else asking the same is not; and feedback naming Chen on Bo's decision does not reach
+    // Chen's memory (a decision's feedback only reaches the customer it was made for).
     let other = route(&mut client, CHEN, "chen-1", Web, "我要找人工客服").await;
     assert_eq!(other.queue, "general");
+    let misdirected = client
+        .feedback(FeedbackRequest {
+            decision_id: back.decision_id.clone(),
+            human_needed: HumanNeeded::Needed as i32,
+            csat: 1,
+            customer_id: CHEN.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(misdirected.recorded, "the feedback itself is logged");
+    let chen_again = route(&mut client, CHEN, "chen-2", Web, "我要找人工客服").await;
+    assert_eq!(chen_again.queue, "general");
 
     // Forget Anna: her next contact about the refund starts from nothing.
     let forgotten = client
@@ -174,6 +189,19 @@ async fn a_customer_is_remembered_across_conversations_and_channels_and_forgotte
         .unwrap()
         .into_inner();
     assert!(forgotten.forgotten);
+    // Feedback on one of her old decisions arriving after that brings nothing back.
+    let late = client
+        .feedback(FeedbackRequest {
+            decision_id: again.decision_id.clone(),
+            human_needed: HumanNeeded::Needed as i32,
+            csat: 2,
+            customer_id: ANNA.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(late.recorded);
     let fresh = route(&mut client, ANNA, "anna-3", Web, "退款还没收到，怎么回事").await;
     assert!(
         !rules(&fresh).contains(&"repeat_contact"),
@@ -218,6 +246,20 @@ async fn a_customer_is_remembered_across_conversations_and_channels_and_forgotte
         .expect("logged");
     assert_eq!(bo2["signals"]["last_csat"], 1);
     assert_eq!(bo2["signals"]["escalations_30d"], 1);
+    let anna3 = decisions
+        .iter()
+        .find(|d| d["decision_id"] == fresh.decision_id.as_str())
+        .expect("logged");
+    assert_eq!(
+        anna3["signals"]["contacts_7d"],
+        serde_json::Value::Null,
+        "forgotten: no history"
+    );
+    assert_eq!(
+        anna3["signals"]["last_csat"],
+        serde_json::Value::Null,
+        "the late CSAT was not kept"
+    );
     let everything = all_text_under(&logs) + &std::fs::read_to_string(&audit).unwrap();
     for id in [ANNA, BO, CHEN] {
         assert!(!everything.contains(id), "{id} written in plain");

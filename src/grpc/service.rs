@@ -208,7 +208,7 @@ impl Handoff for HandoffService {
         if !customer.is_empty() && self.router.customers().is_on() {
             let memory = self.router.customers();
             memory
-                .feedback(&tenant, customer, csat, resolved_by, deadline)
+                .feedback(&tenant, customer, &id, csat, resolved_by, deadline)
                 .await
                 .map_err(|e| {
                     Status::unavailable(format!(

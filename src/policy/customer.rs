@@ -16,6 +16,8 @@ pub const MAX_CONTACTS: usize = 32;
 pub const MAX_INTENTS: usize = 4;
 /// Intents that say what a contact is not about (a greeting, asking for a person, anything else).
 pub const NOT_A_TOPIC: &[&str] = &["greeting_chitchat", "other", "request_human"];
+/// Decisions remembered per customer, so feedback can only reach the customer a decision was for.
+pub const DECISIONS_KEPT: usize = 16;
 /// A top intent below this probability does not name a contact's topic.
 pub const TOPIC_SCORE: f32 = 0.5;
 
@@ -56,6 +58,9 @@ pub struct CustomerState {
     /// Who resolved the conversation of the last feedback: bot, human or abandoned ("" = unknown).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub last_resolved_by: String,
+    /// The last decisions made for this customer (the low half of their ids), newest last.
+    #[serde(skip_serializing_if = "VecDeque::is_empty")]
+    pub decisions: VecDeque<u64>,
     #[serde(skip)]
     pub repair: Option<Repair>,
 }
@@ -77,7 +82,14 @@ impl Kept for CustomerState {
         if self.last_csat > 5 {
             self.last_csat = 0;
         }
+        while self.decisions.len() > DECISIONS_KEPT {
+            self.decisions.pop_front();
+        }
         *self != before
+    }
+
+    fn is_empty(&self) -> bool {
+        self.contacts.is_empty() && self.last_csat == 0 && self.decisions.is_empty()
     }
 
     fn repair(&self) -> Option<Repair> {
@@ -107,6 +119,8 @@ pub struct History {
 #[derive(Debug, Clone, Copy)]
 pub struct Contacted<'a> {
     pub conversation: u64,
+    /// The decision this turn gets (the low half of its id).
+    pub decision: u64,
     pub channel: &'a str,
     /// The turn's intent when it names a topic (`topic`), else `None`.
     pub topic: Option<&'a str>,
@@ -143,6 +157,10 @@ impl CustomerState {
                 .any(|c| within(c, switch_window_s) && c.channel != turn.channel),
         };
         self.record(turn);
+        self.decisions.push_back(turn.decision);
+        while self.decisions.len() > DECISIONS_KEPT {
+            self.decisions.pop_front();
+        }
         history
     }
 
@@ -189,8 +207,13 @@ impl CustomerState {
         }
     }
 
-    /// Feedback on one of the customer's decisions: a CSAT (1–5, 0 = not asked) and who resolved it.
-    pub fn feedback(&mut self, csat: u32, resolved_by: &str, now: i64) {
+    /// Feedback on `decision`: a CSAT (1–5, 0 = not asked) and who resolved it. Taken only for one
+    /// of this customer's last decisions, so a caller cannot mark another customer unhappy; false
+    /// when it was not.
+    pub fn feedback(&mut self, decision: u64, csat: u32, resolved_by: &str, now: i64) -> bool {
+        if !self.decisions.contains(&decision) {
+            return false;
+        }
         if (1..=5).contains(&csat) {
             self.last_csat = csat;
         }
@@ -198,6 +221,7 @@ impl CustomerState {
             self.last_resolved_by = resolved_by.to_string();
         }
         self.last_feedback = now;
+        true
     }
 }
 
@@ -213,6 +237,7 @@ mod tests {
     ) -> Contacted<'static> {
         Contacted {
             conversation,
+            decision: conversation * 1000 + now as u64,
             channel,
             topic,
             now,
@@ -308,11 +333,19 @@ mod tests {
         let mut c = CustomerState::default();
         c.observe(turn(1, "web", Some("complaint"), 100), 30 * DAY, 3600);
         c.escalated(1);
-        c.feedback(1, "human", 200);
+        let decision = 1000 + 100;
+        assert!(
+            !c.feedback(42, 1, "human", 200),
+            "not one of this customer's decisions"
+        );
+        assert_eq!(c.last_csat, 0);
+        assert!(c.feedback(decision, 1, "human", 200));
         let h = c.observe(turn(2, "web", Some("complaint"), 300), 30 * DAY, 3600);
         assert_eq!((h.escalations_30d, h.last_csat), (1, 1));
-        c.feedback(0, "", 400);
+        c.feedback(decision, 0, "", 400);
         assert_eq!(c.last_csat, 1, "feedback without a CSAT keeps the last one");
+        assert!(CustomerState::default().is_empty());
+        assert!(!c.is_empty());
     }
 
     #[test]

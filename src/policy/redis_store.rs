@@ -279,6 +279,9 @@ impl RedisStore {
             f(&mut state);
             // A NaN would be written as null and make the whole state unreadable next time.
             state.clamp();
+            if matches!(stored, Stored::Nothing) && state.is_empty() {
+                return Ok(());
+            }
             let bytes = serde_json::to_vec(&state).expect("state serialises");
             let (mode, expected) = stored.expected();
             let written: i32 = compare_and_set

@@ -192,6 +192,11 @@ pub trait Kept: Default + Serialize + DeserializeOwned + Send + 'static {
     /// What the store did to what it read, for the call to say so.
     fn repair(&self) -> Option<Repair>;
     fn set_repair(&mut self, repair: Repair);
+    /// Holds nothing worth keeping: a store does not create a key for it (a late update after a
+    /// deletion must not bring a record back).
+    fn is_empty(&self) -> bool {
+        false
+    }
 
     /// State read back from a store's bytes, checked: unreadable bytes give a fresh state and
     /// out-of-range values are clamped, both marked with `set_repair`.
@@ -437,6 +442,9 @@ impl<S: Kept> MemoryStore<S> {
         }
         let mut state = S::default();
         f(&mut state);
+        if state.is_empty() {
+            return Ok(());
+        }
         // At capacity this drops the least recently touched conversation.
         shard.push(id.to_string(), (state, now));
         Ok(())

@@ -145,7 +145,14 @@ impl Router {
                 });
                 let recalled = self
                     .customers
-                    .recall(tenant, customer, conversation_id, &turn, recall_deadline)
+                    .recall(
+                        tenant,
+                        customer,
+                        conversation_id,
+                        &id,
+                        &turn,
+                        recall_deadline,
+                    )
                     .await;
                 match recalled {
                     Ok(history) => Turn { history, ..turn },
