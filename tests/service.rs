@@ -331,12 +331,18 @@ async fn metrics_page_is_valid_prometheus_text_with_the_documented_metrics() {
         "handoff_sentiments_total",
         "handoff_model_info",
         "handoff_model_loads_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_threads",
     ] {
         assert!(
             scrape.samples.iter().any(|s| s.metric == name),
             "{name} missing from:\n{text}"
         );
     }
+    // The process's own memory is real: a loaded model takes well over 50 MiB.
+    let rss = common::counter(&text, "process_resident_memory_bytes ");
+    assert!(rss > 50.0 * 1024.0 * 1024.0, "resident memory {rss}");
     for line in text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

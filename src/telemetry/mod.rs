@@ -50,6 +50,9 @@ pub const SPAN_EXPORT_FAILURES: &str = "handoff_span_export_failures_total";
 pub const SPANS_DROPPED: &str = "handoff_spans_dropped_total";
 pub const LATE_ANSWERS: &str = "handoff_late_answers_total";
 pub const FLEET_REPLICAS: &str = "handoff_fleet_replicas";
+/// Standard process metrics (`metrics-process`), named as every Prometheus client names them.
+pub const PROCESS_CPU: &str = "process_cpu_seconds_total";
+pub const PROCESS_RSS: &str = "process_resident_memory_bytes";
 
 /// Millisecond-scale latency buckets, in seconds: 0.1 ms to 5 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -70,7 +73,25 @@ pub fn install_metrics(addr: SocketAddr) -> anyhow::Result<()> {
         .install()?;
     describe();
     zero_failure_counters();
+    process_metrics();
     Ok(())
+}
+
+/// The process's own CPU seconds, resident memory, threads and file descriptors, in the names
+/// every Prometheus client uses (`process_cpu_seconds_total`, `process_resident_memory_bytes` …),
+/// read from /proc every second: a replica's cost next to its traffic, and its memory over time.
+fn process_metrics() {
+    let collector = metrics_process::Collector::default();
+    collector.describe();
+    collector.collect();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            collector.collect();
+        }
+    });
 }
 
 /// Failure counters exist from the start at 0, so `increase()` in an alert sees the first failure
