@@ -96,10 +96,9 @@ fn decision_key(id: &uuid::Uuid) -> u64 {
     id.as_u64_pair().1
 }
 
+/// Seconds since the Unix epoch, as contacts keep them.
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    (crate::decision_log::now_ms() / 1000) as i64
 }
 
 impl CustomerMemory {

@@ -7,17 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, TempRepo};
-use handoff::grpc::pb::model_admin_client::ModelAdminClient;
+use common::{admin, Server, TempRepo};
 use handoff::grpc::pb::{
     ActivateModelRequest, ClassifyRequest, GetStatusRequest, RollbackRequest, SetShadowRequest,
 };
-use tonic::transport::Channel;
 use tonic::Code;
-
-async fn admin(server: &Server) -> ModelAdminClient<Channel> {
-    ModelAdminClient::connect(server.endpoint()).await.unwrap()
-}
 
 fn activate(version: &str) -> ActivateModelRequest {
     ActivateModelRequest {
@@ -379,17 +373,8 @@ async fn the_previous_default_swaps_in_only_under_a_policy_whose_intents_it_has(
     drop(server);
 
     // A policy that names only intents both packages have: swap to 1.0.0 and roll back to 2.2.0.
-    let builtin = include_str!("../src/policy/builtin.toml");
-    let shared = builtin.replace(
-        "intent == 'security_incident' and intent_score >= 0.7",
-        "threat and negativity >= 0.9",
-    );
-    assert_ne!(
-        shared, builtin,
-        "the built-in high-risk rule changed: update this test"
-    );
     let policy = repo.root.join("shared-intents.toml");
-    std::fs::write(&policy, shared).unwrap();
+    std::fs::write(&policy, common::shared_intents_policy()).unwrap();
     let server = repo.start(&v2, &["--policy", policy.to_str().unwrap()]);
     let mut admin = admin(&server).await;
     admin.activate_model(activate("1.0.0")).await.unwrap();

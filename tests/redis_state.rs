@@ -769,12 +769,7 @@ async fn feedback_is_taken_on_any_replica_and_after_restarts() {
 
 /// The active version on `server`, and the fleet it sees.
 async fn model_status(server: &Server) -> pb::ModelStatus {
-    let mut admin = pb::model_admin_client::ModelAdminClient::connect(format!(
-        "http://127.0.0.1:{}",
-        server.grpc_port
-    ))
-    .await
-    .unwrap();
+    let mut admin = common::admin(server).await;
     admin
         .get_status(pb::GetStatusRequest {})
         .await
@@ -810,15 +805,7 @@ async fn until_serving(server: &Server, version: &str) -> pb::ModelStatus {
 async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
     let redis = Redis::start(common::free_port());
     // A policy naming only intents both shipped packages have, so 1.0.0 may serve.
-    let builtin = include_str!("../src/policy/builtin.toml");
-    let shared = builtin.replace(
-        "intent == 'security_incident' and intent_score >= 0.7",
-        "threat and negativity >= 0.9",
-    );
-    assert_ne!(
-        shared, builtin,
-        "the built-in high-risk rule changed: update this test"
-    );
+    let shared = common::shared_intents_policy();
     let policy =
         std::env::temp_dir().join(format!("handoff-fleet-policy-{}.toml", std::process::id()));
     std::fs::write(&policy, shared).unwrap();
@@ -835,12 +822,7 @@ async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
     let mut b = Server::start(&args);
     assert_eq!(active(&model_status(&b).await), "2.2.0");
 
-    let mut admin_a = pb::model_admin_client::ModelAdminClient::connect(format!(
-        "http://127.0.0.1:{}",
-        a.grpc_port
-    ))
-    .await
-    .unwrap();
+    let mut admin_a = common::admin(&a).await;
     admin_a
         .activate_model(pb::ActivateModelRequest {
             name: "handoff-zh-en".into(),
@@ -875,12 +857,7 @@ async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
 
     // Rollback on B (which joined after the activation and has no previous of its own) goes back
     // to the fleet's previous model, on every replica.
-    let mut admin_b = pb::model_admin_client::ModelAdminClient::connect(format!(
-        "http://127.0.0.1:{}",
-        b.grpc_port
-    ))
-    .await
-    .unwrap();
+    let mut admin_b = common::admin(&b).await;
     let rolled = admin_b
         .rollback(pb::RollbackRequest {})
         .await

@@ -223,12 +223,7 @@ async fn tenants_decide_by_their_own_files_keep_apart_and_cannot_reach_each_othe
         .into_inner();
     assert!(own.recorded);
     // Model operations are an operator's, never a tenant key's.
-    let mut admin = handoff::grpc::pb::model_admin_client::ModelAdminClient::connect(format!(
-        "http://127.0.0.1:{}",
-        server.grpc_port
-    ))
-    .await
-    .unwrap();
+    let mut admin = common::admin(&server).await;
     let status = admin
         .get_status(request(pb::GetStatusRequest {}, "ops-secret", None))
         .await;

@@ -117,6 +117,16 @@ where
     }
 }
 
+/// `who` (a caller, a tenant) is over its limit of `rate` requests a second: refused at once,
+/// counted, with the wait for the next token as the retry delay.
+fn over_rate(who: &str, rate: f64) -> Status {
+    metrics::counter!(t::SHED, "reason" => "rate_limit").increment(1);
+    crate::grpc::status::exhausted(
+        format!("{who} is over its rate limit of {rate} requests/s; retry with backoff"),
+        Duration::from_secs_f64(1.0 / rate.max(1e-3)),
+    )
+}
+
 /// The client certificate rustls verified, under mutual TLS.
 fn peer_cert<B>(
     req: &http::Request<B>,
@@ -204,16 +214,9 @@ impl<S> Guard<S> {
                 tenants.names()
             ))
         })?;
-        if let Err(rate) = tenant.admit() {
-            metrics::counter!(t::SHED, "reason" => "rate_limit").increment(1);
-            return Err(crate::grpc::status::exhausted(
-                format!(
-                    "tenant {:?} is over its rate limit of {rate} requests/s; retry with backoff",
-                    tenant.name
-                ),
-                Duration::from_secs_f64(1.0 / rate.max(1e-3)),
-            ));
-        }
+        tenant
+            .admit()
+            .map_err(|rate| over_rate(&format!("tenant {:?}", tenant.name), rate))?;
         Ok(Some(tenant.clone()))
     }
 
@@ -247,16 +250,9 @@ impl<S> Guard<S> {
                 req.uri().path()
             )));
         }
-        if let Err(rate) = caller.admit() {
-            metrics::counter!(t::SHED, "reason" => "rate_limit").increment(1);
-            return Err(crate::grpc::status::exhausted(
-                format!(
-                    "caller {:?} is over its rate limit of {rate} requests/s; retry with backoff",
-                    caller.name
-                ),
-                Duration::from_secs_f64(1.0 / rate.max(1e-3)),
-            ));
-        }
+        caller
+            .admit()
+            .map_err(|rate| over_rate(&format!("caller {:?}", caller.name), rate))?;
         let tenant = self.tenant(req, &caller, scope)?;
         let permit = self
             .layer

@@ -294,6 +294,30 @@ pub async fn client(server: &Server) -> HandoffClient<Channel> {
         .expect("connect")
 }
 
+/// A `handoff.v1.ModelAdmin` client on its own connection.
+pub async fn admin(
+    server: &Server,
+) -> handoff::grpc::pb::model_admin_client::ModelAdminClient<Channel> {
+    handoff::grpc::pb::model_admin_client::ModelAdminClient::connect(server.endpoint())
+        .await
+        .expect("connect")
+}
+
+/// The built-in policy with its high-risk rule reading a threat instead of `security_incident`, so
+/// that it names only intents both shipped packages have and 1.0.0 may serve under it.
+pub fn shared_intents_policy() -> String {
+    let builtin = include_str!("../../src/policy/builtin.toml");
+    let shared = builtin.replace(
+        "intent == 'security_incident' and intent_score >= 0.7",
+        "threat and negativity >= 0.9",
+    );
+    assert_ne!(
+        shared, builtin,
+        "the built-in high-risk rule changed: update this test"
+    );
+    shared
+}
+
 /// One Classify call on a new connection, which must succeed.
 pub async fn classify(server: &Server, text: &str) -> handoff::grpc::pb::ClassifyResponse {
     let request = handoff::grpc::pb::ClassifyRequest { text: text.into() };

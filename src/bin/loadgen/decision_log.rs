@@ -123,6 +123,31 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// Two servers at the same closed-loop load in turns, twice each (`phases`: a name and the call for
+/// each), one line per phase; each server's requests a second over both of its turns.
+pub(crate) async fn in_turns(
+    clients: &[Vec<crate::HandoffClient<tonic::transport::Channel>>; 2],
+    phases: &[(String, Rpc); 2],
+    concurrency: usize,
+    seconds: u64,
+) -> [f64; 2] {
+    println!(
+        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
+    );
+    let mut served = [0u64; 2];
+    let mut elapsed = [0f64; 2];
+    for round in 0..2 {
+        for (i, (name, rpc)) in phases.iter().enumerate() {
+            let s = closed_loop(&clients[i], concurrency, seconds, *rpc, Mix::Unique).await;
+            println!("{}", s.line(&format!("Route, {name}, round {}", round + 1)));
+            served[i] += s.count;
+            elapsed[i] += s.elapsed.as_secs_f64();
+        }
+    }
+    [0, 1].map(|i| served[i] as f64 / elapsed[i])
+}
+
 pub async fn run(
     concurrency: usize,
     seconds: u64,
@@ -149,20 +174,11 @@ pub async fn run(
     println!(
         "\ndecision log cost: Route, {concurrency} in flight, log off and on in turns, {seconds} s each, twice"
     );
-    println!(
-        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
-        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
-    );
-    let mut served = [0u64; 2];
-    let mut elapsed = [0f64; 2];
-    for round in 0..2 {
-        for (i, name) in ["log off", "log on (every decision)"].iter().enumerate() {
-            let s = closed_loop(&clients[i], concurrency, seconds, Rpc::Route, Mix::Unique).await;
-            println!("{}", s.line(&format!("Route, {name}, round {}", round + 1)));
-            served[i] += s.count;
-            elapsed[i] += s.elapsed.as_secs_f64();
-        }
-    }
+    let phases = [
+        ("log off".to_string(), Rpc::Route),
+        ("log on (every decision)".to_string(), Rpc::Route),
+    ];
+    let [rate_off, rate_on] = in_turns(&clients, &phases, concurrency, seconds).await;
     let [off_server, on_server] = servers;
     off_server.stop()?;
     on_server.stop()?; // flushes the log
@@ -170,7 +186,6 @@ pub async fn run(
         .decisions
         .len() as u64;
     let bytes = dir_bytes(&log_dir)?;
-    let (rate_off, rate_on) = (served[0] as f64 / elapsed[0], served[1] as f64 / elapsed[1]);
     println!(
         "  throughput, log on / off: {rate_on:.1} / {rate_off:.1} = {:.1} % ({:+.1} %)",
         100.0 * rate_on / rate_off,

@@ -62,10 +62,10 @@ struct Outcome {
     degraded: u64,
 }
 
-/// `concurrency` callers, each Route with `deadline` as its gRPC timeout, for `seconds`.
 /// The server's count of answers sent after their deadline.
 const LATE: &str = "handoff_late_answers_total";
 
+/// `concurrency` callers, each Route with `deadline` as its gRPC timeout, for `seconds`.
 async fn phase(
     clients: &[HandoffClient<Channel>],
     concurrency: usize,

@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 
-use crate::decision_log::{ready, spawn_with};
-use crate::texts::Mix;
-use crate::{closed_loop, Rpc};
+use crate::decision_log::{in_turns, ready, spawn_with};
+use crate::Rpc;
 
 pub async fn run(
     concurrency: usize,
@@ -41,25 +40,11 @@ pub async fn run(
     println!(
         "\ntenants cost: Route, {concurrency} in flight, no tenants and {tenants} tenants in turns, {seconds} s each, twice"
     );
-    println!(
-        "{:<34} {:>9} {:>8} {:>8} {:>8} {:>7}",
-        "phase", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors"
-    );
-    let mut served = [0u64; 2];
-    let mut elapsed = [0f64; 2];
     let phases = [
         ("no tenants".to_string(), Rpc::Route),
         (format!("{tenants} tenants"), Rpc::RouteTenants(tenants)),
     ];
-    for round in 0..2 {
-        for (i, (name, rpc)) in phases.iter().enumerate() {
-            let s = closed_loop(&clients[i], concurrency, seconds, *rpc, Mix::Unique).await;
-            println!("{}", s.line(&format!("Route, {name}, round {}", round + 1)));
-            served[i] += s.count;
-            elapsed[i] += s.elapsed.as_secs_f64();
-        }
-    }
-    let (none, many) = (served[0] as f64 / elapsed[0], served[1] as f64 / elapsed[1]);
+    let [none, many] = in_turns(&clients, &phases, concurrency, seconds).await;
     println!(
         "  throughput, {tenants} tenants / none: {many:.1} / {none:.1} = {:.1} % ({:+.1} %)",
         100.0 * many / none,
