@@ -164,18 +164,29 @@ impl Journal {
             Ok(Claim::Busy) => return FeedbackOutcome::Busy,
             Ok(Claim::New) => {}
         }
-        // Settled when the writer is done, also if this caller stops waiting: a claim left
-        // pending expires in a minute on its own.
+        // Settled when the writer is done, also if this caller stops waiting (a claim left
+        // pending expires in a minute on its own). A caller still waiting hears back only once the
+        // record is settled: the same feedback sent again at once, to any replica, is then a
+        // duplicate rather than "busy".
         let (claims, id, runtime) = (Arc::clone(claims), *id, tokio::runtime::Handle::current());
+        let (settled_tx, settled) = tokio::sync::oneshot::channel::<()>();
+        let settled_tx = std::sync::Mutex::new(Some(settled_tx));
         let settle = move |written: bool| {
             let claims = Arc::clone(&claims);
+            let tell = settled_tx.lock().ok().and_then(|mut tx| tx.take());
             runtime.spawn(async move {
                 if let Err(e) = claims.settle(&id, digest, written).await {
                     tracing::warn!(error = %e, "feedback's fleet-wide record not settled");
                 }
+                if let Some(tell) = tell {
+                    let _ = tell.send(());
+                }
             });
         };
-        self.write(entry, Arc::new(settle)).await
+        let outcome = self.write(entry, Arc::new(settle)).await;
+        // The settle call has its own deadline, so this wait is bounded.
+        let _ = settled.await;
+        outcome
     }
 
     /// Queue the feedback's line and wait until it is on the file; `done` learns whether it is,
