@@ -61,14 +61,24 @@ pub(crate) fn spawn_with(args: &[&std::ffi::OsStr], workers: usize) -> anyhow::R
 }
 
 impl Server {
-    /// The sum of the series of `/metrics` whose line starts with `series`.
-    pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
+    /// The server's whole metrics page.
+    pub fn scrape(&self) -> anyhow::Result<String> {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port))?;
         conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
         let mut text = String::new();
         conn.read_to_string(&mut text)?;
-        Ok(text
+        Ok(text)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The sum of the series of `/metrics` whose line starts with `series`.
+    pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
+        Ok(self
+            .scrape()?
             .lines()
             .filter(|l| l.starts_with(series))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -21,10 +21,12 @@ use tonic::transport::Channel;
 mod compare;
 mod decision_log;
 mod growth;
+mod open_loop;
 mod peer;
 mod redis_outage;
 mod single_call;
 mod soak;
+mod storm;
 mod tenants_cost;
 mod texts;
 
@@ -102,6 +104,15 @@ struct Args {
     /// mid-load, Redis back.
     #[arg(long)]
     redis_outage: bool,
+    /// Instead of the benchmark: start a server on --model and (with --peer) both Python peers,
+    /// and compare latency in open loop (random arrivals) at 25, 50 and 75 % of handoff's peak;
+    /// each --compare setting adds a handoff server with it.
+    #[arg(long)]
+    open_loop: bool,
+    /// Instead of the benchmark: start a server on --model (and one per --compare setting) and
+    /// measure its goodput in a storm of 256 callers with 50 ms deadlines retrying at once.
+    #[arg(long)]
+    storm: bool,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -309,30 +320,45 @@ async fn closed_loop(
     stats
 }
 
-/// Open loop at a fixed rate: latency counts from the scheduled send time, so a slow server cannot
-/// hide its queueing by slowing the generator down. Request `i` calls `rpcs[i % rpcs.len()]`, so
-/// several RPCs interleaved see the same load; one `Stats` per entry of `rpcs`.
+/// Open loop at a mean rate, arrivals at random (Poisson, as independent customers send): latency
+/// counts from the scheduled send time, so a slow server cannot hide its queueing by slowing the
+/// generator down. Request `i` calls `rpcs[i % rpcs.len()]`, so several RPCs interleaved see the
+/// same load; one `Stats` per entry of `rpcs`.
 async fn open_loop(
     clients: &[HandoffClient<Channel>],
     rate: f64,
     seconds: u64,
     rpcs: &[Rpc],
 ) -> Vec<Stats> {
-    let interval = Duration::from_secs_f64(1.0 / rate);
+    open_loop_mix(clients, rate, seconds, rpcs, Mix::Unique).await
+}
+
+/// `open_loop` with texts from `mix`; Route calls spread over 500 conversations.
+async fn open_loop_mix(
+    clients: &[HandoffClient<Channel>],
+    rate: f64,
+    seconds: u64,
+    rpcs: &[Rpc],
+    mix: Mix,
+) -> Vec<Stats> {
     let total = (rate * seconds as f64) as u64;
     let started = Instant::now();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut tasks = Vec::with_capacity(total as usize);
+    let mut scheduled = started;
     for i in 0..total {
-        let scheduled = started + interval.mul_f64(i as f64);
+        // Exponential gaps: -ln(U) / rate.
+        let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+        scheduled += Duration::from_secs_f64(-u.ln() / rate);
         tokio::time::sleep_until(scheduled.into()).await;
         let mut client = clients[i as usize % clients.len()].clone();
-        let text = texts::next(Mix::Unique, &mut rng);
+        let text = texts::next(mix, &mut rng);
         let which = i as usize % rpcs.len();
         let rpc = rpcs[which];
+        let at = scheduled;
         tasks.push(tokio::spawn(async move {
             let ok = call(&mut client, rpc, text, i % 500).await;
-            (which, ok, scheduled.elapsed())
+            (which, ok, at.elapsed())
         }));
     }
     let mut stats: Vec<_> = rpcs.iter().map(|_| Stats::empty()).collect();
@@ -450,7 +476,26 @@ async fn main() -> anyhow::Result<()> {
         let (n, seconds) = (args.concurrency, args.seconds);
         return redis_outage::run(n, seconds, args.threads, args.connections, deadline).await;
     }
-    if !args.compare.is_empty() {
+    if args.storm {
+        let (seconds, n) = (args.seconds, args.concurrency);
+        let (threads, connections) = (args.threads, args.connections);
+        return storm::run(&args.model, &args.compare, seconds, threads, connections, n).await;
+    }
+    if args.open_loop {
+        let (seconds, n) = (args.seconds, args.concurrency);
+        let (threads, connections) = (args.threads, args.connections);
+        return open_loop::run(
+            &args.model,
+            &args.compare,
+            seconds,
+            threads,
+            connections,
+            n,
+            args.peer,
+        )
+        .await;
+    }
+    if !args.compare.is_empty() && !args.open_loop && !args.storm {
         let (seconds, n) = (args.seconds, args.concurrency);
         let (threads, connections) = (args.threads, args.connections);
         return compare::run(

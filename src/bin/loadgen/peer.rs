@@ -19,7 +19,9 @@ pub struct Peer {
 impl Peer {
     pub async fn start(model: &Path, batching: bool) -> anyhow::Result<Peer> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut cmd = Command::new("python3");
+        // The Python with the peer's packages (bench/peer/requirements.txt), as for the tests.
+        let python = std::env::var("HANDOFF_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut cmd = Command::new(python);
         cmd.arg("bench/peer/server.py")
             .arg("--model")
             .arg(model)

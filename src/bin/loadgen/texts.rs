@@ -69,6 +69,8 @@ pub enum Mix {
     Unique,
     /// `REPEAT_SHARE` of texts from `FREQUENT`, the rest unique.
     Repeats,
+    /// This share (percent) of texts from `FREQUENT`, the rest unique.
+    RepeatsPercent(u8),
     /// This text with the counter appended: one message length.
     Padded(&'static str),
 }
@@ -80,7 +82,12 @@ pub fn pick(rng: &mut impl Rng) -> &'static str {
 }
 
 pub fn next(mix: Mix, rng: &mut impl Rng) -> String {
-    if mix == Mix::Repeats && rng.gen_bool(REPEAT_SHARE) {
+    let repeats = match mix {
+        Mix::Repeats => REPEAT_SHARE,
+        Mix::RepeatsPercent(p) => f64::from(p) / 100.0,
+        _ => 0.0,
+    };
+    if repeats > 0.0 && rng.gen_bool(repeats) {
         return FREQUENT[rng.gen_range(0..FREQUENT.len())].to_string();
     }
     let base = match mix {
