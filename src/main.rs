@@ -334,11 +334,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Classify { model, text } => {
             let model =
                 Model::load(&model).with_context(|| format!("loading {}", model.display()))?;
-            let encoded = text
-                .iter()
-                .map(|t| model.encode(t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let preds = model.run(&encoded.iter().collect::<Vec<_>>())?;
+            let preds = model.classify(&text)?;
             for (t, p) in text.iter().zip(preds) {
                 let (i, s) = (p.top_intent(), p.top_sentiment());
                 println!(

@@ -120,14 +120,8 @@ fn shadow_loop(
         let Some(c) = candidate.read().unwrap_or_else(|e| e.into_inner()).clone() else {
             continue;
         };
-        let encoded: Vec<_> = samples
-            .iter()
-            .filter_map(|s| c.model.encode(&s.text).ok())
-            .collect();
-        if encoded.len() != samples.len() {
-            continue;
-        }
-        let Ok(preds) = c.model.run(&encoded.iter().collect::<Vec<_>>()) else {
+        let texts: Vec<&str> = samples.iter().map(|s| s.text.as_str()).collect();
+        let Ok(preds) = c.model.classify(&texts) else {
             metrics::counter!(t::SHADOW_ERRORS).increment(1);
             continue;
         };

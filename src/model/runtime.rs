@@ -213,6 +213,16 @@ impl Model {
         Ok(Encoded { ids, truncated })
     }
 
+    /// Tokenise `texts` and run them as one batch, outside the server's batcher (CLI, warm-up,
+    /// shadow, benchmarks); any text the tokenizer refuses fails the whole call.
+    pub fn classify<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Prediction>, ModelError> {
+        let encoded = texts
+            .iter()
+            .map(|t| self.encode(t.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.run(&encoded.iter().collect::<Vec<_>>())
+    }
+
     /// Run one padded batch. Rows may have different lengths; padding is masked inside the graph.
     pub fn run(&self, batch: &[&Encoded]) -> Result<Vec<Prediction>, ModelError> {
         if batch.is_empty() {
@@ -341,13 +351,13 @@ impl Model {
 
     /// Run every golden example of the manifest, all in one batch.
     pub fn check_golden(&self) -> Result<Vec<GoldenResult>, ModelError> {
-        let encoded = self
+        let texts: Vec<&str> = self
             .manifest
             .golden
             .iter()
-            .map(|g| self.encode(&g.text))
-            .collect::<Result<Vec<_>, _>>()?;
-        let preds = self.run(&encoded.iter().collect::<Vec<_>>())?;
+            .map(|g| g.text.as_str())
+            .collect();
+        let preds = self.classify(&texts)?;
         Ok(self
             .manifest
             .golden

@@ -58,11 +58,7 @@ pub fn memory_per_conversation(model: &Model, n: usize) -> anyhow::Result<f64> {
         "转人工",
         "the app keeps crashing",
     ];
-    let encoded: Vec<_> = texts
-        .iter()
-        .map(|t| model.encode(t))
-        .collect::<Result<_, _>>()?;
-    let preds = model.run(&encoded.iter().collect::<Vec<_>>())?;
+    let preds = model.classify(&texts)?;
     let policy = Policy::builtin();
     let before = resident_bytes();
     let store = MemoryStore::new(Duration::from_secs(3600), n);

@@ -210,11 +210,7 @@ fn bare_tract(
 /// to Classify, without the network and inference noise around it. Returns p50 and p99 in µs.
 fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
     use handoff::policy::{Channel as Ch, MemoryStore, Policy, Turn};
-    let encoded: Vec<_> = MESSAGES
-        .iter()
-        .map(|m| model.encode(m))
-        .collect::<Result<_, _>>()?;
-    let preds = model.run(&encoded.iter().collect::<Vec<_>>())?;
+    let preds = model.classify(MESSAGES)?;
     let policy = Policy::builtin();
     let store = MemoryStore::new(Duration::from_secs(3600), 100_000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
