@@ -29,7 +29,7 @@ type Plan = Arc<TypedRunnableModel>;
 type State = TypedSimpleState;
 
 /// How long the helper keeps spinning for the next message before it sleeps. Measured with one
-/// caller sending back to back (`loadgen --single-call`): 100 µs gave the lowest p50 (3.6–3.7 ms
+/// caller sending back to back (`loadgen single-call`): 100 µs gave the lowest p50 (3.6–3.7 ms
 /// against 3.8–4.1 at 300 µs, 4.0–5.1 at 1.5 ms and 4.1–4.4 when it parks at once): longer spins
 /// take the core the reply and the next request need.
 const HELPER_SPIN: Duration = Duration::from_micros(100);

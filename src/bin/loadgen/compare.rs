@@ -1,6 +1,6 @@
-//! `--compare SET ...`: one server per setting (`--set` syntax, e.g. `max_batch_size=8`; several
+//! `compare SET ...`: one server per setting (`--set` syntax, e.g. `max_batch_size=8`; several
 //! joined by commas), all from this build, take turns in rounds at one caller, at `--concurrency`
-//! callers and (with `--compare-rate`) in an open loop, unique texts. How the batcher's defaults
+//! callers and (with `--rate`) in an open loop, unique texts. How the batcher's defaults
 //! were chosen: settings compared in one run, not across runs on a noisy machine.
 
 use crate::decision_log::{ready, spawn_with};

@@ -1,4 +1,4 @@
-//! `--decision-log-cost`: what the decision log costs. Two servers from the same build, one with the
+//! `decision-log-cost`: what the decision log costs. Two servers from the same build, one with the
 //! log off and one writing every decision, take turns at peak Route load in one run; then the log's
 //! bytes per decision.
 

@@ -4,6 +4,7 @@
 //! the same client and the same messages.
 //!
 //! cargo run --release --bin loadgen -- --addr http://127.0.0.1:50051 --peer
+//! cargo run --release --bin loadgen -- open-loop --peer     # or: storm, single-call, compare … (--help)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,87 +33,104 @@ mod texts;
 
 use texts::Mix;
 
+/// The load generator: a benchmark (the default, `bench`) or one focused measurement.
 #[derive(Parser)]
-struct Args {
-    /// Server to drive.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+#[command(name = "loadgen")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+/// Options every mode shares (given before or after the mode's name).
+#[derive(clap::Args)]
+struct Common {
+    /// Server to drive (modes that start their own servers ignore it).
+    #[arg(long, global = true, default_value = "http://127.0.0.1:50051")]
     addr: String,
-    /// Model package for the bare-tract baseline (the one the server runs).
-    #[arg(long, default_value = handoff::config::DEFAULT_MODEL_DIR)]
+    /// Model package: the one the server runs, for the bare-tract baseline and the peers, and the
+    /// one servers started here run.
+    #[arg(long, global = true, default_value = handoff::config::DEFAULT_MODEL_DIR)]
     model: std::path::PathBuf,
-    /// Also run the Python peers (bench/peer/server.py) on the same package, in the same run.
-    #[arg(long)]
+    /// Also run the Python peers (bench/peer/server.py) on the same package, in the same run
+    /// (the Python in HANDOFF_PYTHON, else python3).
+    #[arg(long, global = true)]
     peer: bool,
-    /// Threads for the bare-tract baseline (match the server's workers).
-    #[arg(long, default_value_t = 2)]
+    /// Inference workers of servers started here, and threads of the bare-tract baseline.
+    #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
-    /// Concurrent in-flight requests for the peak-throughput phase.
-    #[arg(long, default_value_t = 64)]
+    /// Concurrent in-flight requests for peak phases.
+    #[arg(long, global = true, default_value_t = 64)]
     concurrency: usize,
-    /// Seconds per phase.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds per phase (or per mode, where it says so).
+    #[arg(long, global = true, default_value_t = 10)]
     seconds: u64,
     /// gRPC connections to spread requests over.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, global = true, default_value_t = 4)]
     connections: usize,
-    /// Candidate version for the shadow phases (a second copy of the live version works too);
-    /// "" skips them.
-    #[arg(long, default_value = "2.2.0")]
-    shadow_version: String,
-    /// Soak instead of the benchmark: this many Route requests a second (say, twice the peak) for
-    /// --seconds, each with --deadline-ms.
-    #[arg(long)]
-    soak_rate: Option<f64>,
-    #[arg(long, default_value_t = 1000)]
+    /// Each call's gRPC deadline, in ms, where a mode sets one.
+    #[arg(long, global = true, default_value_t = 1000)]
     deadline_ms: u64,
-    /// The server's pid, to sample its resident memory during the soak.
-    #[arg(long)]
-    server_pid: Option<u32>,
-    /// Instead of the benchmark: start two servers (decision log off and on) and compare them.
-    #[arg(long)]
-    decision_log_cost: bool,
-    /// Instead of the benchmark: start two servers (split_single_calls on and off) and compare one
-    /// caller's latency, with where the time goes (with --peer, the naive Python server too).
-    #[arg(long)]
-    single_call: bool,
-    /// Instead of the benchmark: one server per setting (`--set` syntax, e.g. max_batch_size=8;
-    /// repeat the flag), compared in turns at 1 and --concurrency callers.
-    #[arg(long)]
-    compare: Vec<String>,
-    /// With --compare: also an open-loop phase at this many requests a second.
-    #[arg(long)]
-    compare_rate: Option<f64>,
-    /// Instead of the benchmark: only the peak phase (--concurrency callers, unique texts) against
-    /// --addr, e.g. to read the server's batch metrics under load.
-    #[arg(long)]
-    peak_only: bool,
-    /// With --peak-only: Route calls (conversations of several turns) instead of Classify.
-    #[arg(long)]
-    route: bool,
-    /// Instead of the benchmark: only the decision path alone (no server), for --seconds.
-    #[arg(long)]
-    decision_path_only: bool,
-    /// Instead of the benchmark: start two servers (no tenants; --tenants tenants, each with its
-    /// own policy file) and compare Route throughput in turns.
-    #[arg(long)]
-    tenants_cost: bool,
-    /// Tenants for --tenants-cost.
-    #[arg(long, default_value_t = 100)]
-    tenants: u16,
-    /// Instead of the benchmark: start a Redis and two servers (state in memory, state in that
-    /// Redis) and compare Route with --deadline-ms deadlines: memory, Redis up, Redis killed
-    /// mid-load, Redis back.
-    #[arg(long)]
-    redis_outage: bool,
-    /// Instead of the benchmark: start a server on --model and (with --peer) both Python peers,
-    /// and compare latency in open loop (random arrivals) at 25, 50 and 75 % of handoff's peak;
-    /// each --compare setting adds a handoff server with it.
-    #[arg(long)]
-    open_loop: bool,
-    /// Instead of the benchmark: start a server on --model (and one per --compare setting) and
-    /// measure its goodput in a storm of 256 callers with 50 ms deadlines retrying at once.
-    #[arg(long)]
-    storm: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum Mode {
+    /// Against --addr: bare tract, engine phases (with --peer, the Python peers too), message
+    /// lengths, open-loop service phases and shadow cost.
+    Bench {
+        /// Candidate version for the shadow phases (a second copy of the live version works
+        /// too); "" skips them.
+        #[arg(long, default_value = "2.2.0")]
+        shadow_version: String,
+    },
+    /// Against --addr: only the peak phase (--concurrency callers, unique texts), e.g. to read
+    /// the server's batch metrics under load.
+    Peak {
+        /// Route calls (conversations of several turns) instead of Classify.
+        #[arg(long)]
+        route: bool,
+    },
+    /// Against --addr: this many Route requests a second (say, twice the peak) for --seconds, each
+    /// with --deadline-ms.
+    Soak {
+        #[arg(long)]
+        rate: f64,
+        /// The server's pid, to sample its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// The decision path alone (no server), for --seconds.
+    DecisionPath,
+    /// Two servers (split_single_calls on and off), compared at one caller, with where the time
+    /// goes (with --peer, the naive Python server too).
+    SingleCall,
+    /// One server per setting (`--set` syntax, e.g. max_batch_size=8; several joined by commas),
+    /// compared in turns at 1 and --concurrency callers.
+    Compare {
+        #[arg(required = true)]
+        settings: Vec<String>,
+        /// Also an open-loop phase at this many requests a second.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// A server on --model (and one per SETTINGS) and, with --peer, both Python peers: latency
+    /// with random arrivals at 25, 50 and 75 % of handoff's peak, in rounds; --seconds per load.
+    OpenLoop { settings: Vec<String> },
+    /// A server on --model (and one per SETTINGS): goodput in a storm of 256 callers with 50 ms
+    /// deadlines sending again at once.
+    Storm { settings: Vec<String> },
+    /// Two servers (decision log off and on) at peak Route load in turns, and the log's bytes.
+    DecisionLogCost,
+    /// Two servers (no tenants; --tenants tenants, each with its own policy file), Route
+    /// throughput in turns.
+    TenantsCost {
+        #[arg(long, default_value_t = 100)]
+        tenants: u16,
+    },
+    /// A Redis and two servers (state in memory, state in that Redis), Route with --deadline-ms
+    /// deadlines: memory, Redis up, Redis killed mid-load, Redis back.
+    RedisOutage,
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -403,7 +421,7 @@ const ENGINE_ROUNDS: u64 = 4;
 /// The engine phases of every server in `targets` (name, clients), in rounds; printed at the end.
 async fn engine_phases(
     targets: &[(&str, Vec<HandoffClient<Channel>>)],
-    args: &Args,
+    args: &Common,
 ) -> Vec<EnginePhases> {
     let (n, per_round) = (args.concurrency, (args.seconds / ENGINE_ROUNDS).max(1));
     let mut out: Vec<EnginePhases> = targets
@@ -453,88 +471,81 @@ async fn classify_phase(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if args.decision_log_cost {
-        return decision_log::run(
-            args.concurrency,
-            args.seconds,
-            args.threads,
-            args.connections,
-        )
-        .await;
-    }
-    if args.tenants_cost {
-        let (n, seconds) = (args.concurrency, args.seconds);
-        return tenants_cost::run(n, seconds, args.threads, args.connections, args.tenants).await;
-    }
-    if args.redis_outage {
-        let deadline = Duration::from_millis(args.deadline_ms);
-        let (n, seconds) = (args.concurrency, args.seconds);
-        return redis_outage::run(n, seconds, args.threads, args.connections, deadline).await;
-    }
-    if args.storm {
-        let (seconds, n) = (args.seconds, args.concurrency);
-        let (threads, connections) = (args.threads, args.connections);
-        return storm::run(&args.model, &args.compare, seconds, threads, connections, n).await;
-    }
-    if args.open_loop {
-        let (seconds, n) = (args.seconds, args.concurrency);
-        let (threads, connections) = (args.threads, args.connections);
-        return open_loop::run(
-            &args.model,
-            &args.compare,
-            seconds,
-            threads,
-            connections,
-            n,
-            args.peer,
-        )
-        .await;
-    }
-    if !args.compare.is_empty() && !args.open_loop && !args.storm {
-        let (seconds, n) = (args.seconds, args.concurrency);
-        let (threads, connections) = (args.threads, args.connections);
-        return compare::run(
-            &args.compare,
-            seconds,
-            n,
-            threads,
-            connections,
-            args.compare_rate,
-        )
-        .await;
-    }
-    if args.peak_only {
-        let clients = connect(&args.addr, args.connections).await?;
-        let (n, seconds) = (args.concurrency, args.seconds);
-        if args.route {
-            let stats = closed_loop(&clients, n, seconds, Rpc::Route, Mix::Unique).await;
-            println!("{}", stats.line(&format!("Route, {n} in flight")));
-        } else {
-            classify_phase(&clients, n, seconds, Mix::Unique, &format!("{n} in flight")).await;
-        }
-        return Ok(());
-    }
-    if let Some(rate) = args.soak_rate {
-        let clients = connect(&args.addr, args.connections).await?;
-        let deadline = Duration::from_millis(args.deadline_ms);
-        soak::run(&clients, rate, args.seconds, deadline, args.server_pid).await;
-        return Ok(());
-    }
-    let model = Arc::new(
-        Model::load(&args.model).with_context(|| format!("loading {}", args.model.display()))?,
+    let cli = Cli::parse();
+    let args = &cli.common;
+    let (n, seconds, threads, connections) = (
+        args.concurrency,
+        args.seconds,
+        args.threads,
+        args.connections,
     );
-    if args.decision_path_only {
-        let (p50, p99, n) = decision_path(&model, args.seconds)?;
-        println!(
-            "decision path alone (built-in rules, memory store, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
-        );
-        return Ok(());
+    let deadline = Duration::from_millis(args.deadline_ms);
+    let mode = cli.mode.unwrap_or(Mode::Bench {
+        shadow_version: "2.2.0".into(),
+    });
+    match mode {
+        Mode::DecisionLogCost => decision_log::run(n, seconds, threads, connections).await,
+        Mode::TenantsCost { tenants } => {
+            tenants_cost::run(n, seconds, threads, connections, tenants).await
+        }
+        Mode::RedisOutage => redis_outage::run(n, seconds, threads, connections, deadline).await,
+        Mode::Storm { settings } => {
+            storm::run(&args.model, &settings, seconds, threads, connections, n).await
+        }
+        Mode::OpenLoop { settings } => {
+            let peer = args.peer;
+            open_loop::run(
+                &args.model,
+                &settings,
+                seconds,
+                threads,
+                connections,
+                n,
+                peer,
+            )
+            .await
+        }
+        Mode::Compare { settings, rate } => {
+            compare::run(&settings, seconds, n, threads, connections, rate).await
+        }
+        Mode::Peak { route } => {
+            let clients = connect(&args.addr, connections).await?;
+            if route {
+                let stats = closed_loop(&clients, n, seconds, Rpc::Route, Mix::Unique).await;
+                println!("{}", stats.line(&format!("Route, {n} in flight")));
+            } else {
+                classify_phase(&clients, n, seconds, Mix::Unique, &format!("{n} in flight")).await;
+            }
+            Ok(())
+        }
+        Mode::Soak { rate, server_pid } => {
+            let clients = connect(&args.addr, connections).await?;
+            soak::run(&clients, rate, seconds, deadline, server_pid).await;
+            Ok(())
+        }
+        Mode::DecisionPath => {
+            let (p50, p99, n) = decision_path(&load(&args.model)?, seconds)?;
+            println!(
+                "decision path alone (built-in rules, memory store, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
+            );
+            Ok(())
+        }
+        Mode::SingleCall => {
+            let model = Arc::new(load(&args.model)?);
+            single_call::run(model, &args.model, seconds, threads, args.peer).await
+        }
+        Mode::Bench { shadow_version } => {
+            bench(args, Arc::new(load(&args.model)?), &shadow_version).await
+        }
     }
-    if args.single_call {
-        let (seconds, threads) = (args.seconds, args.threads);
-        return single_call::run(model, &args.model, seconds, threads, args.peer).await;
-    }
+}
+
+fn load(dir: &std::path::Path) -> anyhow::Result<Model> {
+    Model::load(dir).with_context(|| format!("loading {}", dir.display()))
+}
+
+/// The full benchmark against `args.addr` (see `Mode::Bench`).
+async fn bench(args: &Common, model: Arc<Model>, shadow_version: &str) -> anyhow::Result<()> {
     let clients = connect(&args.addr, args.connections).await?;
     println!(
         "model {} {}, {} messages, {} s per phase",
@@ -582,7 +593,7 @@ async fn main() -> anyhow::Result<()> {
             running_peers.push(peer);
         }
     }
-    let mut phases = engine_phases(&targets, &args).await.into_iter();
+    let mut phases = engine_phases(&targets, args).await.into_iter();
     let ours = phases.next().expect("ours ran");
     let peers: Vec<_> = phases.collect();
     drop(running_peers);
@@ -645,7 +656,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let mut shadow_summary = None;
-    if !args.shadow_version.is_empty() {
+    if !shadow_version.is_empty() {
         // Spare capacity: a quarter of peak leaves room for the shadow worker.
         let rate = peak.rate() / 4.0;
         let off = open_loop(&clients, rate, args.seconds, &[Rpc::Classify])
@@ -658,7 +669,7 @@ async fn main() -> anyhow::Result<()> {
         let mut admin = ModelAdminClient::connect(args.addr.clone()).await?;
         let shadow = |share| SetShadowRequest {
             name: MODEL_NAME.into(),
-            version: args.shadow_version.clone(),
+            version: shadow_version.to_string(),
             share,
         };
         admin

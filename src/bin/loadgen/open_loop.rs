@@ -1,4 +1,4 @@
-//! `--open-loop`: latency the way chat traffic arrives. One handoff server from this build and (with
+//! `open-loop`: latency the way chat traffic arrives. One handoff server from this build and (with
 //! `--peer`) both Python peers on the same package take turns, in rounds, at 25, 50 and 75 % of
 //! handoff's measured peak with random (Poisson) arrivals and unique texts; then a mixed phase (Route
 //! with state, 30 % repeats) on handoff alone. For handoff it also prints what the server saw in each

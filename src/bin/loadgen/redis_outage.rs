@@ -1,4 +1,4 @@
-//! `--redis-outage`: what a Redis outage costs Route callers. One server keeps conversation state in
+//! `redis-outage`: what a Redis outage costs Route callers. One server keeps conversation state in
 //! memory, one in a Redis started here; in one run, at the same closed-loop load with short
 //! deadlines: the memory server, the Redis server with Redis up, the same after Redis is killed
 //! (SIGKILL, mid-load), and after it is back. Prints throughput, p50/p99/max, how many calls missed

@@ -1,4 +1,4 @@
-//! `--single-call`: where one call's time goes when the server is idle, and what running a lone
+//! `single-call`: where one call's time goes when the server is idle, and what running a lone
 //! text on two threads (`split_single_calls`) buys. Two servers from this build, split on and off,
 //! and with `--peer` the naive Python server, take turns in rounds; one caller sends unique texts
 //! back to back. The server's own `Timing` splits each answer into queue wait and inference, and

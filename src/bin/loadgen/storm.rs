@@ -1,6 +1,5 @@
-//! `--storm`: goodput under overload. A server from this build (and one more per `--compare`
-//! setting) is driven at its closed-loop peak, then by a storm: 256 callers with 50 ms deadlines,
-//! unique texts, each sending again at once whatever the answer, as a naive client does. Prints the
+//! `storm`: goodput under overload. A server from this build (and one more per setting given) is
+//! driven at its closed-loop peak, then by a storm: 256 callers with 50 ms deadlines, unique texts, each sending again at once whatever the answer, as a naive client does. Prints the
 //! storm's goodput (answers in time) against the peak, what the rest got, and the CPU the client and
 //! the server used, since on one machine a storm's client competes with the server for the cores.
 

@@ -1,4 +1,4 @@
-//! `--tenants-cost`: what serving many tenants costs. Two servers from the same build, one without
+//! `tenants-cost`: what serving many tenants costs. Two servers from the same build, one without
 //! tenants and one with `n` tenants (each with its own policy file, reloaded on its own), take turns
 //! at peak Route load, the second's calls spread over every tenant; prints both and the ratio.
 
