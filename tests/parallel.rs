@@ -5,7 +5,7 @@ mod common;
 
 use common::{counter, Server};
 use handoff::grpc::pb::ClassifyBatchRequest;
-use handoff::model::Model;
+use handoff::model::{GiveWay, Model, Never};
 
 const TEXTS: &[&str] = &[
     "转人工",
@@ -23,7 +23,10 @@ fn split_runs_give_the_whole_graphs_outputs() {
     for text in TEXTS.iter().copied().chain([long.as_str()]) {
         let encoded = model.encode(text).unwrap();
         let whole = model.run(&[&encoded]).unwrap().remove(0);
-        let split = model.run_split(&encoded).expect("stages idle").unwrap();
+        let split = model
+            .run_split(&encoded, &Never)
+            .expect("stages idle")
+            .unwrap();
         for (head, a, b) in [
             ("intent", &whole.intent_probs, &split.intent_probs),
             ("sentiment", &whole.sentiment_probs, &split.sentiment_probs),
@@ -39,6 +42,67 @@ fn split_runs_give_the_whole_graphs_outputs() {
         }
         assert_eq!(whole.top_intent(), split.top_intent(), "{text:?}");
     }
+}
+
+/// Asks the split run to give way once `after` stages have been asked about, and records when the
+/// helper left.
+struct AskAfter {
+    after: usize,
+    asked: std::cell::Cell<usize>,
+    left_at: std::cell::Cell<Option<usize>>,
+}
+
+impl GiveWay for AskAfter {
+    fn asked(&self) -> bool {
+        self.asked.set(self.asked.get() + 1);
+        self.asked.get() > self.after
+    }
+    fn helper_left(&self) {
+        self.left_at.set(Some(self.asked.get()));
+    }
+}
+
+/// A split run that gives way at any stage (the helper stops, the leader runs the rest of half 1)
+/// still gives the whole graph's outputs, and tells the batcher that the helper's core is free.
+#[test]
+fn a_split_run_that_gives_way_at_any_stage_gives_the_whole_graphs_outputs() {
+    let model = Model::load(&common::model_dir()).unwrap();
+    let text = "I was charged twice for the same order and nobody answers, get me a person";
+    let encoded = model.encode(text).unwrap();
+    let whole = model.run(&[&encoded]).unwrap().remove(0);
+    let mut gave_way = 0;
+    for after in 0..16 {
+        let ask = AskAfter {
+            after,
+            asked: Default::default(),
+            left_at: Default::default(),
+        };
+        let split = model
+            .run_split(&encoded, &ask)
+            .expect("stages idle")
+            .unwrap();
+        let diff = whole
+            .intent_probs
+            .iter()
+            .chain(&whole.embedding)
+            .zip(split.intent_probs.iter().chain(&split.embedding))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "asked after {after} stages: differs by {diff}");
+        // 6 layers are 12 stages, asked about before each but the first. The helper may be one
+        // stage ahead of the leader, so an ask with two stages or more to go always stops it.
+        if after + 3 <= 11 {
+            assert!(
+                ask.left_at.get().is_some(),
+                "asked after {after}: the helper gave way"
+            );
+            gave_way += 1;
+        }
+        if ask.asked.get() <= after {
+            assert_eq!(ask.left_at.get(), None, "never asked, never left");
+        }
+    }
+    assert_eq!(gave_way, 9);
 }
 
 async fn runs(server: &Server) -> (f64, f64) {

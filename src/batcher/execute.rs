@@ -117,7 +117,7 @@ fn run_group<B: Backend>(
         // caller gets an answer if the whole graph can give one.
         let split = two
             .as_ref()
-            .and_then(|_| model.run_alone(encoded[0]))
+            .and_then(|held| model.run_alone(encoded[0], held))
             .and_then(|r| {
                 r.map_err(|e| tracing::warn!(error = %e, "split run failed; running it whole"))
                     .ok()

@@ -30,7 +30,11 @@ impl Backend for Fake {
     fn splits(&self) -> bool {
         true
     }
-    fn run_alone(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+    fn run_alone(
+        &self,
+        text: &Encoded,
+        _give_way: &dyn crate::model::GiveWay,
+    ) -> Option<Result<Prediction, ModelError>> {
         self.alone.lock().unwrap().push(text.ids.len());
         Some(self.record(&[text]).map(|mut p| p.remove(0)))
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Encoded, ModelError, Prediction};
+use super::{Encoded, GiveWay, ModelError, Prediction};
 
 pub trait Backend: Send + Sync + 'static {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError>;
@@ -13,9 +13,13 @@ pub trait Backend: Send + Sync + 'static {
     fn splits(&self) -> bool {
         false
     }
-    /// Run one text when nothing else is running, over two cores. `None` when it cannot now (the
-    /// caller runs it with `run`).
-    fn run_alone(&self, _text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+    /// Run one text when nothing else is running, over two cores, giving one back when
+    /// `give_way` asks. `None` when it cannot now (the caller runs it with `run`).
+    fn run_alone(
+        &self,
+        _text: &Encoded,
+        _give_way: &dyn GiveWay,
+    ) -> Option<Result<Prediction, ModelError>> {
         None
     }
     /// Different for every load, even of the same package: results are cached per load.
@@ -34,8 +38,12 @@ impl Backend for super::Model {
     fn splits(&self) -> bool {
         self.has_parallel_stages()
     }
-    fn run_alone(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
-        super::Model::run_split(self, text)
+    fn run_alone(
+        &self,
+        text: &Encoded,
+        give_way: &dyn GiveWay,
+    ) -> Option<Result<Prediction, ModelError>> {
+        super::Model::run_split(self, text, give_way)
     }
     fn load_id(&self) -> u64 {
         super::Model::load_id(self)

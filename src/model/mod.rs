@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 pub use backend::Backend;
 pub use manifest::{Golden, Manifest, ParallelSection};
+pub use parallel::{GiveWay, Never};
 pub use registry::ModelRegistry;
 pub use runtime::{Encoded, GoldenResult, Model, Prediction};
 

@@ -12,9 +12,15 @@
 //! both, so both feed the next stage the same bits): tract's Add of two runtime tensors costs
 //! ~20 µs at chat lengths, this loop ~2.
 //! Batches never come here (batching already keeps both cores busy).
+//!
+//! A split run gives way: when other work is waiting for a core (`GiveWay::asked`, checked by the
+//! leader before each stage), the helper stops before its next stage and the leader runs the rest
+//! of both halves alone, so the waiting run gets the helper's core within one stage (~0.3 ms)
+//! instead of after the whole message. The halves' stages take the same inputs, so the leader's
+//! copy of half 1 gives the same partial sums the helper would have.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,11 +42,34 @@ const HELPER_SPIN: Duration = Duration::from_micros(100);
 /// A stage takes ~0.3 ms: a partner that has not answered in this long is gone (a bug, not load).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Whether a split run should give one of its cores to other work, and what to do once it has.
+pub trait GiveWay {
+    /// Other work waits for a core.
+    fn asked(&self) -> bool;
+    /// The helper has stopped: its core is free for that work.
+    fn helper_left(&self);
+}
+
+/// Never gives way (golden checks, benchmarks).
+pub struct Never;
+
+impl GiveWay for Never {
+    fn asked(&self) -> bool {
+        false
+    }
+    fn helper_left(&self) {}
+}
+
 /// One message in flight: what each half has published so far.
 struct Run {
     embedded: OnceLock<(TValue, TValue)>,
     partials: [Vec<OnceLock<TValue>>; 2],
     failed: AtomicBool,
+    /// Set by the leader: the helper starts no further stage.
+    stop: AtomicBool,
+    /// The stage the helper stopped before (`usize::MAX` while it runs): every earlier stage of
+    /// half 1 is published, this one and the later ones the leader runs.
+    left_at: AtomicUsize,
 }
 
 impl Run {
@@ -50,6 +79,8 @@ impl Run {
             embedded: OnceLock::new(),
             partials: [cells(), cells()],
             failed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            left_at: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -103,6 +134,8 @@ struct LeaderStates {
     embed: State,
     /// Half 0: l0_attn, l0_ffn, l1_attn, l1_ffn, ... (the helper holds half 1's).
     half: Vec<State>,
+    /// The leader's own states of half 1, for the stages after the helper gave way.
+    other: Vec<State>,
     head: State,
 }
 
@@ -152,12 +185,14 @@ impl ParallelRunner {
                 .map(|p| State::new(p).map_err(run_err))
                 .collect()
         };
+        let other = half(1)?;
         let leader = LeaderStates {
             embed: State::new(&embed).map_err(run_err)?,
             half: states(half(0)?)?,
+            other: states(other.clone())?,
             head: State::new(&stage("head.onnx".into())?).map_err(run_err)?,
         };
-        let helper_states = states(half(1)?)?;
+        let helper_states = states(other)?;
         let (helper, jobs) = crossbeam_channel::bounded(1);
         std::thread::Builder::new()
             .name("inference-half".into())
@@ -171,7 +206,12 @@ impl ParallelRunner {
 
     /// Run one message split over two threads; `None` when another message already is (the
     /// caller then runs the whole graph).
-    pub fn run(&self, ids: Tensor, mask: Tensor) -> Option<Result<TVec<TValue>, ModelError>> {
+    pub fn run(
+        &self,
+        ids: Tensor,
+        mask: Tensor,
+        give_way: &dyn GiveWay,
+    ) -> Option<Result<TVec<TValue>, ModelError>> {
         let mut states = self.leading.try_lock().ok()?;
         let run = Arc::new(Run::new(states.half.len()));
         // Wake the helper first: it comes up while we embed.
@@ -179,7 +219,7 @@ impl ParallelRunner {
             return None;
         }
         let mut guard = FailOnDrop(&run, false);
-        let result = lead(&mut states, &run, ids, mask);
+        let result = lead(&mut states, &run, ids, mask, give_way);
         guard.1 = result.is_ok();
         drop(guard);
         Some(result)
@@ -191,6 +231,7 @@ fn lead(
     run: &Run,
     ids: Tensor,
     mask: Tensor,
+    give_way: &dyn GiveWay,
 ) -> Result<TVec<TValue>, ModelError> {
     let mask: TValue = mask.into();
     let mut embedded = states
@@ -202,7 +243,7 @@ fn lead(
         return Err(stage_error("the embedding stage gave fewer than 2 outputs"));
     };
     let _ = run.embedded.set((tokens, bias));
-    let state = run_half(&mut states.half, 0, run)?;
+    let state = lead_half(states, run, give_way)?;
     states.head.run(tvec![state, mask]).map_err(run_err)
 }
 
@@ -210,37 +251,142 @@ fn optimize(model: InferenceModel) -> TractResult<Plan> {
     model.into_optimized()?.into_runnable()
 }
 
-/// Run half `k` of every layer; returns the residual stream after the last layer, before its
-/// layer norm (the head's input).
-fn run_half(states: &mut [State], k: usize, run: &Run) -> Result<TValue, ModelError> {
+/// Stage `s`'s inputs, the same for both halves: the embedding and the padding bias first, then
+/// the residual sum of the stage before (and the bias again for attention stages).
+fn stage_inputs(s: usize, sum: Option<TValue>, bias: &TValue, tokens: &TValue) -> TVec<TValue> {
+    match sum {
+        None => tvec![tokens.clone(), bias.clone()],
+        Some(sum) if s % 2 == 0 => tvec![sum, bias.clone()], // attention stages read the mask
+        Some(sum) => tvec![sum],
+    }
+}
+
+/// Run one stage: its partial sum, and the normalised state the next residual sum starts from
+/// (the embedding for the first stage).
+fn run_stage(
+    state: &mut State,
+    s: usize,
+    inputs: TVec<TValue>,
+    tokens: &TValue,
+) -> Result<(TValue, TValue), ModelError> {
+    let mut out = state.run(inputs).map_err(run_err)?;
+    let partial = out
+        .pop()
+        .ok_or_else(|| stage_error("a stage gave no output"))?;
+    let x = if s == 0 {
+        tokens.clone()
+    } else {
+        out.pop()
+            .ok_or_else(|| stage_error("a stage gave no normalised state"))?
+    };
+    Ok((x, partial))
+}
+
+/// The leader's half 0 of every layer, and half 1 of every stage the helper did not run; returns
+/// the residual stream after the last layer, before its layer norm (the head's input).
+fn lead_half(
+    states: &mut LeaderStates,
+    run: &Run,
+    give_way: &dyn GiveWay,
+) -> Result<TValue, ModelError> {
+    let (tokens, bias) = run.wait(&run.embedded)?;
+    let (mut x, mut told) = (tokens.clone(), false);
+    let mut last_inputs = TVec::new();
+    for s in 0..states.half.len() {
+        let sum = if s == 0 {
+            None
+        } else {
+            Some(leader_sum(
+                x,
+                run,
+                s - 1,
+                &mut states.other,
+                last_inputs,
+                &mut told,
+                give_way,
+            )?)
+        };
+        if s > 0 && !run.stop.load(Ordering::Relaxed) && give_way.asked() {
+            run.stop.store(true, Ordering::Release);
+        }
+        let inputs = stage_inputs(s, sum, bias, tokens);
+        let (next, partial) = run_stage(&mut states.half[s], s, inputs.clone(), tokens)?;
+        let _ = run.partials[0][s].set(partial);
+        (x, last_inputs) = (next, inputs);
+    }
+    let last = states.half.len() - 1;
+    leader_sum(
+        x,
+        run,
+        last,
+        &mut states.other,
+        last_inputs,
+        &mut told,
+        give_way,
+    )
+}
+
+/// `residual_sum` for the leader: half 1's partial of stage `s` from the helper, or, once the
+/// helper has stopped before that stage, from the leader's own copy of half 1 on `inputs` (and the
+/// first time, `give_way` learns the helper's core is free).
+fn leader_sum(
+    x: TValue,
+    run: &Run,
+    s: usize,
+    other: &mut [State],
+    inputs: TVec<TValue>,
+    told: &mut bool,
+    give_way: &dyn GiveWay,
+) -> Result<TValue, ModelError> {
+    let started = Instant::now();
+    let mut spins = 0u32;
+    while run.partials[1][s].get().is_none() {
+        if run.left_at.load(Ordering::Acquire) <= s {
+            if !*told {
+                *told = true;
+                give_way.helper_left();
+                metrics::counter!(crate::telemetry::SPLIT_YIELDS).increment(1);
+            }
+            let tokens = &run.wait(&run.embedded)?.0;
+            let (_, partial) = run_stage(&mut other[s], s, inputs, tokens)?;
+            let _ = run.partials[1][s].set(partial);
+            break;
+        }
+        if run.failed.load(Ordering::Acquire) {
+            return Err(stage_error("the other half failed"));
+        }
+        spins = spins.wrapping_add(1);
+        if spins % 1024 == 0 {
+            if started.elapsed() > EXCHANGE_TIMEOUT {
+                return Err(stage_error("the other half did not answer"));
+            }
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    residual_sum(x, run, s)
+}
+
+/// The helper's half 1 of every layer, until the leader asks it to stop.
+fn help_half(states: &mut [State], run: &Run) -> Result<(), ModelError> {
     let (tokens, bias) = run.wait(&run.embedded)?;
     let mut x = tokens.clone();
     for (s, state) in states.iter_mut().enumerate() {
-        let inputs = if s == 0 {
-            tvec![tokens.clone(), bias.clone()]
+        if run.stop.load(Ordering::Acquire) {
+            run.left_at.store(s, Ordering::Release);
+            return Ok(());
+        }
+        let sum = if s == 0 {
+            None
         } else {
-            let mut inputs = tvec![residual_sum(x, run, s - 1)?];
-            if s % 2 == 0 {
-                inputs.push(bias.clone()); // attention stages read the padding mask
-            }
-            inputs
+            Some(residual_sum(x, run, s - 1)?)
         };
-        let mut out = state.run(inputs).map_err(run_err)?;
-        let partial = out
-            .pop()
-            .ok_or_else(|| stage_error("a stage gave no output"))?;
-        x = if s == 0 {
-            tokens.clone()
-        } else {
-            out.pop()
-                .ok_or_else(|| stage_error("a stage gave no normalised state"))?
-        };
-        let _ = run.partials[k][s].set(partial);
+        let (next, partial) = run_stage(state, s, stage_inputs(s, sum, bias, tokens), tokens)?;
+        let _ = run.partials[1][s].set(partial);
+        x = next;
     }
-    if k == 1 {
-        return Ok(x); // the leader runs the head; nothing reads this half's last sum
-    }
-    residual_sum(x, run, states.len() - 1)
+    Ok(())
 }
 
 /// `x + partial_0 + partial_1` of stage `s`, once both halves have published theirs.
@@ -264,8 +410,15 @@ fn residual_sum(x: TValue, run: &Run, s: usize) -> Result<TValue, ModelError> {
 }
 
 fn helper_loop(mut states: Vec<State>, jobs: Receiver<Arc<Run>>) {
+    // After giving way, other work has the core: sleep at once rather than spin against it.
+    let mut gave_way = false;
     loop {
-        let spin_until = Instant::now() + HELPER_SPIN;
+        let spin = if gave_way {
+            Duration::ZERO
+        } else {
+            HELPER_SPIN
+        };
+        let spin_until = Instant::now() + spin;
         let run = loop {
             match jobs.try_recv() {
                 Ok(run) => break run,
@@ -279,9 +432,10 @@ fn helper_loop(mut states: Vec<State>, jobs: Receiver<Arc<Run>>) {
         };
         let mut guard = FailOnDrop(&run, false);
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_half(&mut states, 1, &run).is_ok()
+            help_half(&mut states, &run).is_ok()
         }))
         .unwrap_or(false);
         guard.1 = ok;
+        gave_way = run.left_at.load(Ordering::Relaxed) != usize::MAX;
     }
 }

@@ -236,11 +236,16 @@ impl Model {
         self.predictions(&outputs, batch.len())
     }
 
-    /// Run one text on two threads through the package's tensor-parallel stages; `None` when the
-    /// package has none or another text is running split (run it with `run` then).
-    pub fn run_split(&self, text: &Encoded) -> Option<Result<Prediction, ModelError>> {
+    /// Run one text on two threads through the package's tensor-parallel stages, the second
+    /// given back when `give_way` asks; `None` when the package has none or another text is
+    /// running split (run it with `run` then).
+    pub fn run_split(
+        &self,
+        text: &Encoded,
+        give_way: &dyn super::GiveWay,
+    ) -> Option<Result<Prediction, ModelError>> {
         let (ids, mask) = self.padded(&[text]);
-        let outputs = self.parallel.as_ref()?.run(ids, mask)?;
+        let outputs = self.parallel.as_ref()?.run(ids, mask, give_way)?;
         Some(
             outputs
                 .and_then(|o| self.predictions(&o, 1))
@@ -325,7 +330,7 @@ impl Model {
         for text in texts.chain(ALWAYS) {
             let encoded = self.encode(text)?;
             let whole = self.run(&[&encoded])?.remove(0);
-            let Some(split) = self.run_split(&encoded) else {
+            let Some(split) = self.run_split(&encoded, &super::Never) else {
                 continue; // not reachable at load: nothing else runs yet
             };
             let split = split?;

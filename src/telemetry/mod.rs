@@ -18,6 +18,7 @@ pub const TOKENIZE_TIME: &str = "handoff_tokenize_duration_seconds";
 pub const INFERENCE_TIME: &str = "handoff_inference_duration_seconds";
 pub const BATCH_SIZE: &str = "handoff_batch_size";
 pub const INFERENCE_RUNS: &str = "handoff_inference_runs_total";
+pub const SPLIT_YIELDS: &str = "handoff_split_runs_given_way_total";
 pub const BATCH_TOKENS: &str = "handoff_batch_tokens";
 pub const SHED: &str = "handoff_shed_requests_total";
 pub const SKIPPED: &str = "handoff_skipped_requests_total";
@@ -157,6 +158,10 @@ fn describe() {
     describe_counter!(
         INFERENCE_RUNS,
         "Model runs by mode: whole (the whole graph on one worker, any batch size) or split (one text on two threads, when nothing else is running)"
+    );
+    describe_counter!(
+        SPLIT_YIELDS,
+        "Split runs whose helper thread stopped early to give its core to a run that was waiting for one"
     );
     describe_histogram!(BATCH_TOKENS, "Padded tokens per model batch");
     describe_counter!(

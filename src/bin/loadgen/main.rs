@@ -116,7 +116,12 @@ enum Mode {
     },
     /// A server on --model (and one per SETTINGS) and, with --peer, both Python peers: latency
     /// with random arrivals at 25, 50 and 75 % of handoff's peak, in rounds; --seconds per load.
-    OpenLoop { settings: Vec<String> },
+    OpenLoop {
+        settings: Vec<String>,
+        /// Loads, as shares of handoff's peak.
+        #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75")]
+        loads: Vec<f64>,
+    },
     /// A server on --model (and one per SETTINGS): goodput in a storm of 256 callers with 50 ms
     /// deadlines sending again at once.
     Storm { settings: Vec<String> },
@@ -492,11 +497,12 @@ async fn main() -> anyhow::Result<()> {
         Mode::Storm { settings } => {
             storm::run(&args.model, &settings, seconds, threads, connections, n).await
         }
-        Mode::OpenLoop { settings } => {
+        Mode::OpenLoop { settings, loads } => {
             let peer = args.peer;
             open_loop::run(
                 &args.model,
                 &settings,
+                &loads,
                 seconds,
                 threads,
                 connections,

@@ -14,7 +14,6 @@ use crate::texts::Mix;
 use crate::{closed_loop, connect, open_loop, open_loop_mix, peer, Rpc, Stats};
 
 const ROUNDS: u64 = 3;
-const LOADS: [f64; 3] = [0.25, 0.50, 0.75];
 /// Share of the mixed phase's texts repeated word for word (greetings, "ok", "转人工").
 const MIXED_REPEATS: u8 = 30;
 
@@ -97,6 +96,8 @@ pub(crate) struct Seen {
     batch: Hist,
     split_runs: f64,
     whole_runs: f64,
+    /// Split runs whose helper gave its core to a waiting run.
+    given_way: f64,
     /// CPU seconds by thread kind (the thread name without its number).
     cpu: BTreeMap<String, f64>,
 }
@@ -127,6 +128,11 @@ impl Seen {
             batch: Hist::read(&page, "handoff_batch_size", ""),
             split_runs: runs("split"),
             whole_runs: runs("whole"),
+            given_way: page
+                .lines()
+                .filter(|l| l.starts_with("handoff_split_runs_given_way_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
             cpu: thread_cpu(server.pid()),
         })
     }
@@ -145,6 +151,7 @@ impl Seen {
             batch: self.batch.combine(&other.batch, sign),
             split_runs: self.split_runs + sign * other.split_runs,
             whole_runs: self.whole_runs + sign * other.whole_runs,
+            given_way: self.given_way + sign * other.given_way,
             cpu,
         }
     }
@@ -167,13 +174,14 @@ impl Seen {
             .collect();
         let ms = |h: &Hist| format!("{:.2}/{:.0}", 1000.0 * h.mean(), 1000.0 * h.quantile(0.99));
         format!(
-            "    server ms (mean/p99 bucket): call {}, queue {}, tokenize {}, run {}; batch mean {:.2}; split {:.0} %; CPU {}",
+            "    server ms (mean/p99 bucket): call {}, queue {}, tokenize {}, run {}; batch mean {:.2}; split {:.0} % (gave way {:.0} %); CPU {}",
             ms(&self.request),
             ms(&self.queue_wait),
             ms(&self.tokenize),
             ms(&self.inference),
             self.batch.mean(),
             100.0 * self.split_runs / (self.split_runs + self.whole_runs).max(1.0),
+            100.0 * self.given_way / self.split_runs.max(1.0),
             cpu.join(", ")
         )
     }
@@ -218,14 +226,19 @@ struct Target {
 }
 
 impl Target {
-    fn new(name: String, clients: Vec<HandoffClient<Channel>>, server: Option<Server>) -> Target {
+    fn new(
+        name: String,
+        clients: Vec<HandoffClient<Channel>>,
+        server: Option<Server>,
+        loads: usize,
+    ) -> Target {
         Target {
             name,
             clients,
             server,
             single: Stats::empty(),
-            at: LOADS.iter().map(|_| Stats::empty()).collect(),
-            seen: LOADS.iter().map(|_| Seen::default()).collect(),
+            at: (0..loads).map(|_| Stats::empty()).collect(),
+            seen: (0..loads).map(|_| Seen::default()).collect(),
         }
     }
 
@@ -245,6 +258,7 @@ impl Target {
 pub async fn run(
     model: &std::path::Path,
     settings: &[String],
+    loads: &[f64],
     seconds: u64,
     workers: usize,
     connections: usize,
@@ -264,14 +278,14 @@ pub async fn run(
         } else {
             format!("handoff {set}")
         };
-        targets.push(Target::new(name, clients, Some(server)));
+        targets.push(Target::new(name, clients, Some(server), loads.len()));
     }
     let mut peers = Vec::new();
     if with_peers {
         for batching in [false, true] {
             let p = peer::Peer::start(model, batching).await?;
             let clients = connect(&p.addr, connections).await?;
-            targets.push(Target::new(p.name.to_string(), clients, None));
+            targets.push(Target::new(p.name.to_string(), clients, None, loads.len()));
             peers.push(p);
         }
     }
@@ -291,14 +305,14 @@ pub async fn run(
     println!(
         "handoff peak ({concurrency} in flight, unique texts): {:.1}/s; open loop (random arrivals) at {:?} of it, {ROUNDS} rounds of {per_round} s, targets taking turns",
         peak.rate(),
-        LOADS.map(|l| format!("{:.0} %", l * 100.0))
+        loads.iter().map(|l| format!("{:.0} %", l * 100.0)).collect::<Vec<_>>()
     );
     for _ in 0..ROUNDS {
         for t in targets.iter_mut() {
             let one = closed_loop(&t.clients, 1, per_round, Rpc::Classify, Mix::Unique).await;
             t.single.merge(one);
         }
-        for (k, load) in LOADS.iter().enumerate() {
+        for (k, load) in loads.iter().enumerate() {
             for t in targets.iter_mut() {
                 t.phase(k, load * peak.rate(), per_round).await?;
             }
@@ -315,7 +329,7 @@ pub async fn run(
             "{}",
             row(&format!("{}: 1 in flight", t.name), &t.single, None)
         );
-        for (k, load) in LOADS.iter().enumerate() {
+        for (k, load) in loads.iter().enumerate() {
             let label = format!("{}: {:.0} % of peak", t.name, load * 100.0);
             println!("{}", row(&label, &t.at[k], Some(t.single.ms(0.5))));
             if t.server.is_some() {
@@ -347,7 +361,7 @@ pub async fn run(
 
     println!("\nsummary (same run):");
     for p in &targets[1..] {
-        let ratios: Vec<String> = LOADS
+        let ratios: Vec<String> = loads
             .iter()
             .enumerate()
             .map(|(k, load)| {

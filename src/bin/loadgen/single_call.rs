@@ -111,7 +111,7 @@ fn bare(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, f64)> {
         if model.has_parallel_stages() {
             let t = Instant::now();
             model
-                .run_split(&encoded)
+                .run_split(&encoded, &handoff::model::Never)
                 .context("the package's stages are busy")??;
             split.saturating_record(t.elapsed().as_micros().max(1) as u64);
         }
