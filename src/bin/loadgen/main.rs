@@ -494,23 +494,8 @@ async fn main() -> anyhow::Result<()> {
             tenants_cost::run(n, seconds, threads, connections, tenants).await
         }
         Mode::RedisOutage => redis_outage::run(n, seconds, threads, connections, deadline).await,
-        Mode::Storm { settings } => {
-            storm::run(&args.model, &settings, seconds, threads, connections, n).await
-        }
-        Mode::OpenLoop { settings, loads } => {
-            let peer = args.peer;
-            open_loop::run(
-                &args.model,
-                &settings,
-                &loads,
-                seconds,
-                threads,
-                connections,
-                n,
-                peer,
-            )
-            .await
-        }
+        Mode::Storm { settings } => storm::run(args, &settings).await,
+        Mode::OpenLoop { settings, loads } => open_loop::run(args, &settings, &loads).await,
         Mode::Compare { settings, rate } => {
             compare::run(&settings, seconds, n, threads, connections, rate).await
         }

@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use crate::decision_log::{ready, spawn_with, Server};
 use crate::texts::Mix;
-use crate::{closed_loop, connect, open_loop, open_loop_mix, peer, Rpc, Stats};
+use crate::{closed_loop, connect, open_loop, open_loop_mix, peer, Common, Rpc, Stats};
 
 const ROUNDS: u64 = 3;
 /// Share of the mixed phase's texts repeated word for word (greetings, "ok", "转人工").
@@ -255,16 +255,9 @@ impl Target {
 }
 
 /// `settings`: more handoff servers, one per `--set` list ("a=1,b=2"), compared with the default.
-pub async fn run(
-    model: &std::path::Path,
-    settings: &[String],
-    loads: &[f64],
-    seconds: u64,
-    workers: usize,
-    connections: usize,
-    concurrency: usize,
-    with_peers: bool,
-) -> anyhow::Result<()> {
+pub async fn run(args: &Common, settings: &[String], loads: &[f64]) -> anyhow::Result<()> {
+    let (model, seconds, workers) = (&args.model, args.seconds, args.threads);
+    let (connections, concurrency, with_peers) = (args.connections, args.concurrency, args.peer);
     let mut targets = Vec::new();
     for set in std::iter::once("").chain(settings.iter().map(String::as_str)) {
         let mut args: Vec<&std::ffi::OsStr> = vec!["--model".as_ref(), model.as_os_str()];

@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use crate::decision_log::{ready, spawn_with, Server};
 use crate::open_loop::Seen;
 use crate::texts::{self, Mix};
-use crate::{closed_loop, Rpc};
+use crate::{closed_loop, Common, Rpc};
 
 const CALLERS: usize = 256;
 const DEADLINE: Duration = Duration::from_millis(50);
@@ -100,14 +100,9 @@ struct Target {
     seen: Seen,
 }
 
-pub async fn run(
-    model: &std::path::Path,
-    settings: &[String],
-    seconds: u64,
-    workers: usize,
-    connections: usize,
-    concurrency: usize,
-) -> anyhow::Result<()> {
+pub async fn run(args: &Common, settings: &[String]) -> anyhow::Result<()> {
+    let (model, seconds, workers) = (&args.model, args.seconds, args.threads);
+    let (connections, concurrency) = (args.connections, args.concurrency);
     let mut targets = Vec::new();
     for set in std::iter::once("").chain(settings.iter().map(String::as_str)) {
         let mut args: Vec<&std::ffi::OsStr> = vec!["--model".as_ref(), model.as_os_str()];
