@@ -185,10 +185,10 @@ impl ParallelRunner {
                 .map(|p| State::new(p).map_err(run_err))
                 .collect()
         };
-        let other = half(1)?;
+        let (zero, other) = (half(0)?, half(1)?);
         let leader = LeaderStates {
             embed: State::new(&embed).map_err(run_err)?,
-            half: states(half(0)?)?,
+            half: states(zero)?,
             other: states(other.clone())?,
             head: State::new(&stage("head.onnx".into())?).map_err(run_err)?,
         };
