@@ -271,11 +271,12 @@ async fn tenants_decide_by_their_own_files_keep_apart_and_cannot_reach_each_othe
         .expect("the shop is not limited by tiny");
 
     // A broken bank file is refused; the bank keeps its policy and the shop is untouched.
-    std::fs::write(s.dir.join("bank.toml"), "version = \"bank-2\"\nrules = [\n").unwrap();
+    // Counted before the write: the watcher polls every 100 ms and may read the file at once.
     let refused_before = common::counter(
         &server.metrics(),
         "handoff_policy_reloads_total{result=\"error\"}",
     );
+    std::fs::write(s.dir.join("bank.toml"), "version = \"bank-2\"\nrules = [\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while common::counter(
         &server.metrics(),
