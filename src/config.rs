@@ -92,6 +92,8 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// JSON-lines audit log of decisions and admin actions (personal data redacted); none: off.
     pub audit_log: Option<PathBuf>,
+    /// How the audit log rotates.
+    pub audit: crate::audit::AuditRotation,
     /// Decisions with their signals, and feedback on them, for replay and reports; off by default.
     pub decision_log: crate::decision_log::DecisionLogConfig,
     /// Spans over OTLP; off unless `otlp_endpoint` is set.
@@ -166,6 +168,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             max_in_flight: 2048,
             audit_log: None,
+            audit: crate::audit::AuditRotation::default(),
             decision_log: Default::default(),
             tracing: Default::default(),
         }
@@ -280,6 +283,7 @@ pub const KEYS: &[&str] = &[
     "auth",
     "max_in_flight",
     "audit_log",
+    "audit",
     "decision_log",
     "tracing",
 ];
@@ -528,6 +532,9 @@ impl ServerConfig {
             if log.feedback_keys.is_empty() {
                 return Err(ConfigError::FleetSetting("feedback_keys"));
             }
+        }
+        if let Some(name) = self.audit.zero() {
+            return Err(ConfigError::Zero(name));
         }
         self.decision_log.validate()?;
         self.tracing.validate()?;
@@ -805,5 +812,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("limits.max_text_bytes"));
+        let c: ServerConfig = toml::from_str("[audit]\nmax_files = 0").unwrap();
+        let refused = c.validate().unwrap_err().to_string();
+        assert!(
+            refused.contains("audit.max_files must be at least 1"),
+            "{refused}"
+        );
+        assert!(toml::from_str::<ServerConfig>("[audit]\nmax_file = 3").is_err());
     }
 }

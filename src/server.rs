@@ -73,6 +73,8 @@ struct App {
     fleet: Option<Arc<Fleet>>,
     batcher: Arc<Batcher>,
     journal: Arc<Journal>,
+    /// Closed after the journal, once every call is answered.
+    audit: AuditLog,
 }
 
 impl App {
@@ -120,10 +122,11 @@ impl App {
         let default_deadline = limits.default_deadline();
         let max_message = limits.max_text_bytes * limits.max_batch_texts + 64 * 1024;
         let audit = match &config.audit_log {
-            Some(path) => AuditLog::open(path)
+            Some(path) => AuditLog::open(path, config.audit.clone())
                 .with_context(|| format!("opening the audit log {}", path.display()))?,
             None => AuditLog::disabled(),
         };
+        let audit_log = audit.clone();
         let stores = config.stores()?;
         // Feedback is remembered where the fleet's state is: in its Redis, else in this process.
         let claims = stores.redis.clone().map(|redis| {
@@ -204,6 +207,7 @@ impl App {
             fleet,
             batcher,
             journal,
+            audit: audit_log,
         })
     }
 
@@ -223,6 +227,7 @@ impl App {
             fleet,
             batcher,
             journal,
+            audit: audit_log,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = Duration::from_millis(config.drain_ms);
@@ -312,6 +317,7 @@ impl App {
         tokio::task::spawn_blocking(move || batcher.shutdown()).await?;
         // Every call is answered: no decision can be made any more, so the log can be closed.
         tokio::task::spawn_blocking(move || journal.close()).await?;
+        tokio::task::spawn_blocking(move || audit_log.close()).await?;
         if failed.is_some() {
             // The cause is logged above; the exit says only that this is why it stopped.
             anyhow::bail!("stopped: the model did not load");

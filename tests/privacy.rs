@@ -295,3 +295,100 @@ async fn retained_text_in_the_decision_log_is_redacted() {
     );
     assert!(!logged.contains(CARD) && !logged.contains(PHONE_CN));
 }
+
+/// The audit log rotates under load (by size, keeping `max_files`), and on SIGTERM every decision
+/// the server answered is on disk: the last file is synced before the process exits.
+#[tokio::test]
+async fn the_audit_log_rotates_and_keeps_every_record_through_shutdown() {
+    let dir = std::env::temp_dir().join(format!("handoff-audit-rotation-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let audit = dir.join("audit.jsonl");
+    let config = dir.join("handoff.toml");
+    // A decision record is ~500 bytes: a few per file, so 60 decisions rotate many times.
+    std::fs::write(
+        &config,
+        format!(
+            "audit_log = \"{}\"\n[audit]\nmax_file_bytes = 4000\nmax_files = 50\n",
+            audit.display()
+        ),
+    )
+    .unwrap();
+    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let mut client = common::client(&server).await;
+    let mut served = Vec::new();
+    for i in 0..60 {
+        let reply = client
+            .route(RouteRequest {
+                conversation_id: format!("c-rotation-{i}"),
+                text: format!("where is my order {i}"),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        served.push(reply.decision_id);
+    }
+    // Stopped at once: nothing waits for the writer's next idle flush.
+    drop(client);
+    stop(server).await;
+    let rotated = handoff::audit::rotated(&audit).unwrap();
+    assert!(rotated.len() >= 5, "rotated {} times", rotated.len());
+    let mut ids = Vec::new();
+    for file in rotated.iter().chain([&audit]) {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() <= 4000,
+            "{}: {} bytes",
+            file.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("whole JSON lines");
+            if let Some(id) = record["decision_id"].as_str() {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    assert_eq!(
+        ids, served,
+        "every decision, once, in order, across the files"
+    );
+
+    // With fewer files allowed, the oldest go.
+    std::fs::write(
+        &config,
+        format!(
+            "audit_log = \"{}\"\n[audit]\nmax_file_bytes = 4000\nmax_files = 3\n",
+            audit.display()
+        ),
+    )
+    .unwrap();
+    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
+    let mut client = common::client(&server).await;
+    for i in 0..20 {
+        client
+            .route(RouteRequest {
+                conversation_id: format!("c-rotation-more-{i}"),
+                text: "hello".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    drop(client);
+    stop(server).await;
+    assert_eq!(
+        handoff::audit::rotated(&audit).unwrap().len(),
+        2,
+        "3 files with the open one"
+    );
+}
+
+/// SIGTERM, and wait off the runtime (the client's connection must see the server go away).
+async fn stop(mut server: common::Server) {
+    server.terminate();
+    let wait = move || server.wait_exit(std::time::Duration::from_secs(30));
+    let status = tokio::task::spawn_blocking(wait).await.unwrap();
+    assert!(status.success(), "{status}");
+}
