@@ -85,11 +85,24 @@ impl Run {
     }
 
     fn wait<'a, T>(&'a self, cell: &'a OnceLock<T>) -> Result<&'a T, ModelError> {
+        self.wait_or(cell, || false)
+            .map(|v| v.expect("waits until set when never told to stop"))
+    }
+
+    /// Spin until `cell` is set (`Some`) or `stop` says there is no point waiting (`None`).
+    fn wait_or<'a, T>(
+        &'a self,
+        cell: &'a OnceLock<T>,
+        mut stop: impl FnMut() -> bool,
+    ) -> Result<Option<&'a T>, ModelError> {
         let started = Instant::now();
         let mut spins = 0u32;
         loop {
             if let Some(v) = cell.get() {
-                return Ok(v);
+                return Ok(Some(v));
+            }
+            if stop() {
+                return Ok(None);
             }
             if self.failed.load(Ordering::Acquire) {
                 return Err(stage_error("the other half failed"));
@@ -338,32 +351,16 @@ fn leader_sum(
     told: &mut bool,
     give_way: &dyn GiveWay,
 ) -> Result<TValue, ModelError> {
-    let started = Instant::now();
-    let mut spins = 0u32;
-    while run.partials[1][s].get().is_none() {
-        if run.left_at.load(Ordering::Acquire) <= s {
-            if !*told {
-                *told = true;
-                give_way.helper_left();
-                metrics::counter!(crate::telemetry::SPLIT_YIELDS).increment(1);
-            }
-            let tokens = &run.wait(&run.embedded)?.0;
-            let (_, partial) = run_stage(&mut other[s], s, inputs, tokens)?;
-            let _ = run.partials[1][s].set(partial);
-            break;
+    let helper_left = || run.left_at.load(Ordering::Acquire) <= s;
+    if run.wait_or(&run.partials[1][s], helper_left)?.is_none() {
+        if !*told {
+            *told = true;
+            give_way.helper_left();
+            metrics::counter!(crate::telemetry::SPLIT_YIELDS).increment(1);
         }
-        if run.failed.load(Ordering::Acquire) {
-            return Err(stage_error("the other half failed"));
-        }
-        spins = spins.wrapping_add(1);
-        if spins % 1024 == 0 {
-            if started.elapsed() > EXCHANGE_TIMEOUT {
-                return Err(stage_error("the other half did not answer"));
-            }
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
+        let tokens = &run.wait(&run.embedded)?.0;
+        let (_, partial) = run_stage(&mut other[s], s, inputs, tokens)?;
+        let _ = run.partials[1][s].set(partial);
     }
     residual_sum(x, run, s)
 }

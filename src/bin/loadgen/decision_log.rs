@@ -40,6 +40,37 @@ fn spawn(config: &Path, workers: usize) -> anyhow::Result<Server> {
     spawn_with(&["--config".as_ref(), config.as_os_str()], workers)
 }
 
+/// One server on `model` per entry of `settings` (`--set` lists joined by commas: "a=1,b=2"; ""
+/// for the defaults), each with its name ("handoff", "handoff a=1,b=2") and connected clients.
+pub(crate) async fn spawn_settings(
+    model: &Path,
+    settings: &[&str],
+    workers: usize,
+    connections: usize,
+) -> anyhow::Result<
+    Vec<(
+        String,
+        Server,
+        Vec<crate::HandoffClient<tonic::transport::Channel>>,
+    )>,
+> {
+    let mut out = Vec::new();
+    for set in settings {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--model".as_ref(), model.as_os_str()];
+        for one in set.split(',').filter(|s| !s.is_empty()) {
+            args.extend::<[&std::ffi::OsStr; 2]>(["--set".as_ref(), one.as_ref()]);
+        }
+        let server = spawn_with(&args, workers)?;
+        let clients = ready(&server.addr, connections).await?;
+        let name = match *set {
+            "" => "handoff".to_string(),
+            set => format!("handoff {set}"),
+        };
+        out.push((name, server, clients));
+    }
+    Ok(out)
+}
+
 /// `handoff serve` from beside this binary on free loopback ports, with `args`.
 pub(crate) fn spawn_with(args: &[&std::ffi::OsStr], workers: usize) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?.with_file_name("handoff");

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use handoff::grpc::pb::handoff_client::HandoffClient;
 use tonic::transport::Channel;
 
-use crate::decision_log::{ready, spawn_with, Server};
+use crate::decision_log::{spawn_settings, Server};
 use crate::texts::Mix;
 use crate::{closed_loop, connect, open_loop, open_loop_mix, peer, Common, Rpc, Stats};
 
@@ -258,21 +258,14 @@ impl Target {
 pub async fn run(args: &Common, settings: &[String], loads: &[f64]) -> anyhow::Result<()> {
     let (model, seconds, workers) = (&args.model, args.seconds, args.threads);
     let (connections, concurrency, with_peers) = (args.connections, args.concurrency, args.peer);
-    let mut targets = Vec::new();
-    for set in std::iter::once("").chain(settings.iter().map(String::as_str)) {
-        let mut args: Vec<&std::ffi::OsStr> = vec!["--model".as_ref(), model.as_os_str()];
-        for one in set.split(',').filter(|s| !s.is_empty()) {
-            args.extend::<[&std::ffi::OsStr; 2]>(["--set".as_ref(), one.as_ref()]);
-        }
-        let server = spawn_with(&args, workers)?;
-        let clients = ready(&server.addr, connections).await?;
-        let name = if set.is_empty() {
-            "handoff".to_string()
-        } else {
-            format!("handoff {set}")
-        };
-        targets.push(Target::new(name, clients, Some(server), loads.len()));
-    }
+    let sets: Vec<&str> = std::iter::once("")
+        .chain(settings.iter().map(String::as_str))
+        .collect();
+    let mut targets: Vec<Target> = spawn_settings(model, &sets, workers, connections)
+        .await?
+        .into_iter()
+        .map(|(name, server, clients)| Target::new(name, clients, Some(server), loads.len()))
+        .collect();
     let mut peers = Vec::new();
     if with_peers {
         for batching in [false, true] {

@@ -10,7 +10,7 @@ use handoff::grpc::pb::ClassifyRequest;
 use rand::SeedableRng;
 use tonic::transport::Channel;
 
-use crate::decision_log::{ready, spawn_with, Server};
+use crate::decision_log::{spawn_settings, Server};
 use crate::open_loop::Seen;
 use crate::texts::{self, Mix};
 use crate::{closed_loop, Common, Rpc};
@@ -103,20 +103,13 @@ struct Target {
 pub async fn run(args: &Common, settings: &[String]) -> anyhow::Result<()> {
     let (model, seconds, workers) = (&args.model, args.seconds, args.threads);
     let (connections, concurrency) = (args.connections, args.concurrency);
+    let sets: Vec<&str> = std::iter::once("")
+        .chain(settings.iter().map(String::as_str))
+        .collect();
     let mut targets = Vec::new();
-    for set in std::iter::once("").chain(settings.iter().map(String::as_str)) {
-        let mut args: Vec<&std::ffi::OsStr> = vec!["--model".as_ref(), model.as_os_str()];
-        for one in set.split(',').filter(|s| !s.is_empty()) {
-            args.extend::<[&std::ffi::OsStr; 2]>(["--set".as_ref(), one.as_ref()]);
-        }
-        let server = spawn_with(&args, workers)?;
-        let clients = ready(&server.addr, connections).await?;
+    for (name, server, clients) in spawn_settings(model, &sets, workers, connections).await? {
         targets.push(Target {
-            name: if set.is_empty() {
-                "handoff".into()
-            } else {
-                format!("handoff {set}")
-            },
+            name,
             server,
             clients,
             peak: 0.0,
