@@ -17,7 +17,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)             # scripts/dev-c
 command -v promtool >/dev/null || need_apt+=(prometheus)         # promtool: metrics lint, alert rule tests
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 command -v chromium >/dev/null || need_apt+=(chromium)           # headless: the decision report test
-command -v npm >/dev/null || need_apt+=(npm)                     # buf (proto lint and breaking check) comes from npm
+command -v npm >/dev/null || need_apt+=(npm)                     # buf (proto lint, breaking check) and the Node.js example
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "== installing ${need_apt[*]}"
@@ -40,6 +40,11 @@ if [ ! -x "$venv/bin/python3" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ];
   "$venv/bin/python3" -m pip install -q --disable-pip-version-check "${reqs[@]/#/-r}"
   echo "$want" >"$stamp"
 fi
+
+# ---------------------------------------------------------------- Node.js example
+# Built before the Rust tests, which run it against a real server (tests/service.rs).
+echo "== Node.js example (npm ci, types generated from the proto, tsc)"
+(cd examples/node && npm ci --silent --no-audit --no-fund && npm run --silent build)
 
 # ---------------------------------------------------------------- tests
 echo "== cargo test"

@@ -623,3 +623,47 @@ async fn the_python_client_example_runs() {
         "{stdout}"
     );
 }
+
+/// The Node.js/TypeScript client example (`examples/node/`, built by scripts/test.sh: `npm ci &&
+/// npm run build`) against a real server with a decision log: classify, two routed turns, feedback on
+/// the escalation, and an error's BadRequest details decoded from `grpc-status-details-bin`.
+#[tokio::test]
+async fn the_node_client_example_runs() {
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/node/dist/client.js");
+    assert!(
+        std::path::Path::new(client).exists(),
+        "{client} is not built: run scripts/test.sh, or `npm ci && npm run build` in examples/node"
+    );
+    let log = std::env::temp_dir().join(format!("handoff-node-example-{}", std::process::id()));
+    let dir = format!("decision_log.dir={}", log.display());
+    let server = common::Server::start(&["--set", &dir]);
+    let addr = format!("127.0.0.1:{}", server.grpc_port);
+    let run = move || {
+        std::process::Command::new("node")
+            .args([client, "--addr", &addr])
+            .output()
+            .expect("node (apt-get install npm)")
+    };
+    let out = tokio::task::spawn_blocking(run).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("classify: intent="), "{stdout}");
+    assert!(
+        stdout.contains("route turn 1: action=ACTION_ESCALATE"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("feedback: recorded=true"), "{stdout}");
+    assert!(
+        stdout.contains("empty text: INVALID_ARGUMENT: text must hold visible text"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  bad request: field text: text must hold visible text"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&log);
+}
