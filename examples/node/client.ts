@@ -130,7 +130,8 @@ async function main(): Promise<void> {
       { conversationId: conversation, messageId: `m${i}`, text, channel: "CHANNEL_WECHAT", tier: "CUSTOMER_TIER_STANDARD" },
       metadata,
     );
-    const reasons = r.reasons.map((x) => x.ruleId).join(", ");
+    // One reason per fact a rule relied on: the rule, the signal and its value against the threshold.
+    const reasons = r.reasons.map((x) => `${x.ruleId}: ${x.signal} ${x.value.toFixed(2)} (${x.threshold})`).join("; ");
     console.log(
       `route turn ${i}: action=${r.action} queue=${r.queue || "-"} priority=${r.priority} reasons=[${reasons}] decision_id=${r.decisionId}`,
     );
