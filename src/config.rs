@@ -65,9 +65,13 @@ pub struct ServerConfig {
     pub policy_file: Option<PathBuf>,
     /// How often to look at the policy file's modification time.
     pub policy_poll_ms: u64,
-    /// Conversation state store: "memory" (this process) or "redis://host:port[/db]" (shared by a fleet).
+    /// Conversation state store: "memory" (this process) or "redis://host:port[/db]" (shared by a
+    /// fleet; "rediss://" for TLS; several comma-separated: a Redis Cluster's nodes).
     #[serde(deserialize_with = "lenient_string")]
     pub state: String,
+    /// PEM file of the certificate authorities a `rediss://` state store is verified against; none:
+    /// the system's roots.
+    pub state_tls_ca: Option<PathBuf>,
     /// Redis connect/read/write timeout: past it the decision is made from the message alone.
     pub state_timeout_ms: u64,
     /// Conversation state: forgotten after this many seconds without a turn.
@@ -158,6 +162,7 @@ impl Default for ServerConfig {
             policy_file: None,
             policy_poll_ms: 1000,
             state: "memory".into(),
+            state_tls_ca: None,
             state_timeout_ms: 200,
             state_ttl_s: 24 * 3600,
             max_conversations: 100_000,
@@ -207,7 +212,7 @@ pub enum ConfigError {
     FeedbackKey,
     #[error("invalid config: replicas sharing a Redis need decision_log.{0} set (at least 16 bytes: openssl rand -hex 16), the same on every replica (a random one per process splits the fleet's records)")]
     FleetSetting(&'static str),
-    #[error("invalid config: state = {0:?}: expected \"memory\" or \"redis://…\"")]
+    #[error("invalid config: state = {0:?}: expected \"memory\", \"redis://…\" or \"rediss://…\"")]
     StateKind(String),
     #[error("invalid config: state = {url:?}")]
     State {
@@ -273,6 +278,7 @@ pub const KEYS: &[&str] = &[
     "policy_file",
     "policy_poll_ms",
     "state",
+    "state_tls_ca",
     "state_timeout_ms",
     "state_ttl_s",
     "max_conversations",
@@ -523,7 +529,7 @@ impl ServerConfig {
         if log.feedback_keys.iter().any(|k| k.len() < 16) {
             return Err(ConfigError::FeedbackKey);
         }
-        if self.state.starts_with("redis://") && log.dir.is_some() {
+        if self.shares_state() && log.dir.is_some() {
             // At least 16 bytes: conversation ids may hold phone numbers, and a short salt would let
             // the logged hashes be guessed back.
             if log.conversation_salt.len() < 16 {
@@ -543,6 +549,11 @@ impl ServerConfig {
 
     /// Conversation state and customer memory, both in this process or both in one Redis (one
     /// connection, each with its own TTL).
+    /// State lives in a Redis (or a Redis Cluster) that replicas share.
+    pub fn shares_state(&self) -> bool {
+        self.state.starts_with("redis://") || self.state.starts_with("rediss://")
+    }
+
     pub fn stores(&self) -> Result<Stores, ConfigError> {
         use std::sync::Arc;
         let ttl = Duration::from_secs(self.state_ttl_s);
@@ -559,14 +570,21 @@ impl ServerConfig {
                 )),
                 redis: None,
             })
-        } else if self.state.starts_with("redis://") {
+        } else if self.shares_state() {
             let timeout = Duration::from_millis(self.state_timeout_ms);
-            let store = RedisStore::new(&self.state, ttl, timeout).map_err(|source| {
-                ConfigError::State {
-                    url: self.state.clone(),
-                    source,
+            let ca = match &self.state_tls_ca {
+                Some(path) => {
+                    Some(std::fs::read(path).map_err(|e| ConfigError::Read(path.clone(), e))?)
                 }
-            })?;
+                None => None,
+            };
+            let store =
+                RedisStore::new(&self.state, ttl, timeout, ca.as_deref()).map_err(|source| {
+                    ConfigError::State {
+                        url: self.state.clone(),
+                        source,
+                    }
+                })?;
             Ok(Stores {
                 customers: Arc::new(store.with_ttl(retention)),
                 conversations: Arc::new(store.clone()),

@@ -19,19 +19,16 @@ struct Redis {
 
 impl Redis {
     fn start(port: u16) -> Redis {
+        Redis::start_with(port, &["--port", &port.to_string()])
+    }
+
+    /// `listen`: where it listens (`--port P`, or `--port 0 --tls-port P` and the TLS files).
+    fn start_with(port: u16, listen: &[&str]) -> Redis {
         let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -96,6 +93,61 @@ fn summary(r: &RouteResponse) -> (Action, String) {
             .map(|x| x.rule_id.clone())
             .unwrap_or_default(),
     )
+}
+
+/// State over TLS (`rediss://`), the server verified against `state_tls_ca`: two replicas share a
+/// conversation as over plain TCP; a replica without that CA does not trust the server and decides
+/// from the message alone.
+#[tokio::test]
+async fn state_over_tls_is_shared_and_the_server_is_verified() {
+    let certs = common::dev_certs("redis-tls");
+    let file = |name: &str| certs.join(name).display().to_string();
+    let port = common::free_port();
+    let _redis = Redis::start_with(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{port}");
+    let ca = format!("state_tls_ca={}", file("ca.pem"));
+    let a = Server::start(&["--state", &url, "--set", &ca]);
+    let b = Server::start(&["--state", &url, "--set", &ca]);
+    let mut fleet = Vec::new();
+    for (i, text) in TURNS.iter().enumerate() {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let r = route(replica, "over-tls", &format!("m{i}"), text).await;
+        assert!(
+            !r.reasons.iter().any(|x| x.rule_id == "state_unavailable"),
+            "{:?}",
+            r.reasons
+        );
+        fleet.push(r.action());
+    }
+    assert_eq!(
+        fleet,
+        [
+            Action::ContinueBot,
+            Action::OfferHuman,
+            Action::OfferHuman,
+            Action::Escalate
+        ],
+        "the repeat and the offer ladder need the shared state"
+    );
+    let untrusting = Server::start(&["--state", &url]);
+    let mut client = common::client(&untrusting).await;
+    decided_without_state(&mut client, "over-tls-2", "m0", TURNS[0]).await;
 }
 
 #[tokio::test]

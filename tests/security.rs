@@ -13,22 +13,6 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
 
-fn certs(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("handoff-certs-{tag}-{}", std::process::id()));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-certs.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .arg(&dir)
-        .output()
-        .expect("run scripts/dev-certs.sh (needs openssl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
-}
-
 fn hash(key: &str) -> String {
     handoff::security::auth::hash_key(key)
 }
@@ -80,7 +64,7 @@ fn with_key<T>(mut req: tonic::Request<T>, key: &str) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn mutual_tls_admits_known_client_certificates_with_their_scopes() {
-    let dir = certs("mtls");
+    let dir = common::dev_certs("mtls");
     let config = write_config(
         "mtls",
         &format!(
@@ -150,7 +134,7 @@ async fn mutual_tls_admits_known_client_certificates_with_their_scopes() {
 
 #[tokio::test]
 async fn api_keys_scopes_rate_limits_and_certificate_reload_over_tls() {
-    let dir = certs("keys");
+    let dir = common::dev_certs("keys");
     let live = std::env::temp_dir().join(format!("handoff-live-certs-{}", std::process::id()));
     std::fs::create_dir_all(&live).unwrap();
     for f in ["server.pem", "server.key"] {
@@ -265,7 +249,7 @@ async fn api_keys_scopes_rate_limits_and_certificate_reload_over_tls() {
         .contains("handoff_shed_requests_total{reason=\"rate_limit\"} 1"));
 
     // New certificates from another CA: once reloaded, new connections are served with them.
-    let fresh = certs("fresh");
+    let fresh = common::dev_certs("fresh");
     assert!(
         tls_channel(&server, &fresh, "ca.pem", None).await.is_err(),
         "old certificate still served"

@@ -133,12 +133,24 @@ enum Target {
 impl Target {
     /// `redis://…` (or `rediss://…`) is one server; several separated by commas are the seed
     /// nodes of a cluster, which finds the rest itself and follows MOVED, ASK and failovers.
-    fn open(url: &str, timeout: Duration) -> Result<Target, StateError> {
+    /// `rediss://` verifies the server against the system's roots, or against `ca` (PEM) if given.
+    fn open(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<Target, StateError> {
+        let certs = || redis::TlsCertificates {
+            client_tls: None,
+            root_cert: ca.map(<[u8]>::to_vec),
+        };
         if !url.contains(',') {
-            return Ok(Target::Single(redis::Client::open(url)?));
+            return Ok(Target::Single(match ca {
+                Some(_) => redis::Client::build_with_tls(url, certs())?,
+                None => redis::Client::open(url)?,
+            }));
         }
         let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-        let client = ClusterClient::builder(nodes)
+        let mut builder = ClusterClient::builder(nodes);
+        if ca.is_some() {
+            builder = builder.certs(certs());
+        }
+        let client = builder
             .connection_timeout(timeout)
             .response_timeout(timeout)
             // A retry within the call's deadline, for a redirect during a failover.
@@ -189,10 +201,15 @@ impl ConnectionLike for Connection {
 }
 
 impl RedisStore {
-    /// `url` is `redis://host:port[/db]`, or a comma-separated list of a cluster's nodes;
-    /// `timeout` bounds each whole update.
-    pub fn new(url: &str, ttl: Duration, timeout: Duration) -> Result<Self, StateError> {
-        let client = Target::open(url, timeout)?;
+    /// `url` is `redis://host:port[/db]` (`rediss://` for TLS, verified against `ca` when given),
+    /// or a comma-separated list of a cluster's nodes; `timeout` bounds each whole update.
+    pub fn new(
+        url: &str,
+        ttl: Duration,
+        timeout: Duration,
+        ca: Option<&[u8]>,
+    ) -> Result<Self, StateError> {
+        let client = Target::open(url, timeout, ca)?;
         let shared = Shared {
             client,
             connection: tokio::sync::Mutex::new(None),

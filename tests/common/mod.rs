@@ -38,6 +38,24 @@ pub fn model_dir_v1() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/1.0.0")
 }
 
+/// Test certificates (a CA, a server for localhost and 127.0.0.1, clients) made by the documented
+/// openssl recipe, `scripts/dev-certs.sh`, in a directory of their own.
+pub fn dev_certs(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("handoff-certs-{tag}-{}", std::process::id()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-certs.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .expect("run scripts/dev-certs.sh (needs openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 /// A port nothing listens on, below the kernel's ephemeral range (32768 and up by default): a
 /// port picked there (what binding port 0 gives) can be taken by any outgoing connection (a test
 /// client, a server's Redis client) between this check and the server binding it. Each call of a
