@@ -587,10 +587,11 @@ async fn json_logs_are_one_object_per_line() {
 
 /// The Python client example (`examples/python/client.py`) against a real server: classify, two
 /// routed turns, and the error an empty text gets. `HANDOFF_PYTHON` names the interpreter with
-/// grpcio (scripts/test.sh sets it to its virtual environment).
+/// grpcio (scripts/test.sh sets it to its virtual environment). Its own server: on the shared one,
+/// the 200-request test beside it can fill the queue past the example's 2 s deadline.
 #[tokio::test]
 async fn the_python_client_example_runs() {
-    let server = common::shared();
+    let server = common::Server::start(&[]);
     let python = std::env::var("HANDOFF_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = tokio::task::spawn_blocking({
         let addr = format!("127.0.0.1:{}", server.grpc_port);
