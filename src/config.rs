@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// PEM file of the certificate authorities a `rediss://` state store is verified against; none:
     /// the system's roots.
     pub state_tls_ca: Option<PathBuf>,
+    /// Every Redis key of this deployment starts `{state_key_prefix}:`, so several deployments
+    /// (staging and production, two products) can share one Redis without sharing state.
+    #[serde(deserialize_with = "lenient_string")]
+    pub state_key_prefix: String,
     /// Redis connect/read/write timeout: past it the decision is made from the message alone.
     pub state_timeout_ms: u64,
     /// Conversation state: forgotten after this many seconds without a turn.
@@ -163,6 +167,7 @@ impl Default for ServerConfig {
             policy_poll_ms: 1000,
             state: "memory".into(),
             state_tls_ca: None,
+            state_key_prefix: "handoff".into(),
             state_timeout_ms: 200,
             state_ttl_s: 24 * 3600,
             max_conversations: 100_000,
@@ -214,6 +219,8 @@ pub enum ConfigError {
     FleetSetting(&'static str),
     #[error("invalid config: state = {0:?}: expected \"memory\", \"redis://…\" or \"rediss://…\"")]
     StateKind(String),
+    #[error("invalid config: state_key_prefix = {0:?}: 1 to 64 characters, no spaces or braces")]
+    KeyPrefix(String),
     #[error("invalid config: state = {url:?}")]
     State {
         url: String,
@@ -279,6 +286,7 @@ pub const KEYS: &[&str] = &[
     "policy_poll_ms",
     "state",
     "state_tls_ca",
+    "state_key_prefix",
     "state_timeout_ms",
     "state_ttl_s",
     "max_conversations",
@@ -542,6 +550,14 @@ impl ServerConfig {
         if let Some(name) = self.audit.zero() {
             return Err(ConfigError::Zero(name));
         }
+        let prefix = &self.state_key_prefix;
+        // A brace would make a Redis Cluster hash tag of it, putting every key on one node.
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix.contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+        {
+            return Err(ConfigError::KeyPrefix(prefix.clone()));
+        }
         self.decision_log.validate()?;
         self.tracing.validate()?;
         Ok(())
@@ -578,13 +594,13 @@ impl ServerConfig {
                 }
                 None => None,
             };
-            let store =
-                RedisStore::new(&self.state, ttl, timeout, ca.as_deref()).map_err(|source| {
-                    ConfigError::State {
-                        url: self.state.clone(),
-                        source,
-                    }
-                })?;
+            let prefix = &self.state_key_prefix;
+            let store = RedisStore::new(&self.state, ttl, timeout, ca.as_deref(), prefix).map_err(
+                |source| ConfigError::State {
+                    url: self.state.clone(),
+                    source,
+                },
+            )?;
             Ok(Stores {
                 customers: Arc::new(store.with_ttl(retention)),
                 conversations: Arc::new(store.clone()),
@@ -837,5 +853,10 @@ mod tests {
             "{refused}"
         );
         assert!(toml::from_str::<ServerConfig>("[audit]\nmax_file = 3").is_err());
+        for bad in ["", "a b", "{tag}"] {
+            let c: ServerConfig = toml::from_str(&format!("state_key_prefix = {bad:?}")).unwrap();
+            let refused = c.validate().unwrap_err().to_string();
+            assert!(refused.contains("state_key_prefix"), "{refused}");
+        }
     }
 }

@@ -15,8 +15,9 @@ use crate::policy::{RedisStore, StateError};
 use crate::swap::{self, ModelManager};
 use crate::telemetry as t;
 
-const MODELS: &str = "handoff:models";
-const REPLICAS: &str = "handoff:replicas";
+/// Under the deployment's key prefix: `handoff:models`, `handoff:replicas` by default.
+const MODELS: &str = "models";
+const REPLICAS: &str = "replicas";
 /// One Redis call's deadline.
 const CALL: Duration = Duration::from_secs(2);
 
@@ -136,7 +137,8 @@ impl Fleet {
         args: &[&[u8]],
     ) -> Result<T, StateError> {
         let deadline = Some(Instant::now() + CALL);
-        self.redis.script(script, key, args, deadline).await
+        let key = self.redis.key(key);
+        self.redis.script(script, &key, args, deadline).await
     }
 
     /// The fleet's desired state and its generation; none before the first admin call.

@@ -150,6 +150,47 @@ async fn state_over_tls_is_shared_and_the_server_is_verified() {
     decided_without_state(&mut client, "over-tls-2", "m0", TURNS[0]).await;
 }
 
+/// Two deployments on one Redis with their own `state_key_prefix`: the same conversation id is two
+/// conversations, and every key of each starts with its prefix.
+#[tokio::test]
+async fn deployments_sharing_a_redis_keep_apart_by_key_prefix() {
+    let redis = Redis::start(common::free_port());
+    let shop = Server::start(&["--state", &redis.url(), "--set", "state_key_prefix=shop"]);
+    let bank = Server::start(&["--state", &redis.url(), "--set", "state_key_prefix=bank"]);
+    // The paraphrased repeat is offered a person only where the first question was asked.
+    route(&shop, "same-id", "m0", TURNS[0]).await;
+    let on_shop = route(&shop, "same-id", "m1", TURNS[1]).await;
+    assert_eq!(
+        on_shop.action(),
+        Action::OfferHuman,
+        "{:?}",
+        on_shop.reasons
+    );
+    let on_bank = route(&bank, "same-id", "m1", TURNS[1]).await;
+    assert_eq!(
+        on_bank.action(),
+        Action::ContinueBot,
+        "{:?}",
+        on_bank.reasons
+    );
+    let keys = |pattern: &str| {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &redis.port.to_string(),
+                "--scan",
+                "--pattern",
+                pattern,
+            ])
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(keys("shop:conv:*"), 1);
+    assert_eq!(keys("bank:conv:*"), 1);
+    assert_eq!(keys("handoff:*"), 0, "nothing under the default prefix");
+}
+
 #[tokio::test]
 async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
     let redis = Redis::start(common::free_port());

@@ -57,10 +57,6 @@ impl RedisClaims {
     }
 }
 
-fn key(id: &uuid::Uuid) -> String {
-    format!("handoff:fb:{}", id.hyphenated())
-}
-
 impl FeedbackClaims for RedisClaims {
     fn claim<'a>(&'a self, id: &'a uuid::Uuid, digest: u64) -> StateFuture<'a, Claim> {
         Box::pin(async move {
@@ -68,7 +64,12 @@ impl FeedbackClaims for RedisClaims {
             let args: [&[u8]; 2] = [digest.as_bytes(), pending.as_bytes()];
             let answer: String = self
                 .store
-                .script(&CLAIM_SCRIPT, &key(id), &args, Some(Instant::now() + CALL))
+                .script(
+                    &CLAIM_SCRIPT,
+                    &self.store.key(&format!("fb:{}", id.hyphenated())),
+                    &args,
+                    Some(Instant::now() + CALL),
+                )
                 .await?;
             Ok(match answer.as_str() {
                 "new" => Claim::New,
@@ -90,7 +91,12 @@ impl FeedbackClaims for RedisClaims {
             ];
             let _: i64 = self
                 .store
-                .script(&SETTLE_SCRIPT, &key(id), &args, Some(Instant::now() + CALL))
+                .script(
+                    &SETTLE_SCRIPT,
+                    &self.store.key(&format!("fb:{}", id.hyphenated())),
+                    &args,
+                    Some(Instant::now() + CALL),
+                )
                 .await?;
             Ok(())
         })

@@ -26,6 +26,8 @@ pub struct RedisStore {
 
 struct Shared {
     client: Target,
+    /// Every key starts `{prefix}:` (`state_key_prefix`), so deployments can share one Redis.
+    prefix: String,
     /// Opened on first use, so a server that starts while Redis is down still serves (degraded)
     /// and connects when Redis returns; once open it reconnects by itself.
     connection: tokio::sync::Mutex<Option<Connection>>,
@@ -40,10 +42,6 @@ struct Shared {
 /// How long updates fail fast after Redis failed, before one probes it again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
-/// `handoff:conv:{id}`, `handoff:cust:{id}`.
-fn key<S: Kept>(id: &str) -> String {
-    format!("handoff:{}:{id}", S::KIND)
-}
 /// Locks that serialize one conversation's turns on a replica, by a hash of its id.
 const STRIPES: usize = 256;
 
@@ -208,10 +206,12 @@ impl RedisStore {
         ttl: Duration,
         timeout: Duration,
         ca: Option<&[u8]>,
+        prefix: &str,
     ) -> Result<Self, StateError> {
         let client = Target::open(url, timeout, ca)?;
         let shared = Shared {
             client,
+            prefix: prefix.to_string(),
             connection: tokio::sync::Mutex::new(None),
             timeout,
             down_since: std::sync::Mutex::new(None),
@@ -221,6 +221,16 @@ impl RedisStore {
             shared: std::sync::Arc::new(shared),
             ttl,
         })
+    }
+
+    /// `{prefix}:{name}`: a key of this deployment (`handoff:models`, `handoff:fb:…`).
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.shared.prefix)
+    }
+
+    /// `{prefix}:conv:{id}`, `{prefix}:cust:{id}`.
+    fn kept_key<S: Kept>(&self, id: &str) -> String {
+        self.key(&format!("{}:{id}", S::KIND))
     }
 
     /// The same Redis, connection and breaker, keeping what it writes for `ttl`.
@@ -262,7 +272,7 @@ impl RedisStore {
         f: &mut Update<'_, S>,
         conflicts: &AtomicUsize,
     ) -> Result<(), StateError> {
-        let key = key::<S>(id);
+        let key = self.kept_key::<S>(id);
         // Turns of one conversation on this replica take turns: they never race each other through
         // the compare-and-set; only other replicas' writes can make it retry.
         let _turn = self.shared.stripes[stripe(&key)].lock().await;
@@ -408,7 +418,7 @@ impl<S: Kept> StateStore<S> for RedisStore {
     fn remove<'a>(&'a self, id: &'a str, deadline: Option<Instant>) -> StateFuture<'a, bool> {
         Box::pin(async move {
             let removed: i64 = self
-                .script(&DELETE_SCRIPT, &key::<S>(id), &[], deadline)
+                .script(&DELETE_SCRIPT, &self.kept_key::<S>(id), &[], deadline)
                 .await?;
             Ok(removed > 0)
         })
