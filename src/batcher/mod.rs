@@ -179,8 +179,9 @@ impl<B: Backend> Batcher<B> {
         &self.registry
     }
 
-    /// Answer `text` from the cache, or queue it and wait for its batch. A full queue is refused
-    /// at once; a request whose caller goes away (this future dropped) is skipped by the worker.
+    /// Answer `text` from the cache, or queue it and wait for its batch. A full queue, or one too
+    /// long for the deadline, is refused after the pause `held` sets; a request whose caller goes
+    /// away (this future dropped) is skipped by the worker.
     pub async fn infer(
         &self,
         text: String,
@@ -251,8 +252,8 @@ impl<B: Backend> Batcher<B> {
             return Err(BatchError::NoModel);
         };
         if let Some(deadline) = deadline {
-            // Refuse now what would wait past its deadline: the caller learns at once, and the
-            // workers spend no time on answers nobody waits for any more. The estimate is a mean,
+            // Refuse what would wait past its deadline: the caller learns within its deadline, and
+            // the workers spend no time on answers nobody waits for any more. The estimate is a mean,
             // so a request is admitted only if it would use at most half the time it has left.
             let now = Instant::now();
             if now >= deadline {

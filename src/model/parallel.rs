@@ -303,7 +303,7 @@ fn lead_half(
     give_way: &dyn GiveWay,
 ) -> Result<TValue, ModelError> {
     let (tokens, bias) = run.wait(&run.embedded)?;
-    let (mut x, mut told) = (tokens.clone(), false);
+    let mut x = tokens.clone();
     let mut last_inputs = TVec::new();
     for s in 0..states.half.len() {
         let sum = if s == 0 {
@@ -315,7 +315,6 @@ fn lead_half(
                 s - 1,
                 &mut states.other,
                 last_inputs,
-                &mut told,
                 give_way,
             )?)
         };
@@ -328,33 +327,24 @@ fn lead_half(
         (x, last_inputs) = (next, inputs);
     }
     let last = states.half.len() - 1;
-    leader_sum(
-        x,
-        run,
-        last,
-        &mut states.other,
-        last_inputs,
-        &mut told,
-        give_way,
-    )
+    leader_sum(x, run, last, &mut states.other, last_inputs, give_way)
 }
 
 /// `residual_sum` for the leader: half 1's partial of stage `s` from the helper, or, once the
-/// helper has stopped before that stage, from the leader's own copy of half 1 on `inputs` (and the
-/// first time, `give_way` learns the helper's core is free).
+/// helper has stopped before that stage, from the leader's own copy of half 1 on `inputs`. At the
+/// stage the helper stopped before (the first the leader runs itself), `give_way` learns that the
+/// helper's core is free.
 fn leader_sum(
     x: TValue,
     run: &Run,
     s: usize,
     other: &mut [State],
     inputs: TVec<TValue>,
-    told: &mut bool,
     give_way: &dyn GiveWay,
 ) -> Result<TValue, ModelError> {
     let helper_left = || run.left_at.load(Ordering::Acquire) <= s;
     if run.wait_or(&run.partials[1][s], helper_left)?.is_none() {
-        if !*told {
-            *told = true;
+        if run.left_at.load(Ordering::Acquire) == s {
             give_way.helper_left();
             metrics::counter!(crate::telemetry::SPLIT_YIELDS).increment(1);
         }
