@@ -3,29 +3,21 @@
 //! callers and (with `--rate`) in an open loop, unique texts. How the batcher's defaults
 //! were chosen: settings compared in one run, not across runs on a noisy machine.
 
-use crate::decision_log::{ready, spawn_with};
+use crate::decision_log::spawn_settings;
 use crate::texts::Mix;
-use crate::{closed_loop, open_loop, Rpc, Stats};
+use crate::{closed_loop, open_loop, Common, Rpc, Stats};
 
 const ROUNDS: u64 = 4;
 
-pub async fn run(
-    settings: &[String],
-    seconds: u64,
-    concurrency: usize,
-    workers: usize,
-    connections: usize,
-    open_rate: Option<f64>,
-) -> anyhow::Result<()> {
+pub async fn run(args: &Common, settings: &[String], open_rate: Option<f64>) -> anyhow::Result<()> {
+    let (model, seconds, concurrency) = (&args.model, args.seconds, args.concurrency);
+    let (workers, connections) = (args.threads, args.connections);
+    let sets: Vec<&str> = settings.iter().map(String::as_str).collect();
     let mut servers = Vec::new();
-    for set in settings {
-        // "a=1,b=2": one server with both settings.
-        let args: Vec<&std::ffi::OsStr> = set
-            .split(',')
-            .flat_map(|one| ["--set".as_ref(), one.as_ref()])
-            .collect();
-        let server = spawn_with(&args, workers)?;
-        let clients = ready(&server.addr, connections).await?;
+    for (set, (_, server, clients)) in settings
+        .iter()
+        .zip(spawn_settings(model, &sets, workers, connections).await?)
+    {
         let phases = [Stats::empty(), Stats::empty(), Stats::empty()];
         servers.push((set, server, clients, phases));
     }

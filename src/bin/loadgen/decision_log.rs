@@ -71,6 +71,15 @@ pub(crate) async fn spawn_settings(
     Ok(out)
 }
 
+/// The sum of the values of a metrics page's lines that start with `series`.
+pub(crate) fn series_sum(page: &str, series: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        + 0.0 // an empty float sum is -0.0, printed "-0"
+}
+
 /// `handoff serve` from beside this binary on free loopback ports, with `args`.
 pub(crate) fn spawn_with(args: &[&std::ffi::OsStr], workers: usize) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?.with_file_name("handoff");
@@ -108,12 +117,7 @@ impl Server {
 
     /// The sum of the series of `/metrics` whose line starts with `series`.
     pub fn metric(&self, series: &str) -> anyhow::Result<f64> {
-        Ok(self
-            .scrape()?
-            .lines()
-            .filter(|l| l.starts_with(series))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        Ok(series_sum(&self.scrape()?, series))
     }
 
     /// SIGTERM and wait: the log-on server flushes its log on the way out.

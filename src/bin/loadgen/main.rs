@@ -496,9 +496,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::RedisOutage => redis_outage::run(n, seconds, threads, connections, deadline).await,
         Mode::Storm { settings } => storm::run(args, &settings).await,
         Mode::OpenLoop { settings, loads } => open_loop::run(args, &settings, &loads).await,
-        Mode::Compare { settings, rate } => {
-            compare::run(&settings, seconds, n, threads, connections, rate).await
-        }
+        Mode::Compare { settings, rate } => compare::run(args, &settings, rate).await,
         Mode::Peak { route } => {
             let clients = connect(&args.addr, connections).await?;
             if route {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use handoff::grpc::pb::handoff_client::HandoffClient;
 use tonic::transport::Channel;
 
-use crate::decision_log::{spawn_settings, Server};
+use crate::decision_log::{series_sum, spawn_settings, Server};
 use crate::texts::Mix;
 use crate::{closed_loop, connect, open_loop, open_loop_mix, peer, Common, Rpc, Stats};
 
@@ -106,11 +106,10 @@ impl Seen {
     pub(crate) fn read(server: &Server) -> anyhow::Result<Seen> {
         let page = server.scrape()?;
         let runs = |mode: &str| {
-            let series = format!("handoff_inference_runs_total{{mode=\"{mode}\"}}");
-            page.lines()
-                .filter(|l| l.starts_with(&series))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+            series_sum(
+                &page,
+                &format!("handoff_inference_runs_total{{mode=\"{mode}\"}}"),
+            )
         };
         Ok(Seen {
             request: Hist::read(
@@ -128,11 +127,7 @@ impl Seen {
             batch: Hist::read(&page, "handoff_batch_size", ""),
             split_runs: runs("split"),
             whole_runs: runs("whole"),
-            given_way: page
-                .lines()
-                .filter(|l| l.starts_with("handoff_split_runs_given_way_total"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
+            given_way: series_sum(&page, "handoff_split_runs_given_way_total"),
             cpu: thread_cpu(server.pid()),
         })
     }
@@ -197,21 +192,27 @@ fn thread_cpu(pid: u32) -> BTreeMap<String, f64> {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        // "tid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some((name, seconds)) = cpu_seconds(&stat) else {
             continue;
         };
-        let name = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks: f64 = fields
-            .get(11..13)
-            .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-            .unwrap_or(0.0);
         let kind = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
-        *out.entry(kind.to_string()).or_default() += ticks / 100.0;
+        *out.entry(kind.to_string()).or_default() += seconds;
     }
     out
+}
+
+/// The name and the CPU seconds (user + system) in a /proc `stat` line, of a process or a thread.
+pub(crate) fn cpu_seconds(stat: &str) -> Option<(&str, f64)> {
+    // "pid (name) state ppid ...": the name may hold spaces, so split at the last ')'.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; in ticks of 1/100 s.
+    let ticks: f64 = fields
+        .get(11..13)?
+        .iter()
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum();
+    Some((&stat[open + 1..close], ticks / 100.0))
 }
 
 struct Target {

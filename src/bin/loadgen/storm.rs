@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use tonic::transport::Channel;
 
 use crate::decision_log::{spawn_settings, Server};
-use crate::open_loop::Seen;
+use crate::open_loop::{cpu_seconds, Seen};
 use crate::texts::{self, Mix};
 use crate::{closed_loop, Common, Rpc};
 
@@ -40,16 +40,9 @@ impl Tally {
 
 /// CPU seconds a process has used so far (user + system, from /proc).
 fn process_cpu(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-    fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum::<f64>() / 100.0)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| cpu_seconds(&stat).map(|(_, seconds)| seconds))
         .unwrap_or(0.0)
 }
 
