@@ -85,6 +85,17 @@ const TURNS: [&str; 4] = [
     "太差劲了，真的很生气[怒]",
 ];
 
+/// `TURNS` as one conversation, sent to `first` and `second` in turn (the same server twice: one
+/// process alone).
+async fn turns(first: &Server, second: &Server, conversation: &str) -> Vec<RouteResponse> {
+    let mut replies = Vec::new();
+    for (i, text) in TURNS.iter().enumerate() {
+        let replica = if i % 2 == 0 { first } else { second };
+        replies.push(route(replica, conversation, &format!("m{i}"), text).await);
+    }
+    replies
+}
+
 fn summary(r: &RouteResponse) -> (Action, String) {
     (
         r.action(),
@@ -125,9 +136,7 @@ async fn state_over_tls_is_shared_and_the_server_is_verified() {
     let a = Server::start(&["--state", &url, "--set", &ca]);
     let b = Server::start(&["--state", &url, "--set", &ca]);
     let mut fleet = Vec::new();
-    for (i, text) in TURNS.iter().enumerate() {
-        let replica = if i % 2 == 0 { &a } else { &b };
-        let r = route(replica, "over-tls", &format!("m{i}"), text).await;
+    for r in turns(&a, &b, "over-tls").await {
         assert!(
             !r.reasons.iter().any(|x| x.rule_id == "state_unavailable"),
             "{:?}",
@@ -197,17 +206,8 @@ async fn two_replicas_decide_like_one_and_a_restart_loses_nothing() {
     let a = Server::start(&["--state", &redis.url()]);
     let mut b = Server::start(&["--state", &redis.url()]);
 
-    let mut alone = Vec::new();
-    for (i, text) in TURNS.iter().enumerate() {
-        alone.push(summary(&route(&a, "solo", &format!("m{i}"), text).await));
-    }
-    let mut fleet = Vec::new();
-    for (i, text) in TURNS.iter().enumerate() {
-        let replica = if i % 2 == 0 { &a } else { &b };
-        fleet.push(summary(
-            &route(replica, "fleet", &format!("m{i}"), text).await,
-        ));
-    }
+    let alone: Vec<_> = turns(&a, &a, "solo").await.iter().map(summary).collect();
+    let fleet: Vec<_> = turns(&a, &b, "fleet").await.iter().map(summary).collect();
     assert_eq!(
         fleet, alone,
         "alternating replicas must decide like one process"
@@ -1121,15 +1121,12 @@ async fn a_redis_cluster_shares_state_and_recovers_after_a_master_fails() {
     let url = cluster.url();
     let a = Server::start(&["--state", &url]);
     let b = Server::start(&["--state", &url]);
-    let mut alone = Vec::new();
-    let mut fleet = Vec::new();
-    for (i, text) in TURNS.iter().enumerate() {
-        alone.push(summary(&route(&a, "cl-solo", &format!("m{i}"), text).await));
-        let replica = if i % 2 == 0 { &a } else { &b };
-        fleet.push(summary(
-            &route(replica, "cl-fleet", &format!("m{i}"), text).await,
-        ));
-    }
+    let alone: Vec<_> = turns(&a, &a, "cl-solo").await.iter().map(summary).collect();
+    let fleet: Vec<_> = turns(&a, &b, "cl-fleet")
+        .await
+        .iter()
+        .map(summary)
+        .collect();
     assert_eq!(
         fleet, alone,
         "alternating replicas must decide like one process"

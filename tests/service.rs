@@ -593,27 +593,14 @@ async fn json_logs_are_one_object_per_line() {
 async fn the_python_client_example_runs() {
     let server = common::Server::start(&[]);
     let python = std::env::var("HANDOFF_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = tokio::task::spawn_blocking({
-        let addr = format!("127.0.0.1:{}", server.grpc_port);
-        move || {
-            std::process::Command::new(&python)
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/examples/python/client.py"
-                ))
-                .args(["--addr", &addr])
-                .output()
-                .expect("python3")
-        }
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}\n(the example needs grpcio and grpcio-tools: run scripts/test.sh, or set HANDOFF_PYTHON)",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/client.py");
+    let stdout = run_example(
+        &server,
+        &python,
+        script,
+        "the example needs grpcio and grpcio-tools: run scripts/test.sh, or set HANDOFF_PYTHON",
+    )
+    .await;
     assert!(stdout.contains("classify: intent="), "{stdout}");
     assert!(
         stdout.contains("route turn 1: action=ACTION_ESCALATE"),
@@ -623,6 +610,27 @@ async fn the_python_client_example_runs() {
         stdout.contains("empty text: INVALID_ARGUMENT: text must hold visible text"),
         "{stdout}"
     );
+}
+
+/// Run a client example (`program script --addr …`) against `server` off the runtime; its stdout,
+/// once it has exited successfully (`hint` says what it needs when it did not).
+async fn run_example(server: &common::Server, program: &str, script: &str, hint: &str) -> String {
+    let addr = format!("127.0.0.1:{}", server.grpc_port);
+    let (program, script) = (program.to_string(), script.to_string());
+    let run = move || {
+        std::process::Command::new(&program)
+            .args([&script, "--addr", &addr])
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"))
+    };
+    let out = tokio::task::spawn_blocking(run).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n({hint})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// The Node.js/TypeScript client example (`examples/node/`, built by scripts/test.sh: `npm ci &&
@@ -638,20 +646,7 @@ async fn the_node_client_example_runs() {
     let log = std::env::temp_dir().join(format!("handoff-node-example-{}", std::process::id()));
     let dir = format!("decision_log.dir={}", log.display());
     let server = common::Server::start(&["--set", &dir]);
-    let addr = format!("127.0.0.1:{}", server.grpc_port);
-    let run = move || {
-        std::process::Command::new("node")
-            .args([client, "--addr", &addr])
-            .output()
-            .expect("node (apt-get install npm)")
-    };
-    let out = tokio::task::spawn_blocking(run).await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_example(&server, "node", client, "node: apt-get install npm").await;
     assert!(stdout.contains("classify: intent="), "{stdout}");
     assert!(
         stdout.contains("route turn 1: action=ACTION_ESCALATE"),
