@@ -304,34 +304,8 @@ async fn the_audit_log_rotates_and_keeps_every_record_through_shutdown() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let audit = dir.join("audit.jsonl");
-    let config = dir.join("handoff.toml");
     // A decision record is ~500 bytes: a few per file, so 60 decisions rotate many times.
-    std::fs::write(
-        &config,
-        format!(
-            "audit_log = \"{}\"\n[audit]\nmax_file_bytes = 4000\nmax_files = 50\n",
-            audit.display()
-        ),
-    )
-    .unwrap();
-    let server = common::Server::start(&["--config", config.to_str().unwrap()]);
-    let mut client = common::client(&server).await;
-    let mut served = Vec::new();
-    for i in 0..60 {
-        let reply = client
-            .route(RouteRequest {
-                conversation_id: format!("c-rotation-{i}"),
-                text: format!("where is my order {i}"),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        served.push(reply.decision_id);
-    }
-    // Stopped at once: nothing waits for the writer's next idle flush.
-    drop(client);
-    stop(server).await;
+    let served = audited_run(&audit, 50, "first", 60).await;
     let rotated = handoff::audit::rotated(&audit).unwrap();
     assert!(rotated.len() >= 5, "rotated {} times", rotated.len());
     let mut ids = Vec::new();
@@ -356,33 +330,50 @@ async fn the_audit_log_rotates_and_keeps_every_record_through_shutdown() {
     );
 
     // With fewer files allowed, the oldest go.
+    audited_run(&audit, 3, "second", 20).await;
+    assert_eq!(
+        handoff::audit::rotated(&audit).unwrap().len(),
+        2,
+        "3 files with the open one"
+    );
+}
+
+/// A server auditing to `audit` (rotated past 4,000 bytes, `max_files` kept) decides `turns`
+/// conversations of one message and is stopped at once (nothing waits for the writer's next idle
+/// flush); the decision ids it served, in order.
+async fn audited_run(
+    audit: &std::path::Path,
+    max_files: usize,
+    tag: &str,
+    turns: usize,
+) -> Vec<String> {
+    let config = audit.with_file_name(format!("handoff-{tag}.toml"));
     std::fs::write(
         &config,
         format!(
-            "audit_log = \"{}\"\n[audit]\nmax_file_bytes = 4000\nmax_files = 3\n",
+            "audit_log = \"{}\"\n[audit]\nmax_file_bytes = 4000\nmax_files = {max_files}\n",
             audit.display()
         ),
     )
     .unwrap();
     let server = common::Server::start(&["--config", config.to_str().unwrap()]);
     let mut client = common::client(&server).await;
-    for i in 0..20 {
-        client
+    let mut served = Vec::new();
+    for i in 0..turns {
+        let reply = client
             .route(RouteRequest {
-                conversation_id: format!("c-rotation-more-{i}"),
-                text: "hello".into(),
+                conversation_id: format!("c-rotation-{tag}-{i}"),
+                text: format!("where is my order {i}"),
                 ..Default::default()
             })
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner();
+        served.push(reply.decision_id);
     }
     drop(client);
     stop(server).await;
-    assert_eq!(
-        handoff::audit::rotated(&audit).unwrap().len(),
-        2,
-        "3 files with the open one"
-    );
+    served
 }
 
 /// SIGTERM, and wait off the runtime (the client's connection must see the server go away).
