@@ -662,7 +662,7 @@ mod tests {
         );
         let policy_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(c.policy_file.unwrap());
         let policy = crate::policy::file::load(&policy_file, None).unwrap();
-        assert_eq!(policy.version(), "example-5");
+        assert_eq!(policy.version(), "example-6");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The labelled conversations (`models/train/data/conversations/`), replayed through Route on the
-//! shipped model and the built-in policy over real gRPC. The held-out and blind sets (never tuned on)
+//! shipped model and the built-in policy over real gRPC. The held-out and blind sets (not tuned on)
 //! are held to floors overall, per phenomenon, and in false and missed hand-offs; the tuning set
 //! must not regress; every retry must get its first answer.
 
@@ -16,10 +16,10 @@ fn set(name: &str) -> Vec<conversations::Conversation> {
     conversations::load_all(&dir).unwrap()
 }
 
-/// Prints the figures; the disagreeing turns too, except for the blind set, whose turns nobody reads
-/// while tuning (its README says why).
+/// Prints the figures; the disagreeing turns too, except for the blind set still unread (`blind2`),
+/// whose turns nobody reads while tuning (the sets' README says why).
 fn show(name: &str, report: &Report) {
-    let turns = if name == "blind" {
+    let turns = if name == "blind2" {
         &[][..]
     } else {
         &report.results[..]
@@ -48,12 +48,13 @@ fn show(name: &str, report: &Report) {
 }
 
 /// The product targets are 0.95 overall, 0.90 per phenomenon with 10 turns or more, 2 % false and
-/// 3 % missed hand-offs. The shipped model and builtin-4 measure 0.945 overall on the held-out set,
-/// 0.778 on its weakest phenomenon (low_confidence), 4.7 % false and 6.1 % missed hand-offs, 0.935,
-/// 0.650 (upset_factual), 5.6 % and 7.5 % on the blind set (the README's "Whole conversations" says
-/// what is left and why), and 0.971 on the tuning set. The floors sit below those figures, leaving
-/// room for a few turns that sit on a threshold and may flip on another CPU's float rounding, while
-/// a real regression still fails.
+/// 3 % missed hand-offs. The shipped model and builtin-6 measure 0.959 overall on the held-out set,
+/// 0.778 on its weakest phenomenon (low_confidence), 3.6 % false and 4.5 % missed hand-offs; 0.965,
+/// 0.650 (upset_factual), 1.4 % and 6.6 % on the first blind set; 0.922, 0.714 (threat), 8.1 % and
+/// 7.4 % on the unread blind set `blind2`; 0.975 on the tuning set (the README's "Whole
+/// conversations" says what is left and why). The floors sit below those figures, leaving room for a
+/// few turns that sit on a threshold and may flip on another CPU's float rounding, while a real
+/// regression still fails.
 struct Floors {
     agreement: f64,
     phenomenon: f64,
@@ -62,18 +63,24 @@ struct Floors {
 }
 
 const HELDOUT: Floors = Floors {
-    agreement: 0.93,
+    agreement: 0.945,
     phenomenon: 0.75,
-    false_handoffs: 0.065,
-    missed_handoffs: 0.08,
+    false_handoffs: 0.05,
+    missed_handoffs: 0.06,
 };
 const BLIND: Floors = Floors {
-    agreement: 0.92,
+    agreement: 0.95,
     phenomenon: 0.6,
-    false_handoffs: 0.075,
+    false_handoffs: 0.03,
+    missed_handoffs: 0.085,
+};
+const BLIND2: Floors = Floors {
+    agreement: 0.905,
+    phenomenon: 0.6,
+    false_handoffs: 0.10,
     missed_handoffs: 0.095,
 };
-const TUNING_AGREEMENT: f64 = 0.96;
+const TUNING_AGREEMENT: f64 = 0.965;
 
 /// Replays the set `name` and holds it to `floors`: overall, per phenomenon with 10 turns or more,
 /// false and missed hand-offs; the set itself must be as large as it was written (per language too).
@@ -131,6 +138,11 @@ async fn held_out_conversations_hold_their_floors_per_phenomenon() {
 #[tokio::test]
 async fn blind_conversations_hold_their_floors_per_phenomenon() {
     holds("blind", &BLIND, 120, 550, 40).await;
+}
+
+#[tokio::test]
+async fn unread_blind_conversations_hold_their_floors_per_phenomenon() {
+    holds("blind2", &BLIND2, 120, 590, 40).await;
 }
 
 #[tokio::test]

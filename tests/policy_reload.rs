@@ -43,7 +43,7 @@ fn policy(version: &str, from: &str, to: &str) -> String {
     assert!(builtin.contains(from), "{from}");
     builtin
         .replace(
-            "version = \"builtin-5\"",
+            "version = \"builtin-6\"",
             &format!("version = \"{version}\""),
         )
         .replace(from, to)

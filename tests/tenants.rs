@@ -29,7 +29,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// The shop: the built-in rules, everything to its own queue, always open.
 fn shop_policy() -> String {
     BUILTIN
-        .replace("version = \"builtin-5\"", "version = \"shop-1\"")
+        .replace("version = \"builtin-6\"", "version = \"shop-1\"")
         .replace(
             "default_queue = \"general\"",
             "default_queue = \"shop_service\"",
@@ -45,7 +45,7 @@ fn bank_policy() -> String {
         &BUILTIN[..rules],
         &BUILTIN[rules..]
     )
-    .replace("version = \"builtin-5\"", "version = \"bank-1\"")
+    .replace("version = \"builtin-6\"", "version = \"bank-1\"")
     .replace("default_queue = \"general\"", "default_queue = \"bank_desk\"")
 }
 
@@ -399,5 +399,5 @@ async fn the_shipped_two_tenant_example_serves_both_businesses() {
         .await
         .unwrap();
     assert_ne!(shop.reasons[0].rule_id, "money");
-    assert_eq!(shop.policy_version, "example-5");
+    assert_eq!(shop.policy_version, "example-6");
 }

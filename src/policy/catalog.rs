@@ -95,6 +95,8 @@ signals! {
         "the keyword net reads a negated request (不用转人工, I don't need a human …)";
     OtherSense "other_sense" Kind::Flag, |s| flag(s.other_sense.is_some()),
         "a person word in another sense (delivery agent, human error, 人工智能 …) and no request";
+    PersonWord "person_word" Kind::Flag, |s| flag(s.person_word),
+        "a word for a person (agent, someone, 人工, 客服 …) outside another sense, asked for or not";
     Intent "intent" Kind::Text, |s| Value::Text(&s.intent),
         "top intent label of this turn (one of the model's labels)";
     IntentScore "intent_score" UNIT, |s| num(s.intent_score), "probability of the top intent";
@@ -102,6 +104,10 @@ signals! {
         "top intent probability minus the second's";
     Threat "threat" Kind::Flag, |s| flag(s.threat.is_some()),
         "the message carries a legal, media or regulator threat (律师, 12315, lawyer, sue …)";
+    FraudCue "fraud_cue" Kind::Flag, |s| flag(s.fraud_cue.is_some()),
+        "the text says a payment, account or loan was not the customer's (never made, not me, 盗刷 …)";
+    AboutOrder "about_order" Kind::Flag, |s| flag(s.about_order),
+        "the text names an order, item or booking (order 44120, 订单, reservation …)";
     Negativity "negativity" UNIT, |s| num(s.negativity), "probability that this turn is negative";
     NegativityAvg "negativity_avg" UNIT, |s| num(s.negativity_avg),
         "decayed average negativity over the conversation, this turn included";
@@ -226,12 +232,19 @@ pub struct Snapshot {
     /// The other-sense phrase that kept a person word from counting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_sense: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub person_word: bool,
     pub intent: String,
     pub intent_score: f32,
     pub intent_margin: f32,
     /// The threat word matched.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threat: Option<String>,
+    /// The fraud phrase matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraud_cue: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub about_order: bool,
     pub negativity: f32,
     pub negativity_avg: f32,
     pub negative_turns: u32,
@@ -375,6 +388,7 @@ impl Values<'_> {
         let word = match s {
             Signal::KeywordRequest | Signal::KeywordNegated => Some(("keyword", &self.keyword)),
             Signal::Threat => Some(("threat", &self.threat)),
+            Signal::FraudCue => Some(("fraud_cue", &self.fraud_cue)),
             Signal::OtherSense => Some(("other_sense", &self.other_sense)),
             _ => None,
         };

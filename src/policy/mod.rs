@@ -514,10 +514,13 @@ impl Policy {
                 keyword: read.keyword,
                 keyword_negated: read.keyword_negated,
                 other_sense: read.other_sense,
+                person_word: read.person_word,
                 intent: turn.intent.to_string(),
                 intent_score: turn.intent_score,
                 intent_margin: turn.intent_margin,
                 threat: read.threat,
+                fraud_cue: read.fraud_cue,
+                about_order: read.about_order,
                 negativity: turn.negativity,
                 negativity_avg: self.decayed(state, turn.negativity),
                 negative_turns: if negative {

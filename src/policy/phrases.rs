@@ -66,6 +66,9 @@ pub struct PhraseLists {
     pub repeat_cues: Option<Vec<String>>,
     pub vague_words: Option<Vec<String>>,
     pub declines: Option<Vec<String>>,
+    pub order_words: Option<Vec<String>>,
+    pub fraud_cues: Option<Vec<String>>,
+    pub person_hints: Option<Vec<String>>,
 }
 
 impl PhraseLists {
@@ -92,7 +95,10 @@ impl PhraseLists {
             hedges,
             repeat_cues,
             vague_words,
-            declines
+            declines,
+            order_words,
+            fraud_cues,
+            person_hints
         )
     }
 }
@@ -221,9 +227,12 @@ enum L {
     Hedges,
     RepeatCues,
     Declines,
+    OrderWords,
+    FraudCues,
+    PersonHints,
 }
 
-const LISTS: usize = 11;
+const LISTS: usize = 14;
 
 /// Every entry of the scanned lists: substrings in one automaton, English phrases by first word.
 /// One pass finds what a dozen passes, one per list, would.
@@ -348,7 +357,14 @@ pub struct Reading {
     pub keyword: Option<String>,
     pub keyword_negated: bool,
     pub other_sense: Option<String>,
+    /// A word for a person (agent, someone, 人工, 客服 …) outside another sense: the model's
+    /// request_human is trusted at lower confidence when the words name a person at all.
+    pub person_word: bool,
     pub threat: Option<String>,
+    /// A phrase that says a payment, account or loan was not the customer's (never made, 盗刷 …).
+    pub fraud_cue: Option<String>,
+    /// The text names an order, item or booking: "cancel order 44120" is not cancelling a service.
+    pub about_order: bool,
     pub small_talk: bool,
     /// Hashes of the identifiers (order numbers, tracking ids, dates, emails) in the text.
     pub info: Vec<u32>,
@@ -403,6 +419,9 @@ impl Phrases {
             (L::Hedges, v(&l.hedges)),
             (L::RepeatCues, v(&l.repeat_cues)),
             (L::Declines, v(&l.declines)),
+            (L::OrderWords, v(&l.order_words)),
+            (L::FraudCues, v(&l.fraud_cues)),
+            (L::PersonHints, v(&l.person_hints)),
         ];
         let refs: Vec<(L, &[String])> = scanned.iter().map(|(l, e)| (*l, e.as_slice())).collect();
         let mut vague = v(&l.vague_words);
@@ -440,11 +459,21 @@ impl Phrases {
                 .map(|h| self.index.entry(h.2)),
         };
         let small_talk = self.is_small_talk(&lower);
+        let masked = hits.of(L::OtherSenses);
+        let outside_other =
+            |&&(a, b, _): &&(usize, usize, u32)| !masked.iter().any(|&(s, e, _)| a >= s && b <= e);
+        let person_word = keyword.is_some()
+            || hits.of(L::PersonWords).iter().any(|h| outside_other(&h))
+            || hits.of(L::Requests).iter().any(|h| outside_other(&h))
+            || hits.of(L::PersonHints).iter().any(|h| outside_other(&h));
         Reading {
             keyword,
             keyword_negated,
             other_sense,
+            person_word,
             threat: self.threat_in(&hits),
+            fraud_cue: hits.of(L::FraudCues).first().map(|h| self.index.entry(h.2)),
+            about_order: !hits.of(L::OrderWords).is_empty(),
             small_talk,
             vague: !small_talk && lower.len() <= 120 && self.filler_share(&lower) >= VAGUE_SHARE,
             info: identifiers(text),
@@ -464,7 +493,9 @@ impl Phrases {
 
     fn request_in(&self, lower: &str, ws: &[Word<'_>], hits: &Hits) -> KeywordHit {
         let masked = hits.of(L::OtherSenses);
-        let inside_other = |a: usize, b: usize| masked.iter().any(|&(s, e, _)| a >= s && b <= e);
+        // A request that shares words with another sense is that sense: "要人工抄表" asks for a
+        // meter reader, "人工客服电话是多少" for a number.
+        let inside_other = |a: usize, b: usize| masked.iter().any(|&(s, e, _)| a < e && b > s);
         let mut candidates: Vec<(usize, usize, u32)> = hits
             .of(L::Requests)
             .iter()

@@ -273,7 +273,7 @@ fn shipped_policies_are_valid() {
     assert!(p.rules().len() >= 10);
     let example = include_str!("../../config/policy.toml");
     let example = Policy::new(toml::from_str(example).unwrap()).unwrap();
-    assert_eq!(example.version(), "example-5");
+    assert_eq!(example.version(), "example-6");
     assert_eq!(example.queue_capacities().count(), 2);
     assert_eq!(
         p.rules().iter().map(|r| &r.when).collect::<Vec<_>>(),
