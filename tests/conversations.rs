@@ -279,3 +279,54 @@ async fn a_retried_offer_comes_back_as_the_same_offer() {
         declined.reasons
     );
 }
+
+/// builtin-6's signals at the Route boundary: a VIP cancelling an order is not leaving, a payment the
+/// customer never set up goes to `security` whatever intent the model reads, and a short text the
+/// model reads as a request without naming anyone stays with the bot.
+#[tokio::test]
+async fn orders_fraud_and_nameless_requests_decide_as_a_person_would() {
+    use handoff::grpc::pb::CustomerTier;
+    let mut client = common::client(common::shared()).await;
+    let vip = |r: &mut RouteRequest| r.tier = CustomerTier::Vip as i32;
+    let order = say(
+        &mut client,
+        &fresh("order"),
+        "m0",
+        "hey, can you cancel order 77120? ordered the wrong size",
+        vip,
+    )
+    .await;
+    assert_eq!(order.action(), Action::ContinueBot, "{:?}", order.reasons);
+    let leave = say(
+        &mut client,
+        &fresh("leave"),
+        "m0",
+        "I want to cancel my membership today",
+        vip,
+    )
+    .await;
+    assert_eq!(
+        (leave.action(), leave.reasons[0].rule_id.as_str()),
+        (Action::Escalate, "vip_cancel"),
+        "{:?}",
+        leave.reasons
+    );
+    let fraud = say(
+        &mut client,
+        &fresh("fraud"),
+        "m0",
+        "there's a direct debit to GymNation I never set up, £35 a month since January",
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        (fraud.action(), fraud.queue.as_str()),
+        (Action::Escalate, "security"),
+        "{:?}",
+        fraud.reasons
+    );
+    for text in ["ref TRV-55821", "嗯 来电了"] {
+        let r = say(&mut client, &fresh("nameless"), "m0", text, |_| {}).await;
+        assert_eq!(r.action(), Action::ContinueBot, "{text}: {:?}", r.reasons);
+    }
+}

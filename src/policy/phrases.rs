@@ -478,7 +478,13 @@ impl Phrases {
             vague: !small_talk && lower.len() <= 120 && self.filler_share(&lower) >= VAGUE_SHARE,
             info: identifiers(text),
             upset_cues: upset_cues(text, hits.of(L::UpsetWords).len()),
-            hedged: !hits.of(L::Hedges).is_empty(),
+            // "还好意思涨价" holds the hedge "还好" inside an anger cue: not a hedge.
+            hedged: hits.of(L::Hedges).iter().any(|&(a, b, _)| {
+                !hits
+                    .of(L::UpsetWords)
+                    .iter()
+                    .any(|&(s, e, _)| a >= s && b <= e)
+            }),
             repeat_cue: !hits.of(L::RepeatCues).is_empty(),
         }
     }
@@ -935,5 +941,55 @@ mod tests {
         assert_eq!(p().read("where is my parcel").upset_cues, 0);
         assert!(p().read("体验一般吧，物流有点慢").hedged);
         assert!(p().read("我问的是退款多久到账").repeat_cue);
+        // A hedge inside an anger cue is not a hedge: 还好 in 还好意思.
+        assert!(!p().read("电梯坏了半个月 你们还好意思涨价").hedged);
+        assert_eq!(
+            p().read("Our legal counsel is copied on this email.")
+                .threat
+                .as_deref(),
+            Some("legal counsel")
+        );
+        assert_eq!(p().read("家里烟雾报警器半夜误报").threat, None);
+        assert_eq!(p().read("想订个离法院附近的酒店").threat, None);
+    }
+
+    #[test]
+    fn person_words_fraud_and_orders_are_read() {
+        for text in [
+            "can someone from billing call me",
+            "你让个管红包的人跟我说",
+            "找个人帮我订吧",
+        ] {
+            assert!(p().read(text).person_word, "{text}");
+        }
+        for text in [
+            "ref TRV-55821",
+            "Premier customer here",
+            "里程怎么转给家人",
+            "嗯 来电了",
+            "is the delivery agent bringing it today?",
+        ] {
+            assert!(!p().read(text).person_word, "{text}");
+        }
+        assert_eq!(
+            p().read("there's a direct debit I never set up")
+                .fraud_cue
+                .as_deref(),
+            Some("never set up")
+        );
+        assert!(p()
+            .read("我没办过贷款 为什么收到还款提醒")
+            .fraud_cue
+            .is_some());
+        assert_eq!(p().read("保修卡丢了还能保修吗").fraud_cue, None);
+        assert!(p().read("can you cancel order 77120").about_order);
+        assert!(p().read("帮我取消一下刚下的那个订单").about_order);
+        assert!(!p().read("I want to cancel my membership").about_order);
+        // A request that shares words with another sense is that sense.
+        assert_eq!(p().request("我家燃气表要人工抄表吗"), KeywordHit::None);
+        assert_eq!(
+            p().request("我要人工"),
+            KeywordHit::Request("要人工".into())
+        );
     }
 }
