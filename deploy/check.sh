@@ -99,8 +99,31 @@ ports = {p["name"]: p["containerPort"] for p in c["ports"]}
 for key, name in (("grpc_addr", "grpc"), ("metrics_addr", "metrics")):
     if not server[key].startswith("0.0.0.0:") or int(server[key].rsplit(":", 1)[1]) != ports[name]:
         fail.append(f"handoff.toml {key} = {server[key]} does not listen on the {name} port {ports[name]}")
+# The data loop: the decision log on the ReadWriteMany claim; Redis with a password and a volume.
+mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+volumes = {v["name"]: v for v in dep["volumes"]}
+log_dir = server.get("decision_log", {}).get("dir")
+claim = volumes.get(mounts.get(log_dir), {}).get("persistentVolumeClaim", {}).get("claimName")
+pvcs = {d["metadata"]["name"]: d for f in ("decisions-pvc.yaml", "redis.yaml")
+        for d in docs(f"deploy/kubernetes/{f}") if d["kind"] == "PersistentVolumeClaim"}
+if not log_dir or claim not in pvcs or "ReadWriteMany" not in pvcs[claim]["spec"]["accessModes"]:
+    fail.append(f"[decision_log] dir {log_dir!r} must be mounted from a ReadWriteMany claim (got {claim!r})")
+env = {e["name"]: e for e in c["env"]}
+secret_of = lambda e: e.get("valueFrom", {}).get("secretKeyRef", {})
+if secret_of(env.get("REDIS_PASSWORD", {})).get("name") != "handoff-redis" or \
+        "$(REDIS_PASSWORD)@" not in env.get("HANDOFF_STATE", {}).get("value", ""):
+    fail.append("the server must reach Redis with the handoff-redis password (REDIS_PASSWORD in HANDOFF_STATE)")
+redis = next(d for d in docs("deploy/kubernetes/redis.yaml") if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+rc = redis["containers"][0]
+script = " ".join(rc.get("command", []) + rc.get("args", []))
+if "--requirepass" not in script or "--appendonly yes" not in script:
+    fail.append("redis.yaml must ask for a password and keep an append-only file")
+rv = {v["name"]: v for v in redis["volumes"]}
+if "persistentVolumeClaim" not in rv.get("data", {}):
+    fail.append("redis.yaml's /data must be a persistent volume")
 if fail:
     sys.exit("\n".join(fail))
+print(f"   decision log on claim {claim}; Redis with a password and an append-only file on a volume")
 print(f"   policies match config/policy.toml and config/tenants/bank.toml; drain {drain_s:.0f} s < grace {grace} s; probes on {service!r} and ''")
 EOF
 bin=${HANDOFF_BIN:-}
