@@ -110,7 +110,31 @@ def calibration_split(train: list[Example]) -> tuple[list[Example], list[Example
 
 
 def intents() -> tuple[list[Example], list[Example]]:
-    return _written("intents", INTENTS)
+    train, held = _written("intents", INTENTS)
+    # A training-only line the main files hold under another label is ambiguous, one they hold out
+    # would be trained on: both dropped.
+    labels = {(e.lang, _key(e.text)): e.label for e in train}
+    held_keys = {(e.lang, _key(e.text)) for e in held}
+    extra = [
+        e
+        for e in intents_train_only()
+        if (e.lang, _key(e.text)) not in held_keys and labels.get((e.lang, _key(e.text)), e.label) == e.label
+    ]
+    return train + extra, held
+
+
+def intents_train_only() -> list[Example]:
+    """data/intents_extra/<lang>/<label>.txt: lines written for training only, at the borders the
+    held-out confusion showed (`other` against billing, product and greeting in Chinese). Never held
+    out, so the held-out set stays the one every earlier model was measured on; a test keeps them from
+    being near copies of an evaluation text."""
+    out = []
+    for lang in LANGS:
+        for label in INTENTS:
+            path = os.path.join(DATA, "intents_extra", lang, f"{label}.txt")
+            if os.path.exists(path):
+                out += [Example(t, label, lang, "written") for t in _read_lines(path)]
+    return out
 
 
 def upset() -> tuple[list[Example], list[Example]]:

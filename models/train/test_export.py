@@ -146,6 +146,10 @@ def test_held_out_split_is_disjoint_and_at_least_a_fifth():
     train, held = D.intents()
     train_texts = {(e.lang, e.text) for e in train}
     assert not any((e.lang, e.text) in train_texts for e in held)
+    # The share is the written files' split; training-only lines come on top of it.
+    extra = set(D.intents_train_only())
+    assert extra & set(train), "training-only lines are trained"
+    train = [e for e in train if e not in extra]
     for lang in D.LANGS:
         for intent in D.INTENTS:
             n_train = sum(1 for e in train if e.lang == lang and e.label == intent)
@@ -179,19 +183,15 @@ def test_upset_training_lines_never_appear_in_the_held_out_upset_set():
     assert not shared, shared[:5]
 
 
-def test_upset_training_lines_are_not_rewordings_of_an_evaluation_text():
-    """Near copies count too: a training line sharing most of its character n-grams (4 in English,
-    2 in Chinese) with a held-out upset text or a labelled conversation turn would leak it."""
+def test_written_training_lines_are_not_rewordings_of_an_evaluation_text():
+    """Near copies count too: an upset or training-only intent line sharing most of its character
+    n-grams (4 in English, 2 in Chinese) with a held-out upset text or a labelled conversation turn
+    (and, for the intent lines, a held-out intent text) would leak it."""
     import csv
     import glob
     import json
 
     data = os.path.join(HERE, "data")
-
-    def grams(text: str, n: int) -> frozenset[str]:
-        t = D._key(text)
-        return frozenset(t[i : i + n] for i in range(len(t) - n + 1))
-
     close = []
     for lang, n in (("en", 4), ("zh", 2)):
         held = []
@@ -200,21 +200,35 @@ def test_upset_training_lines_are_not_rewordings_of_an_evaluation_text():
         for path in glob.glob(os.path.join(data, "conversations", "*", "*.jsonl")):
             with open(path, encoding="utf-8") as f:
                 held += [t["text"] for line in f for t in json.loads(line)["turns"]]
-        index: dict[str, list[frozenset[str]]] = {}
-        for g in {grams(t, n) for t in held if len(D._key(t)) >= 12}:
-            for piece in g:
-                index.setdefault(piece, []).append(g)
-        for path in glob.glob(os.path.join(data, "upset", lang, "*.txt")):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    g = grams(line, n)
-                    if len(D._key(line)) < 12:
-                        continue  # "ok", "谢谢": short texts are shared by nature
-                    candidates = {id(h): h for piece in g for h in index.get(piece, ())}
-                    best = max((len(g & h) / len(g | h) for h in candidates.values()), default=0.0)
-                    if best > 0.6:
-                        close.append((round(best, 2), line.strip()))
+        held_intents = [e.text for e in D.intents()[1] if e.lang == lang]
+        for folder, evaluation in (("upset", held), ("intents_extra", held + held_intents)):
+            close += near_copies(glob.glob(os.path.join(data, folder, lang, "*.txt")), evaluation, n)
     assert not close, close[:5]
+
+
+def near_copies(paths: list[str], evaluation: list[str], n: int) -> list[tuple[float, str]]:
+    """Lines of `paths` sharing more than 60 % of their character n-grams with an evaluation text."""
+
+    def grams(text: str) -> frozenset[str]:
+        t = D._key(text)
+        return frozenset(t[i : i + n] for i in range(len(t) - n + 1))
+
+    index: dict[str, list[frozenset[str]]] = {}
+    for g in {grams(t) for t in evaluation if len(D._key(t)) >= 12}:
+        for piece in g:
+            index.setdefault(piece, []).append(g)
+    close = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if len(D._key(line)) < 12:
+                    continue  # "ok", "谢谢": short texts are shared by nature
+                g = grams(line)
+                candidates = {id(h): h for piece in g for h in index.get(piece, ())}
+                best = max((len(g & h) / len(g | h) for h in candidates.values()), default=0.0)
+                if best > 0.6:
+                    close.append((round(best, 2), line.strip()))
+    return close
 
 
 def test_exported_real_traffic_has_its_own_held_out_split(tmp_path):
