@@ -303,8 +303,10 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// OpenTelemetry's standard variables read as `[tracing]` settings.
-const OTEL_VARIABLES: [(&str, &str); 4] = [
+const OTEL_VARIABLES: [(&str, &str); 6] = [
     ("OTEL_EXPORTER_OTLP_ENDPOINT", "tracing.otlp_endpoint"),
+    ("OTEL_EXPORTER_OTLP_CERTIFICATE", "tracing.otlp_ca"),
+    ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "tracing.otlp_ca"),
     (
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "tracing.otlp_endpoint",

@@ -198,7 +198,7 @@ struct ServeArgs {
     #[arg(
         long,
         env = "HANDOFF_OTLP_ENDPOINT",
-        help = "OTLP/gRPC collector for spans, e.g. http://otel-collector:4317 [default: none: no spans exported]"
+        help = "OTLP/gRPC collector for spans, e.g. http://otel-collector:4317 or https://… (TLS; CA: [tracing] otlp_ca) [default: none: no spans exported]"
     )]
     otlp_endpoint: Option<String>,
     /// Any config key, as a dotted path and a TOML value: --set decision_log.dir=/var/lib/handoff

@@ -67,18 +67,30 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
+/// A collector's TraceService on a loopback port, with TLS when given: (what it receives, its address).
+async fn receiver(
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> (Receiver, std::net::SocketAddr) {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let otlp = listener.local_addr().unwrap();
     let serve = receiver.clone();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).unwrap();
+    }
     tokio::spawn(async move {
-        tonic::transport::Server::builder()
+        builder
             .add_service(TraceServiceServer::new(serve))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     });
+    (receiver, otlp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
+    let (receiver, otlp) = receiver(None).await;
     // Configured the way a collector's chart configures every workload: OpenTelemetry's own
     // variables (the config file's otlp_endpoint is exercised by the closed-port test below).
     let mut server = common::Server::start_with_env(
@@ -229,4 +241,73 @@ async fn failed_exports_are_counted_and_logged_once_per_interval() {
         .filter(|l| l.contains("exporting") && l.contains("spans failed"))
         .count();
     assert_eq!(lines, 1, "{log}");
+}
+
+/// A collector behind TLS: spans reach it over `https://` when its certificate checks out against
+/// the CA named by OpenTelemetry's own variable, and a collector whose certificate another CA signed
+/// gets none (every export fails and is counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_tls_collector_whose_certificate_is_verified() {
+    let certs = common::dev_certs("otlp");
+    let identity = tonic::transport::Identity::from_pem(
+        std::fs::read(certs.join("server.pem")).unwrap(),
+        std::fs::read(certs.join("server.key")).unwrap(),
+    );
+    let (receiver, otlp) = receiver(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
+    .await;
+    let endpoint = format!("https://localhost:{}", otlp.port());
+    let start = |ca: &str| {
+        common::Server::start_with_env(
+            &["--set", "tracing.export_delay_ms=50"],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
+                (
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                    certs.join(ca).display().to_string(),
+                ),
+            ],
+        )
+    };
+
+    let server = start("ca.pem");
+    let mut client = common::client(&server).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while receiver.spans.lock().unwrap().is_empty() {
+        client
+            .classify(ClassifyRequest {
+                text: "where is my parcel".into(),
+            })
+            .await
+            .unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no span over TLS: {}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    drop(server);
+
+    let before = receiver.spans.lock().unwrap().len();
+    let rogue = start("rogue-ca.pem");
+    let mut client = common::client(&rogue).await;
+    let mut failures = 0.0;
+    for _ in 0..100 {
+        client
+            .classify(ClassifyRequest {
+                text: "where is my parcel".into(),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        failures = common::counter(&rogue.metrics(), "handoff_span_export_failures_total");
+        if failures >= 1.0 {
+            break;
+        }
+    }
+    assert!(failures >= 1.0, "an unverified collector was not refused");
+    assert_eq!(receiver.spans.lock().unwrap().len(), before);
 }

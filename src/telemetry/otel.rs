@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
 };
@@ -17,8 +17,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracingConfig {
-    /// OTLP/gRPC collector, e.g. "http://otel-collector:4317"; none: no spans are exported.
+    /// OTLP/gRPC collector, e.g. "http://otel-collector:4317" or "https://…" (TLS); none: no spans
+    /// are exported.
     pub otlp_endpoint: Option<String>,
+    /// PEM CA the https:// collector's certificate is checked against; none: the system's roots.
+    pub otlp_ca: Option<std::path::PathBuf>,
     /// `service.name` of the exported spans.
     #[serde(deserialize_with = "crate::config::lenient_string")]
     pub service_name: String,
@@ -33,6 +36,7 @@ impl Default for TracingConfig {
     fn default() -> Self {
         TracingConfig {
             otlp_endpoint: None,
+            otlp_ca: None,
             service_name: "handoff".into(),
             sample_ratio: 1.0,
             export_delay_ms: 2000,
@@ -44,8 +48,18 @@ impl Default for TracingConfig {
 pub enum TracingError {
     #[error("[tracing] sample_ratio = {0} is outside [0, 1]")]
     SampleRatio(f64),
-    #[error("[tracing] otlp_endpoint {0:?} must start with http:// (plain OTLP/gRPC; for a TLS collector, export through a local agent)")]
+    #[error(
+        "[tracing] otlp_endpoint {0:?} must start with http:// (plain OTLP/gRPC) or https:// (TLS)"
+    )]
     Endpoint(String),
+    #[error("[tracing] otlp_ca is set but otlp_endpoint {0:?} is not https://")]
+    CaWithoutTls(String),
+    #[error("reading [tracing] otlp_ca {path}")]
+    Ca {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("building the OTLP exporter for {endpoint}")]
     Exporter {
         endpoint: String,
@@ -59,15 +73,33 @@ impl TracingConfig {
         if !(0.0..=1.0).contains(&self.sample_ratio) {
             return Err(TracingError::SampleRatio(self.sample_ratio));
         }
-        // Plain OTLP/gRPC only: the exporter is built without TLS, and an https:// endpoint would
-        // fail every export silently. Reach a TLS collector through a local agent or sidecar.
+        // Any other scheme would fail every export silently, so it is refused at start.
         if let Some(e) = &self.otlp_endpoint {
-            if !e.starts_with("http://") {
+            if !e.starts_with("http://") && !e.starts_with("https://") {
                 return Err(TracingError::Endpoint(e.clone()));
+            }
+            if self.otlp_ca.is_some() && !e.starts_with("https://") {
+                return Err(TracingError::CaWithoutTls(e.clone()));
             }
         }
         Ok(())
     }
+}
+
+/// The collector's certificate is checked against `otlp_ca`, else the system's roots; its name is the
+/// endpoint's host.
+fn tls(config: &TracingConfig) -> Result<tonic::transport::ClientTlsConfig, TracingError> {
+    let tls = tonic::transport::ClientTlsConfig::new();
+    Ok(match &config.otlp_ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| TracingError::Ca {
+                path: path.clone(),
+                source,
+            })?;
+            tls.ca_certificate(tonic::transport::Certificate::from_pem(pem))
+        }
+        None => tls.with_native_roots(),
+    })
 }
 
 static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -90,15 +122,17 @@ impl Exporter {
         let Some(endpoint) = &config.otlp_endpoint else {
             return Ok(None);
         };
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+        let mut builder = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint.clone())
-            .with_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|source| TracingError::Exporter {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
+            .with_timeout(Duration::from_secs(5));
+        if endpoint.starts_with("https://") {
+            builder = builder.with_tls_config(tls(config)?);
+        }
+        let exporter = builder.build().map_err(|source| TracingError::Exporter {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
         let exporter = Counted(exporter);
         let batches = BatchConfigBuilder::default()
             .with_scheduled_delay(Duration::from_millis(config.export_delay_ms.max(10)))
