@@ -982,6 +982,9 @@ mod tests {
             .fraud_cue
             .is_some());
         assert_eq!(p().read("保修卡丢了还能保修吗").fraud_cue, None);
+        // Calling the company's practice fraud is a complaint, not a report of fraud.
+        assert_eq!(p().read("this is fraud, I will sue you").fraud_cue, None);
+        assert_eq!(p().read("你们这是诈骗").fraud_cue, None);
         assert!(p().read("can you cancel order 77120").about_order);
         assert!(p().read("帮我取消一下刚下的那个订单").about_order);
         assert!(!p().read("I want to cancel my membership").about_order);
