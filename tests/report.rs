@@ -41,8 +41,11 @@ fn generate_log(dir: &Path) -> Truth {
     for i in 0..DECISIONS {
         let ts_ms = start_ms + (i as u64 * 3 * 3_600_000) / DECISIONS as u64;
         let negativity: f32 = rng.gen::<f32>().powi(2);
+        // One turn in ten asks for a person in words that name one.
+        let asks = rng.gen_bool(0.1);
         let signals = Snapshot {
-            request_human: if rng.gen_bool(0.1) { 0.9 } else { 0.02 },
+            request_human: if asks { 0.9 } else { 0.02 },
+            person_word: asks,
             intent: INTENTS[rng.gen_range(0..INTENTS.len())].to_string(),
             intent_score: rng.gen_range(0.3..1.0),
             intent_margin: rng.gen_range(0.0..0.9),
