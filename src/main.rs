@@ -150,8 +150,8 @@ enum Command {
 fn read_log(
     log: &std::path::Path,
     tenant: Option<&str>,
-) -> anyhow::Result<handoff::decision_log::replay::DecisionLogData> {
-    let mut data = handoff::decision_log::replay::DecisionLogData::read(log)?;
+) -> anyhow::Result<handoff::decision_log::reader::DecisionLogData> {
+    let mut data = handoff::decision_log::reader::DecisionLogData::read(log)?;
     if let Some(tenant) = tenant {
         data.only_tenant(tenant);
     }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use handoff::decision_log::replay::{replay, DecisionLogData};
+use handoff::decision_log::reader::DecisionLogData;
+use handoff::decision_log::replay::replay;
 use handoff::grpc::pb::{self, FeedbackRequest, HumanNeeded, ResolvedBy, RouteRequest};
 use tonic::Code;
 

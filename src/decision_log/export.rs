@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::entry::Outcome;
-use super::replay::DecisionLogData;
+use super::reader::DecisionLogData;
 
 /// Intent probability a confirmed message needs to become an example.
 pub const MIN_INTENT_SCORE: f32 = 0.8;

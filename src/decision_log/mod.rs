@@ -1,6 +1,6 @@
 //! Decision log: every decision with the signals it read, and the feedback on it, written off the
-//! hot path to rotating JSON-lines files per replica. `replay` decides logged turns again under a
-//! candidate policy; `report` draws what the log holds. No customer text is written unless the
+//! hot path to rotating JSON-lines files per replica. `reader` reads a directory of them back;
+//! `replay` decides logged turns again under a candidate policy; `report` draws what the log holds. No customer text is written unless the
 //! operator opts in to keeping it redacted.
 
 pub mod claims;
@@ -8,6 +8,7 @@ mod entry;
 pub mod export;
 pub mod ids;
 mod journal;
+pub mod reader;
 mod recent;
 pub mod replay;
 pub mod report;

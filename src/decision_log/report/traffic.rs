@@ -1,0 +1,270 @@
+//! Sections on the traffic itself: decisions over time, rates by channel, tier and queue, the
+//! model's confidence, and what happened after each path (resolution, CSAT, wait).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::draw::{bar_chart, bin_counts, histogram, line_chart, pct, utc, Html};
+use super::{ReportError, ACTIONS};
+use crate::decision_log::entry::{LoggedDecision, Outcome};
+use crate::decision_log::reader::DecisionLogData;
+
+pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), ReportError> {
+    let (first, last) = (
+        decisions.iter().map(|d| d.ts_ms).min().unwrap_or(0),
+        decisions.iter().map(|d| d.ts_ms).max().unwrap_or(0),
+    );
+    // The smallest round bucket that keeps the plot within 60 points.
+    const MINUTE: u64 = 60_000;
+    let bucket = [1, 5, 15, 60, 360, 1440, 10_080]
+        .iter()
+        .map(|m| m * MINUTE)
+        .find(|b| (last - first) / b < 60)
+        .unwrap_or(10_080 * MINUTE);
+    let n = ((last - first) / bucket + 1) as usize;
+    let mut counts: BTreeMap<&str, Vec<f64>> = ACTIONS.iter().map(|a| (*a, vec![0.0; n])).collect();
+    for d in decisions {
+        if let Some(c) = counts.get_mut(d.action.as_str()) {
+            c[((d.ts_ms - first) / bucket) as usize] += 1.0;
+        }
+    }
+    let hours = |i: usize| (i as u64 * bucket) as f64 / 3_600_000.0;
+    // The last bucket ends where the log does: drawn with full ones it reads as a sharp drop. One
+    // that covers less than half a bucket is left off the chart (the table keeps it, marked).
+    let covered = (last - first) % bucket + 1;
+    let partial = n > 1 && covered < bucket / 2;
+    let drawn = if partial { n - 1 } else { n };
+    let series: Vec<(String, Vec<(f64, f64)>)> = ACTIONS
+        .iter()
+        .map(|a| {
+            let pts = counts[a][..drawn]
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (hours(i), *c));
+            (a.to_string(), pts.collect())
+        })
+        .collect();
+    let max = counts.values().flatten().copied().fold(0.0, f64::max);
+    let minutes = bucket / MINUTE;
+    let svg = line_chart(
+        &format!("Decisions per {minutes} min by action"),
+        &format!("hours since {}", utc(first)),
+        "decisions",
+        &series,
+        max,
+        None,
+    )?;
+    let rows: Vec<Vec<String>> = (0..n)
+        .map(|i| {
+            let mut start = utc(first + i as u64 * bucket);
+            if i + 1 == n && covered < bucket {
+                let _ = write!(
+                    start,
+                    " (partial: the log ends {:.0} s in{})",
+                    covered as f64 / 1000.0,
+                    if partial { ", not drawn" } else { "" }
+                );
+            }
+            let mut row = vec![start];
+            row.extend(ACTIONS.iter().map(|a| counts[a][i].to_string()));
+            row
+        })
+        .collect();
+    html.body.push_str("<h2>Decisions over time</h2>\n");
+    html.figure(
+        "Decisions over time, by action",
+        &svg,
+        &["bucket start", "continue_bot", "offer_human", "escalate"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Share of decisions in each group that brought a person in (offered or escalated).
+pub(super) fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
+    html.body.push_str("<h2>Escalation rates</h2>\n<p>The share of decisions that brought a person in (offer or escalate), by group; by rule, the share of all decisions each rule made.</p>\n");
+    let total = log.decisions.len().max(1) as f64;
+    let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
+    for d in &log.decisions {
+        *by_rule.entry(d.rule.clone()).or_default() += 1;
+    }
+    let items: Vec<(String, f64)> = by_rule
+        .iter()
+        .map(|(r, n)| (r.clone(), *n as f64 / total))
+        .collect();
+    let rows: Vec<Vec<String>> = by_rule
+        .iter()
+        .map(|(r, n)| vec![r.clone(), n.to_string(), pct(*n as f64 / total)])
+        .collect();
+    let svg = bar_chart(
+        "Share of decisions by deciding rule",
+        "share of all decisions",
+        &items,
+    )?;
+    html.figure(
+        "Decisions by deciding rule",
+        &svg,
+        &["rule", "decisions", "share"],
+        &rows,
+    );
+    type Key = fn(&LoggedDecision) -> String;
+    let groups: [(&str, Key); 3] = [
+        ("channel", |d| d.signals.channel.clone()),
+        ("tier", |d| d.signals.tier.clone()),
+        ("queue", |d| {
+            if d.queue.is_empty() {
+                "(none: bot)".to_string()
+            } else {
+                d.queue.clone()
+            }
+        }),
+    ];
+    for (name, key) in groups {
+        let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for d in &log.decisions {
+            let e = counts.entry(key(d)).or_default();
+            e.0 += 1;
+            e.1 += usize::from(Outcome::of_logged(d).brings_human());
+        }
+        let items: Vec<(String, f64)> = counts
+            .iter()
+            .map(|(k, (n, h))| (k.clone(), *h as f64 / *n as f64))
+            .collect();
+        let rows: Vec<Vec<String>> = counts
+            .iter()
+            .map(|(k, (n, h))| {
+                vec![
+                    k.clone(),
+                    n.to_string(),
+                    h.to_string(),
+                    pct(*h as f64 / *n as f64),
+                ]
+            })
+            .collect();
+        let svg = bar_chart(
+            &format!("Escalation rate by {name}"),
+            "share offered or escalated",
+            &items,
+        )?;
+        html.figure(
+            &format!("Escalation rate by {name}"),
+            &svg,
+            &[name, "decisions", "offered or escalated", "rate"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn confidence(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), ReportError> {
+    html.body.push_str("<h2>Model confidence</h2>\n");
+    type Get = fn(&LoggedDecision) -> f64;
+    let heads: [(&str, &str, Get); 2] = [
+        ("Top intent probability", "intent_score", |d| {
+            d.signals.intent_score as f64
+        }),
+        ("Negativity", "negativity", |d| d.signals.negativity as f64),
+    ];
+    const BINS: usize = 20;
+    for (title, signal, get) in heads {
+        let values: Vec<f64> = decisions.iter().map(get).collect();
+        let counts = bin_counts(&values, BINS);
+        let svg = histogram(&format!("{title} per decision"), signal, &counts)?;
+        let rows: Vec<Vec<String>> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let lo = i as f64 / BINS as f64;
+                vec![
+                    format!("{lo:.2}–{:.2}", lo + 1.0 / BINS as f64),
+                    c.to_string(),
+                ]
+            })
+            .collect();
+        html.figure(
+            &format!("Histogram of {signal}"),
+            &svg,
+            &[signal, "decisions"],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// CSAT and wait by path: what the service decided, and who resolved the conversation.
+pub(super) fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
+    html.body.push_str("<h2>CSAT and wait time by path</h2>\n");
+    #[derive(Default)]
+    struct Acc {
+        n: usize,
+        csat: (f64, usize),
+        wait: (f64, usize),
+    }
+    let mut paths: BTreeMap<String, Acc> = BTreeMap::new();
+    for d in &log.decisions {
+        let Some(f) = log.feedback.get(&d.decision_id) else {
+            continue;
+        };
+        let resolved = f
+            .resolved_by
+            .map_or("unknown".to_string(), |r| format!("{r:?}").to_lowercase());
+        let a = paths
+            .entry(format!("{} → {resolved}", d.action))
+            .or_default();
+        a.n += 1;
+        if let Some(c) = f.csat {
+            a.csat.0 += f64::from(c);
+            a.csat.1 += 1;
+        }
+        if let Some(w) = f.wait_seconds {
+            a.wait.0 += f64::from(w);
+            a.wait.1 += 1;
+        }
+    }
+    if paths.is_empty() {
+        html.body.push_str(
+            "<p>No feedback in the log: CSAT and wait time come from the Feedback RPC.</p>\n",
+        );
+        return Ok(());
+    }
+    let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
+    let csat: Vec<(String, f64)> = paths
+        .iter()
+        .filter_map(|(p, a)| Some((p.clone(), mean(a.csat)?)))
+        .collect();
+    let wait: Vec<(String, f64)> = paths
+        .iter()
+        .filter_map(|(p, a)| Some((p.clone(), mean(a.wait)?)))
+        .collect();
+    let rows: Vec<Vec<String>> = paths
+        .iter()
+        .map(|(p, a)| {
+            vec![
+                p.clone(),
+                a.n.to_string(),
+                mean(a.csat).map_or("-".into(), |c| format!("{c:.2} ({})", a.csat.1)),
+                mean(a.wait).map_or("-".into(), |w| format!("{w:.0} s ({})", a.wait.1)),
+            ]
+        })
+        .collect();
+    let header = [
+        "decision → resolved by",
+        "with feedback",
+        "mean CSAT (n)",
+        "mean wait (n)",
+    ];
+    // Feedback without the field draws no empty axes: a sentence says what is missing.
+    if csat.is_empty() {
+        html.body.push_str("<p>No feedback carries a CSAT score: send <code>csat</code> (1–5) with Feedback to see it by path.</p>\n");
+    } else {
+        let svg = bar_chart("Mean CSAT (1–5) by path", "mean CSAT", &csat)?;
+        html.figure("Mean CSAT by path", &svg, &header, &rows);
+    }
+    if wait.is_empty() {
+        html.body.push_str("<p>No feedback carries a wait time: send <code>wait_seconds</code> with Feedback to see it by path.</p>\n");
+    } else {
+        let svg = bar_chart("Mean wait for a person by path", "seconds", &wait)?;
+        html.figure("Mean wait by path", &svg, &header, &rows);
+    }
+    Ok(())
+}
