@@ -82,13 +82,10 @@ impl App {
         config.validate()?;
         t::install_metrics(config.metrics_addr).context("starting the metrics endpoint")?;
         crate::grpc::zero_decision_counters();
-        let policy = match &config.policy_file {
-            Some(path) => SharedPolicy::new(policy::file::load(path, None)?),
-            None => SharedPolicy::new(match config.policy.clone() {
-                Some(inline) => Policy::new(inline)?,
-                None => Policy::builtin(),
-            }),
-        };
+        let policy = SharedPolicy::new(match (&config.policy_file, config.policy.clone()) {
+            (None, Some(inline)) => Policy::new(inline)?,
+            (file, _) => policy::file::load_or_builtin(file.as_deref())?,
+        });
         let registry = Arc::new(ModelRegistry::default());
         let shadow = Shadow::start(config.shadow_queue_capacity, policy.clone());
         let cache = ResultCache::new(config.cache_capacity, config.cache_max_text_bytes);

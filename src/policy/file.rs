@@ -15,6 +15,15 @@ pub struct PolicyFileError {
     pub message: String,
 }
 
+/// The policy in `path` when one is named, else the built-in policy (offline tools and the server
+/// start alike, so "no file" means the same policy everywhere).
+pub fn load_or_builtin(path: Option<&Path>) -> Result<Policy, PolicyFileError> {
+    match path {
+        Some(path) => load(path, None),
+        None => Ok(Policy::builtin()),
+    }
+}
+
 /// Read and validate a policy file; `intents` are the active model's labels, if one is loaded.
 pub fn load(path: &Path, intents: Option<&[String]>) -> Result<Policy, PolicyFileError> {
     let fail = |line, message: String| PolicyFileError {
