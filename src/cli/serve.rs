@@ -14,16 +14,20 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Settings come in layers: defaults < `--config` file < `HANDOFF_*` variables < these flags <
 /// `--set`. Every key has a variable (`HANDOFF_LIMITS__MAX_TEXT_BYTES`) and can be given with `--set`.
-#[derive(Args)]
+/// A flag's field serializes to its config key (renamed where the flag is shorter), so the flags
+/// are listed here once and become a config layer as they are.
+#[derive(Args, serde::Serialize)]
 pub struct ServeArgs {
     /// TOML config file (see config/handoff.toml).
     #[arg(long, env = "HANDOFF_CONFIG")]
+    #[serde(skip)]
     config: Option<PathBuf>,
     #[arg(long, help = about("grpc_addr", "gRPC listen address", DEFAULTS.grpc_addr))]
     grpc_addr: Option<SocketAddr>,
     #[arg(long, help = about("metrics_addr", "Prometheus /metrics listen address", DEFAULTS.metrics_addr))]
     metrics_addr: Option<SocketAddr>,
     #[arg(long, help = about("model_dir", "Model package served at startup (a directory, or NAME@VERSION / NAME@latest in the repository)", DEFAULTS.model_dir.display()))]
+    #[serde(rename = "model_dir")]
     model: Option<PathBuf>,
     #[arg(long, help = about("model_repository", "Repository of <name>/<version>/ packages for swaps", DEFAULTS.model_repository.display()))]
     model_repository: Option<PathBuf>,
@@ -32,6 +36,7 @@ pub struct ServeArgs {
     #[arg(long, help = about("auto_activate", "Activate new versions the watcher finds", DEFAULTS.auto_activate))]
     auto_activate: Option<bool>,
     #[arg(long, help = about("policy_file", "Policy file, reloaded on change or SIGHUP", "none: the built-in policy"))]
+    #[serde(rename = "policy_file")]
     policy: Option<PathBuf>,
     #[arg(long, help = about("state", "Conversation state: \"memory\" or \"redis://host:port[/db]\"", &DEFAULTS.state))]
     state: Option<String>,
@@ -54,10 +59,12 @@ pub struct ServeArgs {
         env = "HANDOFF_OTLP_ENDPOINT",
         help = "OTLP/gRPC collector for spans, e.g. http://otel-collector:4317 or https://… (TLS; CA: [tracing] otlp_ca) [default: none: no spans exported]"
     )]
+    #[serde(rename = "tracing.otlp_endpoint")]
     otlp_endpoint: Option<String>,
     /// Any config key, as a dotted path and a TOML value: --set decision_log.dir=/var/lib/handoff
     /// --set limits.max_text_bytes=8192 (repeatable; beats every other layer).
     #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[serde(skip)]
     set: Vec<String>,
 }
 
@@ -75,37 +82,14 @@ fn about(key: &str, text: &str, default: impl std::fmt::Display) -> String {
 impl ServeArgs {
     fn into_config(self) -> anyhow::Result<ServerConfig> {
         use figment::value::Value;
-        let mut flags: Vec<(String, Value)> = Vec::new();
-        let mut flag = |key: &str, value: Option<Value>| {
-            if let Some(v) = value {
-                flags.push((key.to_string(), v));
-            }
+        let Value::Dict(_, given) = Value::serialize(&self)? else {
+            unreachable!("a struct serializes to a dict")
         };
-        let text = |v: Option<String>| v.map(Value::from);
-        let path = |v: Option<PathBuf>| v.map(|p| Value::from(p.display().to_string()));
-        let num = |v: Option<u64>| v.map(Value::from);
-        flag("grpc_addr", text(self.grpc_addr.map(|a| a.to_string())));
-        flag(
-            "metrics_addr",
-            text(self.metrics_addr.map(|a| a.to_string())),
-        );
-        flag("model_dir", path(self.model));
-        flag("model_repository", path(self.model_repository));
-        flag("watch_interval_ms", num(self.watch_interval_ms));
-        flag("auto_activate", self.auto_activate.map(Value::from));
-        flag("policy_file", path(self.policy));
-        flag("state", text(self.state));
-        flag("workers", num(self.workers.map(|n| n as u64)));
-        flag("queue_capacity", num(self.queue_capacity.map(|n| n as u64)));
-        flag("max_batch_size", num(self.max_batch_size.map(|n| n as u64)));
-        flag(
-            "max_batch_tokens",
-            num(self.max_batch_tokens.map(|n| n as u64)),
-        );
-        flag("max_queue_delay_us", num(self.max_queue_delay_us));
-        flag("drain_ms", num(self.drain_ms));
-        flag("cache_capacity", num(self.cache_capacity.map(|n| n as u64)));
-        flag("tracing.otlp_endpoint", text(self.otlp_endpoint));
+        // Flags not given serialize as empty values: they leave the layers below alone.
+        let flags = given
+            .into_iter()
+            .filter(|(_, v)| !matches!(v, Value::Empty(..)))
+            .collect();
         let c = ServerConfig::load(self.config.as_deref(), flags, &self.set)?;
         c.validate()?;
         Ok(c)
