@@ -11,7 +11,7 @@ use handoff::decision_log::{
 use handoff::policy::{Policy, ReplayClock, Snapshot};
 use rand::{Rng, SeedableRng};
 
-const DECISIONS: usize = 800;
+const DECISIONS: usize = 3000;
 const CHANNELS: [&str; 4] = ["web", "app", "wechat", "whatsapp"];
 const INTENTS: [&str; 5] = [
     "order_status",
@@ -190,10 +190,15 @@ fn the_report_renders_in_headless_chromium_with_every_plot_drawn() {
             "the report fetches something: {fetch}"
         );
     }
-    let thresholds = Policy::builtin().thresholds().len();
+    let policy = Policy::builtin();
+    let thresholds = policy.thresholds().iter().filter(|t| !t.is_guard()).count();
     assert!(thresholds >= 5, "{thresholds}");
-    // Over time, 4 rate plots, precision, one sweep per threshold, 2 histograms, CSAT and wait.
-    let plots = 1 + 4 + 1 + thresholds + 2 + 2;
+    assert!(thresholds < policy.thresholds().len(), "some are guards");
+    // Over time; decisions by rule, rates by channel and tier (not by queue: true by definition);
+    // rules that bring a person and rules that keep the bot, apart; one sweep per threshold that is
+    // not a guard; 2 histograms; CSAT and wait.
+    let plots = 1 + 3 + 2 + thresholds + 2 + 2;
+    assert!(!html.contains("Escalation rate by queue"));
     assert_eq!(count(&html, "<svg"), plots, "plots");
     assert_eq!(count(&html, "<figure"), plots, "every plot is a figure");
     assert_eq!(
@@ -237,7 +242,9 @@ fn the_report_renders_in_headless_chromium_with_every_plot_drawn() {
     assert!(count(&dom, "<polyline") >= 3 + thresholds, "line series");
     assert!(count(&dom, "<rect") > 100, "bars");
     assert!(count(&dom, "<text") > 200, "axis labels and captions");
-    assert!(dom.contains("escalation rate") && dom.contains("today's value"));
+    assert!(dom.contains("brought a person in") && dom.contains("today's value"));
+    assert!(dom.contains("precision (feedback)") && dom.contains("recall (feedback)"));
+    assert!(dom.contains("precision, higher is better") && dom.contains("misses, lower is better"));
     assert!(dom.contains("At a glance") && dom.contains("(recall)"));
 
     // `HANDOFF_REPORT_SCREENSHOT=docs/report-top.png` redraws the README's picture of the top.

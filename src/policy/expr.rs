@@ -75,6 +75,50 @@ impl Expr {
         }
     }
 
+    /// For each comparison (as `comparisons` orders them), the text conditions it is ANDed with,
+    /// written as in a policy (`channel == 'voice'`): moving its threshold only changes decisions
+    /// where they hold. Conditions under a `not` are left out (they would read inverted).
+    pub fn comparison_scopes(&self) -> Vec<Vec<String>> {
+        fn walk(e: &Expr, scope: &mut Vec<String>, negated: bool, out: &mut Vec<Vec<String>>) {
+            match e {
+                Expr::Cmp(..) => out.push(scope.clone()),
+                Expr::Not(e) => walk(e, scope, true, out),
+                Expr::Any(es) => es.iter().for_each(|e| walk(e, scope, negated, out)),
+                Expr::All(es) => {
+                    let outer = scope.len();
+                    if !negated {
+                        scope.extend(es.iter().filter_map(Expr::text_clause));
+                    }
+                    es.iter().for_each(|e| walk(e, scope, negated, out));
+                    scope.truncate(outer);
+                }
+                Expr::Always | Expr::Flag(_) | Expr::Text { .. } => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut Vec::new(), false, &mut out);
+        out
+    }
+
+    /// A text condition as a policy writes it.
+    fn text_clause(&self) -> Option<String> {
+        let Expr::Text {
+            of,
+            values,
+            negated,
+        } = self
+        else {
+            return None;
+        };
+        let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+        Some(match (quoted.as_slice(), negated) {
+            ([one], false) => format!("{} == {one}", of.name()),
+            ([one], true) => format!("{} != {one}", of.name()),
+            (_, false) => format!("{} in [{}]", of.name(), quoted.join(", ")),
+            (_, true) => format!("{} not in [{}]", of.name(), quoted.join(", ")),
+        })
+    }
+
     /// Set the threshold of comparison `n` (as `comparisons` numbers them); false if there is none.
     pub fn set_threshold(&mut self, n: usize, value: f64) -> bool {
         fn walk(e: &mut Expr, n: &mut usize, value: f64) -> bool {

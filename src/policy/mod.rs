@@ -285,7 +285,8 @@ impl Policy {
         for (rule, r) in self.rules.iter().enumerate() {
             let mut cmps = Vec::new();
             r.when.comparisons(&mut cmps);
-            for (index, (signal, op, value)) in cmps.into_iter().enumerate() {
+            let scopes = r.when.comparison_scopes();
+            for (index, ((signal, op, value), scope)) in cmps.into_iter().zip(scopes).enumerate() {
                 out.push(Threshold {
                     rule,
                     rule_id: r.id.clone(),
@@ -293,6 +294,7 @@ impl Policy {
                     signal,
                     op,
                     value,
+                    scope,
                 });
             }
         }
@@ -740,6 +742,32 @@ pub struct Threshold {
     pub signal: catalog::Signal,
     pub op: expr::Op,
     pub value: f64,
+    /// Text conditions the comparison is ANDed with (`channel == 'voice'`), as the policy writes them.
+    pub scope: Vec<String>,
+}
+
+impl Threshold {
+    /// A guard rather than a knob: an equality, or a count compared with 0 or 1 ("any at all",
+    /// `turns >= 1`, `offers_made == 0`). Moving it changes what the rule is about, not how strict
+    /// it is, so a sweep of it answers no question anyone asks.
+    pub fn is_guard(&self) -> bool {
+        use expr::Op;
+        match (self.signal.kind(), self.op) {
+            (_, Op::Eq | Op::Ne) => true,
+            (catalog::Kind::Count, _) => self.value <= 1.0,
+            (catalog::Kind::Flag | catalog::Kind::Text, _) => true,
+            (catalog::Kind::Number { .. }, _) => false,
+        }
+    }
+
+    /// The comparison as the policy writes it, with its scope: `negativity >= 0.8 (when channel == 'voice')`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} {} {}", self.signal.name(), self.op.as_str(), self.value);
+        if !self.scope.is_empty() {
+            s.push_str(&format!(" (when {})", self.scope.join(" and ")));
+        }
+        s
+    }
 }
 
 /// The clock of a logged turn: when it was decided and when the customer sent it.

@@ -37,7 +37,7 @@ pub fn render(log: &DecisionLogData, policy: &Policy) -> Result<String, ReportEr
     headline(&mut html, log);
     summary(&mut html, log, policy);
     over_time(&mut html, &log.decisions)?;
-    rates(&mut html, log)?;
+    rates(&mut html, log, policy)?;
     rule_precision(&mut html, log, policy)?;
     sweeps(&mut html, log, policy)?;
     confidence(&mut html, &log.decisions)?;
@@ -113,6 +113,42 @@ mod tests {
             "{}",
             html.body
         );
+    }
+
+    #[test]
+    fn sweeps_name_the_channel_of_a_clause_and_leave_guards_alone() {
+        let text = format!(
+            "{}\n[[rules]]\nid = \"voice_upset\"\nwhen = \"channel == 'voice' and negativity >= 0.8\"\naction = \"offer_human\"\ndetail = \"upset on a voice call\"\n",
+            crate::policy::config::BUILTIN
+        );
+        let policy = Policy::new(toml::from_str(&text).unwrap()).unwrap();
+        let log = DecisionLogData {
+            decisions: vec![decision_at(0)],
+            ..Default::default()
+        };
+        let html = render(&log, &policy).unwrap();
+        assert!(
+            html.contains("Sweep of voice_upset: negativity &gt;= 0.8 (when channel == 'voice')"),
+            "the channel is named"
+        );
+        assert!(html.contains("<h3>voice_upset</h3>\n<p>upset on a voice call</p>"));
+        // `repeat_cue and turns >= 1`: a guard, not a knob; `similarity >= 0.79` is a knob.
+        assert!(!html.contains("turns &gt;= 1"), "guards are not swept");
+        assert!(html.contains("Sweep of repeated_question: similarity &gt;= 0.79"));
+    }
+
+    #[test]
+    fn a_log_within_one_bucket_is_a_table_not_a_dot() {
+        let decisions: Vec<_> = (0..30).map(|s| decision_at(s * 1000)).collect();
+        let mut html = Html::default();
+        over_time(&mut html, &decisions).unwrap();
+        assert!(html.body.contains("falls within one 1-minute bucket"));
+        assert!(!html.body.contains("<svg"));
+        // Under two hours the axis counts minutes.
+        let decisions: Vec<_> = (0..90).map(|m| decision_at(m * 60_000)).collect();
+        let mut html = Html::default();
+        over_time(&mut html, &decisions).unwrap();
+        assert!(html.body.contains("minutes since 1970-01-01 00:00 UTC"));
     }
 
     #[test]

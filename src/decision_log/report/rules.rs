@@ -40,7 +40,7 @@ pub(super) fn summary(html: &mut Html, log: &DecisionLogData, policy: &Policy) {
             versions(|d| format!("{} {}", d.model, d.model_version)),
         ],
         vec![
-            "thresholds swept from policy".into(),
+            "policy whose thresholds the sweeps move".into(),
             if made_any(log, policy) {
                 policy.version().to_string()
             } else {
@@ -48,7 +48,7 @@ pub(super) fn summary(html: &mut Html, log: &DecisionLogData, policy: &Policy) {
             },
         ],
         vec![
-            "unreadable lines (skipped)".into(),
+            "log lines that could not be read (left out)".into(),
             match log.unreadable_lines {
                 0 => "0".into(),
                 n => format!(
@@ -75,7 +75,7 @@ pub(super) fn made_any(log: &DecisionLogData, policy: &Policy) -> bool {
 }
 
 /// Below this many, a share is shown with a warning: 2 of 3 is not 67 %.
-const FEW: usize = 30;
+pub(super) const FEW: usize = 30;
 
 /// `num` of `den` as a percentage with both counts, flagged when `den` is small.
 pub(super) fn share(num: usize, den: usize) -> String {
@@ -155,15 +155,20 @@ pub(super) fn describe(rule: &str, policy: &Policy) -> String {
     .into()
 }
 
+/// Each rule against feedback, in two charts because the share means opposite things: for rules
+/// that bring a person it is their precision (higher is better), for rules that keep the bot it is
+/// their miss rate (lower is better).
 pub(super) fn rule_precision(
     html: &mut Html,
     log: &DecisionLogData,
     policy: &Policy,
 ) -> Result<(), ReportError> {
-    let mut by_rule: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    // (rule, brings a person) -> (with feedback, person needed)
+    let mut by_rule: BTreeMap<(String, bool), (usize, usize)> = BTreeMap::new();
     for d in &log.decisions {
         if let Some(f) = log.feedback.get(&d.decision_id) {
-            let e = by_rule.entry(d.rule.clone()).or_default();
+            let brings = Outcome::of_logged(d).brings_human();
+            let e = by_rule.entry((d.rule.clone(), brings)).or_default();
             e.0 += 1;
             e.1 += usize::from(f.human_needed.needed());
         }
@@ -175,39 +180,57 @@ pub(super) fn rule_precision(
         );
         return Ok(());
     }
-    let items: Vec<(String, f64)> = by_rule
-        .iter()
-        .map(|(r, (n, needed))| (r.clone(), *needed as f64 / *n as f64))
-        .collect();
-    let rows: Vec<Vec<String>> = by_rule
-        .iter()
-        .map(|(r, (n, needed))| {
-            vec![
-                r.clone(),
-                describe(r, policy),
-                n.to_string(),
-                needed.to_string(),
-                share(*needed, *n),
-            ]
-        })
-        .collect();
-    let svg = bar_chart(
-        "Share of each rule's decisions where a person was needed",
-        "person needed (precision for rules that bring one; misses for default)",
-        &items,
-    )?;
-    html.figure(
-        "Per-rule precision against feedback",
-        &svg,
-        &[
-            "rule",
-            "what it means",
-            "with feedback",
-            "person needed",
-            "share",
-        ],
-        &rows,
-    );
+    let sides = [
+        (
+            true,
+            "Rules that bring a person: share where one was needed (precision, higher is better)",
+            "precision: a person was needed",
+        ),
+        (
+            false,
+            "Rules that keep the bot: share where a person was needed (misses, lower is better)",
+            "missed: a person was needed",
+        ),
+    ];
+    for (brings, title, axis) in sides {
+        let side: Vec<(&String, usize, usize)> = by_rule
+            .iter()
+            .filter(|((_, b), _)| *b == brings)
+            .map(|((r, _), (n, needed))| (r, *n, *needed))
+            .collect();
+        if side.is_empty() {
+            continue;
+        }
+        let items: Vec<(String, f64)> = side
+            .iter()
+            .map(|(r, n, needed)| ((*r).clone(), *needed as f64 / *n as f64))
+            .collect();
+        let rows: Vec<Vec<String>> = side
+            .iter()
+            .map(|(r, n, needed)| {
+                vec![
+                    (*r).clone(),
+                    describe(r, policy),
+                    n.to_string(),
+                    needed.to_string(),
+                    share(*needed, *n),
+                ]
+            })
+            .collect();
+        let svg = bar_chart(title, axis, &items)?;
+        html.figure(
+            title,
+            &svg,
+            &[
+                "rule",
+                "what it means",
+                "with feedback",
+                "person needed",
+                "share",
+            ],
+            &rows,
+        );
+    }
     Ok(())
 }
 
@@ -236,7 +259,7 @@ pub(super) fn sweeps(
     log: &DecisionLogData,
     policy: &Policy,
 ) -> Result<(), ReportError> {
-    html.body.push_str("<h2>Threshold sweeps</h2>\n<p>Each numeric threshold of the policy moved across its range, every logged decision replayed (as <code>handoff replay</code> does, multi-turn signals as logged): the escalation rate, and precision against feedback where there is feedback. The black line marks today's value.</p>\n");
+    html.body.push_str("<h2>Threshold sweeps</h2>\n<p>Each threshold of the policy moved across its range, every logged decision replayed (as <code>handoff replay</code> does, multi-turn signals as logged). Both sides of the trade-off: how often a person is brought in and, against feedback, the share of those hand-offs that were needed (precision) and the share of needed hand-offs that were made (recall), with the missed and needless counts in the table. The black line marks today's value. Guards (a count compared with 0 or 1, an equality) are not swept: moving them changes what a rule is about, not how strict it is.</p>\n");
     if !made_any(log, policy) {
         let _ = writeln!(
             html.body,
@@ -246,52 +269,51 @@ pub(super) fn sweeps(
     }
     let step = log.decisions.len().div_ceil(SWEEP_SAMPLE).max(1);
     let sample: Vec<&LoggedDecision> = log.decisions.iter().step_by(step).collect();
-    for t in policy.thresholds() {
-        let values = sweep_values(&t);
+    let mut last_rule = None;
+    for t in policy.thresholds().into_iter().filter(|t| !t.is_guard()) {
         let mut rate = Vec::new();
         let mut precision = Vec::new();
+        let mut recall = Vec::new();
         let mut rows = Vec::new();
-        for v in &values {
-            let candidate = policy.with_threshold(&t, *v);
-            let (mut human, mut with_fb, mut true_pos, mut brought_fb) = (0, 0, 0, 0);
+        for v in sweep_values(&t) {
+            let candidate = policy.with_threshold(&t, v);
+            let mut c = Confusion::default();
+            let mut human = 0;
             for d in &sample {
                 let out =
                     Outcome::of_decision(&candidate.replay(&d.signals, d.clock(), d.degraded));
-                let brings = out.brings_human();
-                human += usize::from(brings);
+                human += usize::from(out.brings_human());
                 if let Some(f) = log.feedback.get(&d.decision_id) {
-                    with_fb += 1;
-                    if brings {
-                        brought_fb += 1;
-                        true_pos += usize::from(f.human_needed.needed());
-                    }
+                    c.add(out.brings_human(), f.human_needed.needed());
                 }
             }
             let r = human as f64 / sample.len().max(1) as f64;
-            rate.push((*v, r));
-            let p = (brought_fb > 0).then(|| true_pos as f64 / brought_fb as f64);
-            if let Some(p) = p {
-                precision.push((*v, p));
+            rate.push((v, r));
+            let (made, needed) = (c.true_pos + c.false_pos, c.true_pos + c.false_neg);
+            if made > 0 {
+                precision.push((v, c.true_pos as f64 / made as f64));
             }
-            let mark = if *v == t.value { " (today)" } else { "" };
+            if needed > 0 {
+                recall.push((v, c.true_pos as f64 / needed as f64));
+            }
+            let mark = if v == t.value { " (today)" } else { "" };
             rows.push(vec![
                 format!("{v:.3}{mark}"),
                 pct(r),
-                p.map_or_else(|| "-".into(), pct),
-                with_fb.to_string(),
+                share(c.true_pos, made),
+                share(c.true_pos, needed),
+                c.false_neg.to_string(),
+                c.false_pos.to_string(),
             ]);
         }
-        let mut series = vec![("escalation rate".to_string(), rate)];
+        let mut series = vec![("brought a person in".to_string(), rate)];
         if !precision.is_empty() {
             series.push(("precision (feedback)".to_string(), precision));
         }
-        let title = format!(
-            "{}: {} {} {}",
-            t.rule_id,
-            t.signal.name(),
-            t.op.as_str(),
-            t.value
-        );
+        if !recall.is_empty() {
+            series.push(("recall (feedback)".to_string(), recall));
+        }
+        let title = format!("{}: {}", t.rule_id, t.describe());
         let svg = line_chart(
             &title,
             t.signal.name(),
@@ -300,14 +322,24 @@ pub(super) fn sweeps(
             1.0,
             Some(t.value),
         )?;
+        if last_rule.replace(t.rule) != Some(t.rule) {
+            let _ = writeln!(
+                html.body,
+                "<h3>{}</h3>\n<p>{}</p>",
+                escape(&t.rule_id),
+                escape(&describe(&t.rule_id, policy))
+            );
+        }
         html.figure(
             &format!("Sweep of {title}"),
             &svg,
             &[
                 "threshold",
-                "escalation rate",
+                "brought a person in",
                 "precision",
-                "decisions with feedback",
+                "recall",
+                "missed",
+                "needless",
             ],
             &rows,
         );

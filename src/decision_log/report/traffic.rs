@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::draw::{bar_chart, bin_counts, histogram, line_chart, pct, utc, Html};
+use super::rules::{describe, share, FEW};
 use super::{ReportError, ACTIONS};
 use crate::decision_log::entry::{LoggedDecision, Outcome};
 use crate::decision_log::reader::DecisionLogData;
+use crate::policy::Policy;
 
 pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), ReportError> {
     let (first, last) = (
@@ -28,7 +30,13 @@ pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result
             c[((d.ts_ms - first) / bucket) as usize] += 1.0;
         }
     }
-    let hours = |i: usize| (i as u64 * bucket) as f64 / 3_600_000.0;
+    // The axis unit follows the span: minutes for a short log, days for a long one.
+    let (unit_ms, unit) = match last - first {
+        span if span <= 2 * 60 * MINUTE => (MINUTE, "minutes"),
+        span if span <= 3 * 1440 * MINUTE => (60 * MINUTE, "hours"),
+        _ => (1440 * MINUTE, "days"),
+    };
+    let since = |i: usize| (i as u64 * bucket) as f64 / unit_ms as f64;
     // The last bucket ends where the log does: drawn with full ones it reads as a sharp drop. One
     // that covers less than half a bucket is left off the chart (the table keeps it, marked).
     let covered = (last - first) % bucket + 1;
@@ -40,20 +48,12 @@ pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result
             let pts = counts[a][..drawn]
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (hours(i), *c));
+                .map(|(i, c)| (since(i), *c));
             (a.to_string(), pts.collect())
         })
         .collect();
     let max = counts.values().flatten().copied().fold(0.0, f64::max);
     let minutes = bucket / MINUTE;
-    let svg = line_chart(
-        &format!("Decisions per {minutes} min by action"),
-        &format!("hours since {}", utc(first)),
-        "decisions",
-        &series,
-        max,
-        None,
-    )?;
     let rows: Vec<Vec<String>> = (0..n)
         .map(|i| {
             let mut start = utc(first + i as u64 * bucket);
@@ -71,18 +71,37 @@ pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result
         })
         .collect();
     html.body.push_str("<h2>Decisions over time</h2>\n");
-    html.figure(
-        "Decisions over time, by action",
-        &svg,
-        &["bucket start", "continue_bot", "offer_human", "escalate"],
-        &rows,
-    );
+    let header = ["bucket start", "continue_bot", "offer_human", "escalate"];
+    if n == 1 {
+        // One point on an axis says nothing a table does not: say so and show the counts.
+        let _ = writeln!(
+            html.body,
+            "<p>The whole log falls within one {minutes}-minute bucket (from {} to {}): too short to draw over time.</p>",
+            utc(first),
+            utc(last)
+        );
+        html.table(&header, &rows);
+        return Ok(());
+    }
+    let svg = line_chart(
+        &format!("Decisions per {minutes} min by action"),
+        &format!("{unit} since {}", utc(first)),
+        "decisions",
+        &series,
+        max,
+        None,
+    )?;
+    html.figure("Decisions over time, by action", &svg, &header, &rows);
     Ok(())
 }
 
 /// Share of decisions in each group that brought a person in (offered or escalated).
-pub(super) fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
-    html.body.push_str("<h2>Escalation rates</h2>\n<p>The share of decisions that brought a person in (offer or escalate), by group; by rule, the share of all decisions each rule made.</p>\n");
+pub(super) fn rates(
+    html: &mut Html,
+    log: &DecisionLogData,
+    policy: &Policy,
+) -> Result<(), ReportError> {
+    html.body.push_str("<h2>Escalation rates</h2>\n<p>Which rule made each decision, and by channel and customer tier the share of decisions that brought a person in (offer or escalate).</p>\n");
     let total = log.decisions.len().max(1) as f64;
     let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
     for d in &log.decisions {
@@ -94,7 +113,14 @@ pub(super) fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), Report
         .collect();
     let rows: Vec<Vec<String>> = by_rule
         .iter()
-        .map(|(r, n)| vec![r.clone(), n.to_string(), pct(*n as f64 / total)])
+        .map(|(r, n)| {
+            vec![
+                r.clone(),
+                describe(r, policy),
+                n.to_string(),
+                pct(*n as f64 / total),
+            ]
+        })
         .collect();
     let svg = bar_chart(
         "Share of decisions by deciding rule",
@@ -104,20 +130,14 @@ pub(super) fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), Report
     html.figure(
         "Decisions by deciding rule",
         &svg,
-        &["rule", "decisions", "share"],
+        &["rule", "what it means", "decisions", "share"],
         &rows,
     );
     type Key = fn(&LoggedDecision) -> String;
-    let groups: [(&str, Key); 3] = [
+    // Not by queue: only offers and escalations have one, so its rate is 0 or 100 % by definition.
+    let groups: [(&str, Key); 2] = [
         ("channel", |d| d.signals.channel.clone()),
         ("tier", |d| d.signals.tier.clone()),
-        ("queue", |d| {
-            if d.queue.is_empty() {
-                "(none: bot)".to_string()
-            } else {
-                d.queue.clone()
-            }
-        }),
     ];
     for (name, key) in groups {
         let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -132,14 +152,7 @@ pub(super) fn rates(html: &mut Html, log: &DecisionLogData) -> Result<(), Report
             .collect();
         let rows: Vec<Vec<String>> = counts
             .iter()
-            .map(|(k, (n, h))| {
-                vec![
-                    k.clone(),
-                    n.to_string(),
-                    h.to_string(),
-                    pct(*h as f64 / *n as f64),
-                ]
-            })
+            .map(|(k, (n, h))| vec![k.clone(), n.to_string(), h.to_string(), share(*h, *n)])
             .collect();
         let svg = bar_chart(
             &format!("Escalation rate by {name}"),
@@ -228,6 +241,13 @@ pub(super) fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result
         return Ok(());
     }
     let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
+    let few = |n: usize| {
+        if n < FEW {
+            format!("{n}; few samples, read with care")
+        } else {
+            n.to_string()
+        }
+    };
     let csat: Vec<(String, f64)> = paths
         .iter()
         .filter_map(|(p, a)| Some((p.clone(), mean(a.csat)?)))
@@ -242,8 +262,8 @@ pub(super) fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result
             vec![
                 p.clone(),
                 a.n.to_string(),
-                mean(a.csat).map_or("-".into(), |c| format!("{c:.2} ({})", a.csat.1)),
-                mean(a.wait).map_or("-".into(), |w| format!("{w:.0} s ({})", a.wait.1)),
+                mean(a.csat).map_or("-".into(), |c| format!("{c:.2} ({})", few(a.csat.1))),
+                mean(a.wait).map_or("-".into(), |w| format!("{w:.0} s ({})", few(a.wait.1))),
             ]
         })
         .collect();
