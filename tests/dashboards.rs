@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use handoff::grpc::pb::model_admin_client::ModelAdminClient;
 use handoff::grpc::pb::{
-    self, ClassifyBatchRequest, ClassifyRequest, RouteRequest, SetShadowRequest,
+    self, ClassifyBatchRequest, ClassifyRequest, FeedbackRequest, RouteRequest, SetShadowRequest,
 };
 
 struct Prometheus {
@@ -169,7 +169,7 @@ async fn traffic(server: &common::Server) {
                     text: text.to_string(),
                 })
                 .await;
-            let _ = client
+            let routed = client
                 .route(RouteRequest {
                     conversation_id: format!("dash-{i}"),
                     message_id: format!("m{round}"),
@@ -179,6 +179,18 @@ async fn traffic(server: &common::Server) {
                     ..Default::default()
                 })
                 .await;
+            // Feedback on some decisions (recorded, then a duplicate), for the data-loop panels.
+            if let (Ok(routed), true) = (routed, i % 2 == 0) {
+                let feedback = FeedbackRequest {
+                    decision_id: routed.into_inner().decision_id,
+                    human_needed: pb::HumanNeeded::Needed as i32,
+                    resolved_by: pb::ResolvedBy::Human as i32,
+                    csat: 4,
+                    ..Default::default()
+                };
+                client.feedback(feedback.clone()).await.unwrap();
+                client.feedback(feedback).await.unwrap();
+            }
         }
         let _ = client
             .classify_batch(ClassifyBatchRequest {
@@ -198,7 +210,14 @@ async fn traffic(server: &common::Server) {
 
 #[tokio::test]
 async fn every_dashboard_panel_and_alert_rule_reads_real_series() {
-    let server = common::Server::start(&["--policy", repo("config/policy.toml").to_str().unwrap()]);
+    let log_dir = std::env::temp_dir().join(format!("handoff-dash-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&log_dir);
+    let server = common::Server::start(&[
+        "--policy",
+        repo("config/policy.toml").to_str().unwrap(),
+        "--set",
+        &format!("decision_log.dir={:?}", log_dir.display().to_string()),
+    ]);
     let prometheus = Prometheus::start(server.metrics_port);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !prometheus.ready() {
@@ -276,6 +295,8 @@ async fn every_dashboard_panel_and_alert_rule_reads_real_series() {
             }
         }
     }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&log_dir);
     assert!(
         empty.is_empty(),
         "{} queries without data:\n{}",
