@@ -231,3 +231,52 @@ fn manifest_figures_are_the_packages_measured_ones() {
         }
     }
 }
+
+/// The Kubernetes kit's comments that quote a measurement (memory, a rate, a percentile) size the
+/// pods the kit ships: they must name the model they were measured on, and it must be the default.
+#[test]
+fn kubernetes_sizing_comments_name_the_default_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes");
+    let measured =
+        regex::Regex::new(r"(?i)\bmeasured\b|\d\s?(unique\s)?messages/s|\bRSS\b|\bp(50|99)\b")
+            .unwrap();
+    let version = regex::Regex::new(r"(?:^|[^\d.])(\d\.\d\.\d)(?:[^\d.]|$)").unwrap();
+    let default = DEFAULT_MODEL.rsplit('/').next().unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Consecutive comment lines are one block: a figure and its model may sit a line apart.
+        let mut blocks: Vec<(usize, String)> = Vec::new();
+        let mut open = false;
+        for (i, line) in text.lines().enumerate() {
+            match line.split_once('#') {
+                Some((_, comment)) if line.trim_start().starts_with('#') => {
+                    if !open {
+                        blocks.push((i + 1, String::new()));
+                    }
+                    blocks.last_mut().unwrap().1.push_str(comment);
+                    blocks.last_mut().unwrap().1.push(' ');
+                    open = true;
+                }
+                _ => open = false,
+            }
+        }
+        for (line, block) in blocks.iter().filter(|(_, b)| measured.is_match(b)) {
+            checked += 1;
+            let versions: Vec<&str> = version
+                .captures_iter(block)
+                .map(|c| c.get(1).unwrap().as_str())
+                .collect();
+            assert!(
+                !versions.is_empty() && versions.iter().all(|v| *v == default),
+                "{}:{line}: a measured figure names {versions:?}, not the default model {default}: {block}",
+                path.display()
+            );
+        }
+    }
+    assert!(checked > 0, "the deployment's sizing comment is found");
+}

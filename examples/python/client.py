@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Calling handoff from Python: classify a message, then route two turns of a conversation.
 
-    python3 -m pip install grpcio==1.85.1 grpcio-tools==1.85.1
-    python3 examples/python/client.py --addr 127.0.0.1:50051 [--api-key KEY]
+    python3 -m venv .venv && .venv/bin/pip install grpcio==1.85.1 grpcio-tools==1.85.1
+    .venv/bin/python3 examples/python/client.py --addr 127.0.0.1:50051 [--api-key KEY]
 
 The stubs are generated from proto/handoff/v1/handoff.proto into a temporary directory on each run,
 so the example always matches the proto it sits next to; a real client would generate them once
