@@ -229,14 +229,34 @@ fn bare_tract(
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Conversations the in-process store keeps at most (the default `max_conversations`).
+const STORE_CAPACITY: usize = 100_000;
+
 /// The decision path alone (built-in rules, in-process state) on real predictions: what Route adds
 /// to Classify, without the network and inference noise around it. Returns p50 and p99 in µs.
-fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
+/// `at_capacity`: the store is first filled to its bound and every decision opens a new
+/// conversation, so each one evicts the conversation touched longest ago.
+fn decision_path(
+    model: &Model,
+    seconds: u64,
+    at_capacity: bool,
+) -> anyhow::Result<(f64, f64, u64)> {
     use handoff::policy::{Channel as Ch, MemoryStore, Policy, Turn};
     let preds = model.classify(MESSAGES)?;
     let policy = Policy::builtin();
-    let store = MemoryStore::new(Duration::from_secs(3600), 100_000);
+    let store = MemoryStore::new(Duration::from_secs(3600), STORE_CAPACITY);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let turn_of = |i: usize, message_id: &'static str| Turn {
+        message_id,
+        channel: Ch::Web,
+        ..handoff::route::turn(model, &preds[i], MESSAGES[i])
+    };
+    if at_capacity {
+        for c in 0..STORE_CAPACITY {
+            let i = c % MESSAGES.len();
+            policy.route_in_memory(&store, &format!("full{c}"), &turn_of(i, "m0"));
+        }
+    }
     let mut hist = new_hist();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < deadline {
@@ -244,11 +264,15 @@ fn decision_path(model: &Model, seconds: u64) -> anyhow::Result<(f64, f64, u64)>
         let message_id = format!("m{}", hist.len());
         let turn = Turn {
             message_id: &message_id,
-            channel: Ch::Web,
-            ..handoff::route::turn(model, &preds[i], MESSAGES[i])
+            ..turn_of(i, "")
         };
-        // Spread over 2 000 conversations: each soon holds its full window of recent turns.
-        let conversation = format!("c{}", rng.gen_range(0..2_000));
+        // Spread over 2 000 conversations: each soon holds its full window of recent turns. At
+        // capacity, a new conversation each time.
+        let conversation = if at_capacity {
+            format!("new{}", hist.len())
+        } else {
+            format!("c{}", rng.gen_range(0..2_000))
+        };
         let started = Instant::now();
         std::hint::black_box(policy.route_in_memory(&store, &conversation, &turn));
         hist.record(started.elapsed().as_nanos().max(1) as u64)?;
@@ -513,9 +537,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Mode::DecisionPath => {
-            let (p50, p99, n) = decision_path(&load(&args.model)?, seconds)?;
+            let model = load(&args.model)?;
+            let (p50, p99, n) = decision_path(&model, seconds, false)?;
             println!(
                 "decision path alone (built-in rules, memory store, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
+            );
+            let (p50, p99, n) = decision_path(&model, seconds, true)?;
+            println!(
+                "  at capacity ({STORE_CAPACITY} conversations kept, each decision a new one evicting the oldest, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
             );
             Ok(())
         }
@@ -556,7 +585,7 @@ async fn bench(args: &Common, model: Arc<Model>, shadow_version: &str) -> anyhow
             best_bare = (batch, rate);
         }
     }
-    let (p50, p99, n) = decision_path(&model, 3)?;
+    let (p50, p99, n) = decision_path(&model, 3, false)?;
     println!(
         "\ndecision path alone (built-in rules, memory store, {n} decisions): p50 {p50:.1} µs, p99 {p99:.1} µs"
     );
