@@ -477,7 +477,10 @@ impl Phrases {
             small_talk,
             vague: !small_talk && lower.len() <= 120 && self.filler_share(&lower) >= VAGUE_SHARE,
             info: identifiers(text),
-            upset_cues: upset_cues(text, hits.of(L::UpsetWords).len()),
+            upset_cues: upset_cues(
+                text,
+                hits.of(L::UpsetWords).len() + persistence_cues(&lower),
+            ),
             // "还好意思涨价" holds the hedge "还好" inside an anger cue: not a hedge.
             hedged: hits.of(L::Hedges).iter().any(|&(a, b, _)| {
                 !hits
@@ -515,7 +518,7 @@ impl Phrases {
             let (from, to) = self.window_before(lower, ws, a, b);
             let asked = hits.within(L::RequestWords, from, a);
             // "不用人工", "no human needed": a negated person word is a declined request.
-            let refused = hits.within(L::Negations, from, to);
+            let refused = hits.within(L::Negations, negation_from(lower, from, a), to);
             if asked || refused || self.is_bare(lower, a, b) {
                 candidates.push((a, b, id));
             }
@@ -531,7 +534,7 @@ impl Phrases {
             let declined = declines.iter().any(|d| {
                 d.0 < b && !lower[d.1.min(a)..a].contains(|c: char| CLAUSE_ENDS.contains(c))
             });
-            if declined || hits.within(L::Negations, from, to) {
+            if declined || hits.within(L::Negations, negation_from(lower, from, a), to) {
                 negated.get_or_insert(self.index.entry(id));
             } else {
                 return KeywordHit::Request(self.index.entry(id));
@@ -681,6 +684,61 @@ fn upset_cues(text: &str, words: usize) -> u32 {
         .count() as u32;
     cues += shouted.min(2);
     cues.min(10)
+}
+
+/// Where a negation of the person word at `at` may start: its window, or a few bytes before it
+/// across Chinese in mixed text ("no need 转 agent 哈"), where the window reads English words only.
+fn negation_from(lower: &str, from: usize, at: usize) -> usize {
+    const REACH: usize = 16;
+    let clause = lower[..at]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| CLAUSE_ENDS.contains(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let mut reach = at.saturating_sub(REACH).max(clause);
+    while !lower.is_char_boundary(reach) {
+        reach += 1;
+    }
+    from.min(reach)
+}
+
+/// Counted attempts and waits, the way a customer who has run out of patience states facts: "the
+/// fourth time I'm calling", "third email", "waited 2 days for an answer", "not one reply", "第五次打电话",
+/// "今天第五天了", "等了两个礼拜", "一条回复都没有". Numbers vary too much for a phrase list, so these
+/// are patterns; a cue alone offers a person only when the model reads the turn as negative.
+fn persistence_cues(lower: &str) -> usize {
+    static PATTERNS: OnceLock<Regex> = OnceLock::new();
+    let re = PATTERNS.get_or_init(|| {
+        const N: &str = r"(?:\d+|a few|few|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|several|many|multiple)";
+        const ORD: &str = r"(?:\d+(?:st|nd|rd|th)|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth)";
+        const ZH_N: &str = r"[一二两三四五六七八九十几半\d]+";
+        const ZH_SPAN: &str = r"(?:天|周|个?星期|个?礼拜|个月|个工作日|小时)";
+        let patterns = [
+            // "third email", "second replacement", "4th call", "third late delivery"
+            format!(r"\b{ORD}\s+(?:[a-z]+\s+)?(?:e-?mails?|mails?|calls?|messages?|chats?|requests?|tickets?|attempts?|replacements?|reminders?|complaints?|tries|deliver(?:y|ies)|letters?)\b"),
+            // "five days to get a reply", "8 days and counting", "two weeks now"
+            format!(r"\b{N}\s+(?:business\s+|working\s+|whole\s+|full\s+)?(?:days|weeks|months|hours)\s+(?:and counting|now|later|already|of waiting|of chasing|on hold|to get|without)\b"),
+            // "waited 2 days", "been waiting for three weeks", "on hold for 40 minutes"
+            format!(r"\b(?:waited|waiting|chasing|on hold)\s+(?:for\s+)?(?:over\s+|more than\s+|almost\s+|nearly\s+)?{N}\b"),
+            // "not one reply", "no response", "nobody ever called back"
+            r"\b(?:not (?:one|a single)|zero|no) (?:reply|replies|response|responses|answer|answers|call ?backs?|callbacks?|updates?)\b".to_string(),
+            r"\b(?:nobody|no one|no-one|noone) (?:ever )?(?:replied|replies|answered|answers|called|calls|got back|gets back|responded|responds|came|showed up|turned up|bothered)\b".to_string(),
+            // 第五次打电话, 第三回, 第二封
+            r"第[二两三四五六七八九十\d]+(?:次|回|遍|封|通|趟)".to_string(),
+            // 我说了三遍了, 问了好几次, 催了两回
+            r"(?:说|问|打|发|讲|催|找)了?[两三四五六七八九十几好\d]+(?:遍|次|回)".to_string(),
+            // 今天第五天了, 第九个工作日
+            format!(r"第[二三四五六七八九十\d]+{ZH_SPAN}"),
+            // Not a bare span ("提交20天了", "都45天了"): stated alone it reads as a report.
+            // 等了两个礼拜, 等了整整三天
+            format!(r"等了(?:整整|快|都|好|足足|将近)?{ZH_N}"),
+            // 一条回复都没有, 影子都没有, 一点动静没有, 没人回
+            r"(?:回复|回音|消息|电话|动静|影子|人影|下文|答复|说法)(?:都|也)?没(?:有)?".to_string(),
+            r"没(?:有)?(?:人|一个人)(?:回|理|管|联系|处理|接)".to_string(),
+        ];
+        Regex::new(&patterns.join("|")).expect("valid regex")
+    });
+    re.find_iter(lower).count().min(2)
 }
 
 const ACRONYMS: &[&str] = &[
@@ -939,6 +997,33 @@ mod tests {
         assert_eq!(p().read("I saw your ad on twitter").threat, None);
         assert!(p().read("I was charged TWICE!! 😡").upset_cues >= 3);
         assert_eq!(p().read("where is my parcel").upset_cues, 0);
+        assert!(matches!(
+            p().request("no need 转 agent 哈 就一个 quick question"),
+            KeywordHit::Negated(_)
+        ));
+        // Counted attempts and waits are cues; a plain time or count is not.
+        for upset in [
+            "this is my third email about order 30912",
+            "I already waited 2 days for an answer",
+            "five days to get a reply. for a cracked jug.",
+            "nothing. not one reply",
+            "喂 我这是第五次打电话了",
+            "说好24小时发货 今天第五天了",
+            "等了两个礼拜一件没发",
+            "我说了三遍了 快递员没打电话就点了签收",
+            "周一就提交了 一条回复都没有",
+        ] {
+            assert!(p().read(upset).upset_cues >= 1, "{upset}");
+        }
+        for calm in [
+            "delivery takes 5 days?",
+            "my second order arrived today",
+            "我买了两件",
+            "三天内能发货吗",
+            "what time do you open",
+        ] {
+            assert_eq!(p().read(calm).upset_cues, 0, "{calm}");
+        }
         assert!(p().read("体验一般吧，物流有点慢").hedged);
         assert!(p().read("我问的是退款多久到账").repeat_cue);
         // A hedge inside an anger cue is not a hedge: 还好 in 还好意思.
