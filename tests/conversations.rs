@@ -16,10 +16,10 @@ fn set(name: &str) -> Vec<conversations::Conversation> {
     conversations::load_all(&dir).unwrap()
 }
 
-/// Prints the figures; the disagreeing turns too, except for the blind set still unread (`blind2`),
-/// whose turns nobody reads while tuning (the sets' README says why).
+/// Prints the figures; the disagreeing turns too, except for the blind sets still unread (`blind2`,
+/// `blind3`), whose turns nobody reads while tuning (the sets' README says why).
 fn show(name: &str, report: &Report) {
-    let turns = if name == "blind2" {
+    let turns = if ["blind2", "blind3"].contains(&name) {
         &[][..]
     } else {
         &report.results[..]
@@ -51,7 +51,7 @@ fn show(name: &str, report: &Report) {
 /// 3 % missed hand-offs. The shipped model and builtin-6 measure 0.959 overall on the held-out set,
 /// 0.778 on its weakest phenomenon (low_confidence), 3.6 % false and 4.5 % missed hand-offs; 0.965,
 /// 0.650 (upset_factual), 1.4 % and 6.6 % on the first blind set; 0.922, 0.714 (threat), 8.1 % and
-/// 7.4 % on the unread blind set `blind2`; 0.971 on the tuning set with `zh4`/`en4` (counted
+/// 7.4 % on the unread blind set `blind2`; 0.969 on the tuning set with `zh4`…`en5` (counted
 /// attempts and waits as anger cues moved held-out and blind2 by one turn each; the README's "Whole
 /// conversations" says what is left and why). The floors sit below those figures, leaving room for a
 /// few turns that sit on a threshold and may flip on another CPU's float rounding, while a real
@@ -80,6 +80,14 @@ const BLIND2: Floors = Floors {
     phenomenon: 0.6,
     false_handoffs: 0.10,
     missed_handoffs: 0.095,
+};
+/// blind3 (written 2026-12-07 after builtin-6 and the counted-attempt cues, first measured then):
+/// 0.934, 0.700 (paraphrased_repeat), 6.7 % false, 6.4 % missed.
+const BLIND3: Floors = Floors {
+    agreement: 0.92,
+    phenomenon: 0.6,
+    false_handoffs: 0.08,
+    missed_handoffs: 0.08,
 };
 const TUNING_AGREEMENT: f64 = 0.965;
 
@@ -144,6 +152,11 @@ async fn blind_conversations_hold_their_floors_per_phenomenon() {
 #[tokio::test]
 async fn unread_blind_conversations_hold_their_floors_per_phenomenon() {
     holds("blind2", &BLIND2, 120, 590, 40).await;
+}
+
+#[tokio::test]
+async fn third_unread_blind_conversations_hold_their_floors_per_phenomenon() {
+    holds("blind3", &BLIND3, 120, 620, 40).await;
 }
 
 #[tokio::test]
