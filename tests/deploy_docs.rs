@@ -72,6 +72,11 @@ fn anchors_follow_the_hosts_rule() {
 const DEFAULT_MODEL: &str = handoff::config::DEFAULT_MODEL_DIR;
 
 /// The package versions shipped in `models/handoff-zh-en/`.
+/// A model version named in prose ("2.2.0"), not part of a longer number.
+fn model_version() -> regex::Regex {
+    regex::Regex::new(r"(?:^|[^\d.])(\d\.\d\.\d)(?:[^\d.]|$)").unwrap()
+}
+
 fn shipped() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en");
     let mut v: Vec<String> = std::fs::read_dir(root)
@@ -129,7 +134,7 @@ fn every_readme_figure_names_the_model_it_was_measured_on() {
         r"\d+\.\d+\s?(ms|µs|MiB|GiB)\b|\d[\d,.]*\s?(requests/s|messages/s|decisions/s)|\b\d+\.\d+x\b|\bp(50|99)\b",
     )
     .unwrap();
-    let version = regex::Regex::new(r"(?:^|[^\d.])(\d\.\d\.\d)(?:[^\d.]|$)").unwrap();
+    let version = model_version();
     let default = DEFAULT_MODEL.rsplit('/').next().unwrap();
     let history = readme
         .split("\n## ")
@@ -240,7 +245,7 @@ fn kubernetes_sizing_comments_name_the_default_model() {
     let measured =
         regex::Regex::new(r"(?i)\bmeasured\b|\d\s?(unique\s)?messages/s|\bRSS\b|\bp(50|99)\b")
             .unwrap();
-    let version = regex::Regex::new(r"(?:^|[^\d.])(\d\.\d\.\d)(?:[^\d.]|$)").unwrap();
+    let version = model_version();
     let default = DEFAULT_MODEL.rsplit('/').next().unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(&root).unwrap() {

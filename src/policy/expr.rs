@@ -65,23 +65,15 @@ pub enum Expr {
 }
 
 impl Expr {
-    /// The numeric comparisons of the condition, in a fixed order (`set_threshold` counts the same way).
-    pub fn comparisons(&self, out: &mut Vec<(Signal, Op, f64)>) {
-        match self {
-            Expr::Cmp(s, op, t) => out.push((*s, *op, *t)),
-            Expr::Not(e) => e.comparisons(out),
-            Expr::All(es) | Expr::Any(es) => es.iter().for_each(|e| e.comparisons(out)),
-            Expr::Always | Expr::Flag(_) | Expr::Text { .. } => {}
-        }
-    }
-
-    /// For each comparison (as `comparisons` orders them), the text conditions it is ANDed with,
-    /// written as in a policy (`channel == 'voice'`): moving its threshold only changes decisions
-    /// where they hold. Conditions under a `not` are left out (they would read inverted).
-    pub fn comparison_scopes(&self) -> Vec<Vec<String>> {
-        fn walk(e: &Expr, scope: &mut Vec<String>, negated: bool, out: &mut Vec<Vec<String>>) {
+    /// The numeric comparisons of the condition, in a fixed order (`set_threshold` counts the same
+    /// way), each with the text conditions it is ANDed with, written as in a policy
+    /// (`channel == 'voice'`): moving its threshold only changes decisions where they hold.
+    /// Conditions under a `not` are left out of the scope (they would read inverted).
+    pub fn comparisons(&self) -> Vec<(Signal, Op, f64, Vec<String>)> {
+        type Out = Vec<(Signal, Op, f64, Vec<String>)>;
+        fn walk(e: &Expr, scope: &mut Vec<String>, negated: bool, out: &mut Out) {
             match e {
-                Expr::Cmp(..) => out.push(scope.clone()),
+                Expr::Cmp(s, op, t) => out.push((*s, *op, *t, scope.clone())),
                 Expr::Not(e) => walk(e, scope, true, out),
                 Expr::Any(es) => es.iter().for_each(|e| walk(e, scope, negated, out)),
                 Expr::All(es) => {

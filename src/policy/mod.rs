@@ -283,10 +283,8 @@ impl Policy {
     pub fn thresholds(&self) -> Vec<Threshold> {
         let mut out = Vec::new();
         for (rule, r) in self.rules.iter().enumerate() {
-            let mut cmps = Vec::new();
-            r.when.comparisons(&mut cmps);
-            let scopes = r.when.comparison_scopes();
-            for (index, ((signal, op, value), scope)) in cmps.into_iter().zip(scopes).enumerate() {
+            for (index, (signal, op, value, scope)) in r.when.comparisons().into_iter().enumerate()
+            {
                 out.push(Threshold {
                     rule,
                     rule_id: r.id.clone(),

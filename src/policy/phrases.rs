@@ -549,11 +549,7 @@ impl Phrases {
     fn window_before(&self, lower: &str, ws: &[Word<'_>], at: usize, end: usize) -> (usize, usize) {
         // A negation or request word in an earlier clause is about something else:
         // "特别着急，转人工", "no, I want an agent".
-        let clause = lower[..at]
-            .char_indices()
-            .rev()
-            .find(|(_, c)| CLAUSE_ENDS.contains(*c))
-            .map_or(0, |(i, c)| i + c.len_utf8());
+        let clause = clause_start(lower, at);
         if lower[at..end].is_ascii() {
             let i = ws.iter().position(|w| w.0 >= at).unwrap_or(ws.len());
             let first = ws.iter().position(|w| w.0 >= clause).unwrap_or(i).min(i);
@@ -686,16 +682,20 @@ fn upset_cues(text: &str, words: usize) -> u32 {
     cues.min(10)
 }
 
+/// Where the clause holding byte `at` starts: after the last clause end before it, else 0.
+fn clause_start(lower: &str, at: usize) -> usize {
+    lower[..at]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| CLAUSE_ENDS.contains(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
 /// Where a negation of the person word at `at` may start: its window, or a few bytes before it
 /// across Chinese in mixed text ("no need 转 agent 哈"), where the window reads English words only.
 fn negation_from(lower: &str, from: usize, at: usize) -> usize {
     const REACH: usize = 16;
-    let clause = lower[..at]
-        .char_indices()
-        .rev()
-        .find(|(_, c)| CLAUSE_ENDS.contains(*c))
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    let mut reach = at.saturating_sub(REACH).max(clause);
+    let mut reach = at.saturating_sub(REACH).max(clause_start(lower, at));
     while !lower.is_char_boundary(reach) {
         reach += 1;
     }

@@ -246,15 +246,21 @@ fn decision_path(
     let policy = Policy::builtin();
     let store = MemoryStore::new(Duration::from_secs(3600), STORE_CAPACITY);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let turn_of = |i: usize, message_id: &'static str| Turn {
-        message_id,
+    let turn_of = |i: usize| Turn {
         channel: Ch::Web,
         ..handoff::route::turn(model, &preds[i], MESSAGES[i])
     };
     if at_capacity {
         for c in 0..STORE_CAPACITY {
             let i = c % MESSAGES.len();
-            policy.route_in_memory(&store, &format!("full{c}"), &turn_of(i, "m0"));
+            policy.route_in_memory(
+                &store,
+                &format!("full{c}"),
+                &Turn {
+                    message_id: "m0",
+                    ..turn_of(i)
+                },
+            );
         }
     }
     let mut hist = new_hist();
@@ -264,7 +270,7 @@ fn decision_path(
         let message_id = format!("m{}", hist.len());
         let turn = Turn {
             message_id: &message_id,
-            ..turn_of(i, "")
+            ..turn_of(i)
         };
         // Spread over 2 000 conversations: each soon holds its full window of recent turns. At
         // capacity, a new conversation each time.

@@ -74,18 +74,23 @@ pub(super) fn made_any(log: &DecisionLogData, policy: &Policy) -> bool {
         .any(|d| d.policy_version == policy.version())
 }
 
-/// Below this many, a share is shown with a warning: 2 of 3 is not 67 %.
-pub(super) const FEW: usize = 30;
+/// Below this many, a figure is shown with a warning: 2 of 3 is not 67 %.
+const FEW: usize = 30;
+
+/// A sample size as the report shows it beside a figure: flagged when small.
+pub(super) fn samples(n: usize) -> String {
+    if n < FEW {
+        format!("{n}; few samples, read with care")
+    } else {
+        n.to_string()
+    }
+}
 
 /// `num` of `den` as a percentage with both counts, flagged when `den` is small.
 pub(super) fn share(num: usize, den: usize) -> String {
     match den {
         0 => "no samples".into(),
-        d if d < FEW => format!(
-            "{} ({num} of {d}; few samples, read with care)",
-            pct(num as f64 / d as f64)
-        ),
-        d => format!("{} ({num} of {d})", pct(num as f64 / d as f64)),
+        d => format!("{} ({num} of {})", pct(num as f64 / d as f64), samples(d)),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::draw::{bar_chart, bin_counts, histogram, line_chart, pct, utc, Html};
-use super::rules::{describe, share, FEW};
+use super::rules::{describe, samples, share};
 use super::{ReportError, ACTIONS};
 use crate::decision_log::entry::{LoggedDecision, Outcome};
 use crate::decision_log::reader::DecisionLogData;
@@ -241,13 +241,6 @@ pub(super) fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result
         return Ok(());
     }
     let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
-    let few = |n: usize| {
-        if n < FEW {
-            format!("{n}; few samples, read with care")
-        } else {
-            n.to_string()
-        }
-    };
     let csat: Vec<(String, f64)> = paths
         .iter()
         .filter_map(|(p, a)| Some((p.clone(), mean(a.csat)?)))
@@ -262,8 +255,8 @@ pub(super) fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result
             vec![
                 p.clone(),
                 a.n.to_string(),
-                mean(a.csat).map_or("-".into(), |c| format!("{c:.2} ({})", few(a.csat.1))),
-                mean(a.wait).map_or("-".into(), |w| format!("{w:.0} s ({})", few(a.wait.1))),
+                mean(a.csat).map_or("-".into(), |c| format!("{c:.2} ({})", samples(a.csat.1))),
+                mean(a.wait).map_or("-".into(), |w| format!("{w:.0} s ({})", samples(a.wait.1))),
             ]
         })
         .collect();
