@@ -174,9 +174,9 @@ async fn logged_decisions_replay_exactly_and_a_changed_threshold_shows_its_effec
     drop(client);
     server.terminate();
     assert!(server.wait_exit(Duration::from_secs(30)).success());
-    let log = DecisionLogData::read(&log_dir).unwrap();
+    let log = DecisionLogData::read(&log_dir, None).unwrap();
     assert_eq!(log.decisions.len(), routed);
-    assert_eq!(log.unreadable_lines, 0);
+    assert_eq!(log.unreadable.lines, 0);
     assert_eq!(log.feedback.len(), 2, "{:?}", log.feedback);
     for d in &fallback_decisions {
         let logged = log

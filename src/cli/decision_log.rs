@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use handoff::decision_log::reader::DecisionLogData;
+use handoff::decision_log::reader::{DecisionLogData, LogStream};
+use handoff::decision_log::report::Tally;
 use handoff::policy::file::load_or_builtin;
 
 /// Where the log is and whose records to read: the same two flags on every log tool.
@@ -21,12 +22,14 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
+    /// The whole log in memory: for the tools whose output is as large as their input.
     fn read(&self) -> anyhow::Result<DecisionLogData> {
-        let mut data = DecisionLogData::read(&self.log)?;
-        if let Some(tenant) = &self.tenant {
-            data.only_tenant(tenant);
-        }
-        Ok(data)
+        Ok(DecisionLogData::read(&self.log, self.tenant.as_deref())?)
+    }
+
+    /// The log as a stream: memory stays flat however long it is.
+    fn stream(&self) -> anyhow::Result<LogStream> {
+        Ok(LogStream::open(&self.log, self.tenant.as_deref())?)
     }
 }
 
@@ -65,8 +68,7 @@ pub struct ExportArgs {
 
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let candidate = load_or_builtin(args.policy.as_deref())?;
-    let data = args.log.read()?;
-    let report = handoff::decision_log::replay::replay(&data, &candidate);
+    let report = handoff::decision_log::replay::replay_stream(args.log.stream()?, &candidate)?;
     if args.json {
         let mut value = report.to_json();
         value["candidate_policy"] = candidate.version().into();
@@ -86,14 +88,14 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let policy = load_or_builtin(args.policy.as_deref())?;
-    let data = args.log.read()?;
-    let html = handoff::decision_log::report::render(&data, &policy)?;
+    let tally = Tally::of_stream(args.log.stream()?)?;
+    let html = handoff::decision_log::report::render(&tally, &policy)?;
     write(&args.out, html)?;
     println!(
         "wrote {} ({} decisions, {} with feedback)",
         args.out.display(),
-        data.decisions.len(),
-        data.feedback.len()
+        tally.decisions,
+        tally.with_feedback
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -190,7 +190,26 @@ pub struct FeedbackEntry {
     pub caller: String,
 }
 
+/// What feedback says of a decision, without who sent it or when: what replay and the report join
+/// decisions with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub human_needed: HumanNeeded,
+    pub resolved_by: Option<ResolvedBy>,
+    pub csat: Option<u8>,
+    pub wait_seconds: Option<u32>,
+}
+
 impl FeedbackEntry {
+    pub fn verdict(&self) -> Verdict {
+        Verdict {
+            human_needed: self.human_needed,
+            resolved_by: self.resolved_by,
+            csat: self.csat,
+            wait_seconds: self.wait_seconds,
+        }
+    }
+
     /// Equal feedback has equal content, whenever and by whomever it was sent.
     /// The same on every replica and build: replicas compare it through Redis for a week.
     pub fn content_digest(&self) -> u64 {

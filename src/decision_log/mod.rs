@@ -15,7 +15,7 @@ pub mod report;
 mod writer;
 
 pub use entry::{
-    now_ms, FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy,
+    now_ms, FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy, Verdict,
 };
 pub use journal::{Claim, FeedbackClaims, Journal};
 pub use recent::{FeedbackOutcome, RecentDecisions};

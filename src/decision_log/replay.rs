@@ -5,11 +5,11 @@
 //! (`escalated`): after a turn whose action changes, the rest of that conversation reads those as
 //! logged, an approximation the report counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use super::entry::Outcome;
-use super::reader::DecisionLogData;
+use super::entry::{LoggedDecision, Outcome, Verdict};
+use super::reader::{DecisionLogData, LogReadError, LogStream, Unreadable};
 use crate::policy::Policy;
 
 /// "A person was needed" against "the decision brought one in" (offered or escalated), over the
@@ -78,39 +78,50 @@ pub struct ReplayReport {
 
 const EXAMPLES: usize = 10;
 
-pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
-    let mut r = ReplayReport {
-        decisions: log.decisions.len(),
-        unreadable_lines: log.unreadable_lines,
-        unreadable: log.unreadable.clone(),
-        ..Default::default()
-    };
-    let attribute_rules = candidate.reads_attributes();
-    let mut diverged: Option<&str> = None;
-    for logged in &log.decisions {
+/// Replays decisions one at a time, in any order that keeps each conversation's turns in time
+/// order (a log stream, or the log in memory), so memory holds the figures, not the log.
+pub struct Replayer<'p> {
+    candidate: &'p Policy,
+    attribute_rules: bool,
+    /// Conversations where a turn's action changed: their later turns are approximate.
+    diverged: HashSet<String>,
+    report: ReplayReport,
+}
+
+impl<'p> Replayer<'p> {
+    pub fn new(candidate: &'p Policy) -> Self {
+        Replayer {
+            candidate,
+            attribute_rules: candidate.reads_attributes(),
+            diverged: HashSet::new(),
+            report: ReplayReport::default(),
+        }
+    }
+
+    pub fn add(&mut self, logged: &LoggedDecision, feedback: Option<Verdict>) {
+        let r = &mut self.report;
+        r.decisions += 1;
         let before = Outcome::of_logged(logged);
-        let after = Outcome::of_decision(&candidate.replay(
+        let after = Outcome::of_decision(&self.candidate.replay(
             &logged.signals,
             logged.clock(),
             logged.degraded,
         ));
-        *r.actions_before.entry(before.action.clone()).or_default() += 1;
-        *r.actions_after.entry(after.action.clone()).or_default() += 1;
+        count(&mut r.actions_before, &before.action);
+        count(&mut r.actions_after, &after.action);
         r.rules.entry(before.rule.clone()).or_default().0 += 1;
         r.rules.entry(after.rule.clone()).or_default().1 += 1;
-        *r.policy_versions
-            .entry(logged.policy_version.clone())
-            .or_default() += 1;
-        if diverged == Some(logged.conversation.as_str()) {
+        count(&mut r.policy_versions, &logged.policy_version);
+        if self.diverged.contains(&logged.conversation) {
             r.approximate += 1;
         }
-        if attribute_rules && logged.signals.had_attributes {
+        if self.attribute_rules && logged.signals.had_attributes {
             r.without_attributes += 1;
         }
         if before != after {
             r.changed += 1;
             if before.action != after.action {
-                diverged = Some(&logged.conversation);
+                self.diverged.insert(logged.conversation.clone());
                 *r.transitions
                     .entry((before.action.clone(), after.action.clone()))
                     .or_default() += 1;
@@ -120,16 +131,48 @@ pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
                     .push((logged.decision_id.clone(), before.clone(), after.clone()));
             }
         }
-        if diverged.is_some_and(|c| c != logged.conversation) {
-            diverged = None;
-        }
-        if let Some(f) = log.feedback.get(&logged.decision_id) {
+        if let Some(f) = feedback {
             let needed = f.human_needed.needed();
             r.feedback_before.add(before.brings_human(), needed);
             r.feedback_after.add(after.brings_human(), needed);
         }
     }
-    r
+
+    pub fn finish(mut self, unreadable: &Unreadable) -> ReplayReport {
+        self.report.unreadable_lines = unreadable.lines;
+        self.report.unreadable = unreadable.named.clone();
+        self.report
+    }
+}
+
+/// One more under `key`, allocating the key only the first time it is seen.
+fn count(map: &mut BTreeMap<String, usize>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+/// Replay a log read whole.
+pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
+    let mut replayer = Replayer::new(candidate);
+    for d in &log.decisions {
+        let feedback = log.feedback.get(&d.decision_id).map(|f| f.verdict());
+        replayer.add(d, feedback);
+    }
+    replayer.finish(&log.unreadable)
+}
+
+/// Replay a log as it streams from disk: memory stays flat however long the log.
+pub fn replay_stream(mut log: LogStream, candidate: &Policy) -> Result<ReplayReport, LogReadError> {
+    let mut replayer = Replayer::new(candidate);
+    while let Some(d) = log.next() {
+        let d = d?;
+        replayer.add(&d, log.feedback.get(&d.decision_id));
+    }
+    Ok(replayer.finish(log.unreadable()))
 }
 
 /// An empty field (no queue, no fallback) as `(none)`, so "-> " never ends a line.

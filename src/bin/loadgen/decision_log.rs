@@ -227,7 +227,7 @@ pub async fn run(
     let [off_server, on_server] = servers;
     off_server.stop()?;
     on_server.stop()?; // flushes the log
-    let logged = handoff::decision_log::reader::DecisionLogData::read(&log_dir)?
+    let logged = handoff::decision_log::reader::DecisionLogData::read(&log_dir, None)?
         .decisions
         .len() as u64;
     let bytes = dir_bytes(&log_dir)?;

@@ -211,15 +211,6 @@ pub(super) fn bar_chart(
 }
 
 /// How many of `values` fall in each of `bins` equal bins over [0, 1].
-pub(super) fn bin_counts(values: &[f64], bins: usize) -> Vec<usize> {
-    let mut counts = vec![0usize; bins];
-    for v in values {
-        let b = (v.clamp(0.0, 1.0) * bins as f64) as usize;
-        counts[b.min(bins - 1)] += 1;
-    }
-    counts
-}
-
 /// Bars over [0, 1], one per bin of `counts`.
 pub(super) fn histogram(
     title: &str,

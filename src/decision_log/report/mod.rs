@@ -4,11 +4,12 @@
 
 mod draw;
 mod rules;
+mod tally;
 mod traffic;
 
-use super::reader::DecisionLogData;
 use crate::policy::Policy;
 use draw::Html;
+pub use tally::Tally;
 use rules::{headline, rule_precision, summary, sweeps};
 use traffic::{confidence, outcomes_by_path, over_time, rates};
 
@@ -31,16 +32,17 @@ const SWEEP_SAMPLE: usize = 50_000;
 const SWEEP_POINTS: usize = 21;
 pub(super) const ACTIONS: [&str; 3] = ["continue_bot", "offer_human", "escalate"];
 
-/// The whole report. `policy` is the one whose thresholds are swept (usually the live one).
-pub fn render(log: &DecisionLogData, policy: &Policy) -> Result<String, ReportError> {
+/// The whole report from a log's figures (see [`Tally::of_stream`]). `policy` is the one whose
+/// thresholds are swept (usually the live one).
+pub fn render(log: &Tally, policy: &Policy) -> Result<String, ReportError> {
     let mut html = Html::default();
     headline(&mut html, log);
     summary(&mut html, log, policy);
-    over_time(&mut html, &log.decisions)?;
+    over_time(&mut html, log)?;
     rates(&mut html, log, policy)?;
     rule_precision(&mut html, log, policy)?;
     sweeps(&mut html, log, policy)?;
-    confidence(&mut html, &log.decisions)?;
+    confidence(&mut html, log)?;
     html.section(
         "Shadow agreement",
         "Shadow comparisons are not part of the decision log: see handoff_shadow_comparisons_total \
@@ -54,7 +56,15 @@ pub fn render(log: &DecisionLogData, policy: &Policy) -> Result<String, ReportEr
 mod tests {
     use super::draw::utc;
     use super::*;
+    use crate::decision_log::reader::DecisionLogData;
     use crate::decision_log::LoggedDecision;
+
+    fn tally(decisions: Vec<LoggedDecision>) -> Tally {
+        Tally::of_log(&DecisionLogData {
+            decisions,
+            ..Default::default()
+        })
+    }
 
     fn decision_at(ts_ms: u64) -> LoggedDecision {
         serde_json::from_value(serde_json::json!({
@@ -82,7 +92,7 @@ mod tests {
             .collect(),
             ..Default::default()
         };
-        let html = render(&log, &Policy::builtin()).unwrap();
+        let html = render(&Tally::of_log(&log), &Policy::builtin()).unwrap();
         assert!(
             html.contains("made none of these decisions"),
             "policy p made them"
@@ -97,7 +107,7 @@ mod tests {
         // 0 to 190 min, one a minute: 5-minute buckets, the last one 1 ms long.
         let decisions: Vec<_> = (0..=190).map(|m| decision_at(m * 60_000)).collect();
         let mut html = Html::default();
-        over_time(&mut html, &decisions).unwrap();
+        over_time(&mut html, &tally(decisions)).unwrap();
         assert!(
             html.body
                 .contains("(partial: the log ends 0 s in, not drawn)"),
@@ -107,7 +117,7 @@ mod tests {
         // 0 to 189 min: the last bucket holds 4 of its 5 minutes, drawn and marked.
         let decisions: Vec<_> = (0..190).map(|m| decision_at(m * 60_000)).collect();
         let mut html = Html::default();
-        over_time(&mut html, &decisions).unwrap();
+        over_time(&mut html, &tally(decisions)).unwrap();
         assert!(
             html.body.contains("(partial: the log ends 240 s in)"),
             "{}",
@@ -126,7 +136,7 @@ mod tests {
             decisions: vec![decision_at(0)],
             ..Default::default()
         };
-        let html = render(&log, &policy).unwrap();
+        let html = render(&Tally::of_log(&log), &policy).unwrap();
         assert!(
             html.contains("Sweep of voice_upset: negativity &gt;= 0.8 (when channel == 'voice')"),
             "the channel is named"
@@ -141,13 +151,13 @@ mod tests {
     fn a_log_within_one_bucket_is_a_table_not_a_dot() {
         let decisions: Vec<_> = (0..30).map(|s| decision_at(s * 1000)).collect();
         let mut html = Html::default();
-        over_time(&mut html, &decisions).unwrap();
+        over_time(&mut html, &tally(decisions)).unwrap();
         assert!(html.body.contains("falls within one 1-minute bucket"));
         assert!(!html.body.contains("<svg"));
         // Under two hours the axis counts minutes.
         let decisions: Vec<_> = (0..90).map(|m| decision_at(m * 60_000)).collect();
         let mut html = Html::default();
-        over_time(&mut html, &decisions).unwrap();
+        over_time(&mut html, &tally(decisions)).unwrap();
         assert!(html.body.contains("minutes since 1970-01-01 00:00 UTC"));
     }
 

@@ -2,43 +2,28 @@
 //! each rule in words with its precision against feedback, and threshold sweeps of both sides of
 //! each trade-off.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::draw::{bar_chart, escape, line_chart, pct, utc, Html};
-use super::{ReportError, SWEEP_POINTS, SWEEP_SAMPLE};
-use crate::decision_log::entry::{LoggedDecision, Outcome};
-use crate::decision_log::reader::DecisionLogData;
+use super::tally::Tally;
+use super::{ReportError, SWEEP_POINTS};
+use crate::decision_log::entry::Outcome;
 use crate::decision_log::replay::Confusion;
 use crate::policy::catalog::Kind;
 use crate::policy::{Policy, Threshold};
 
 /// What the log holds: its span, feedback, versions, and the policy whose thresholds are swept.
-pub(super) fn summary(html: &mut Html, log: &DecisionLogData, policy: &Policy) {
-    let d = &log.decisions;
-    let (first, last) = (
-        d.iter().map(|d| d.ts_ms).min().unwrap_or(0),
-        d.iter().map(|d| d.ts_ms).max().unwrap_or(0),
-    );
-    let versions = |f: fn(&LoggedDecision) -> String| {
-        let mut v: Vec<_> = d.iter().map(f).collect();
-        v.sort();
-        v.dedup();
-        v.join(", ")
+pub(super) fn summary(html: &mut Html, log: &Tally, policy: &Policy) {
+    let join = |v: &std::collections::BTreeSet<String>| {
+        v.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
     };
     let rows = vec![
-        vec!["decisions".into(), d.len().to_string()],
-        vec!["from".into(), utc(first)],
-        vec!["to".into(), utc(last)],
-        vec!["with feedback".into(), log.feedback.len().to_string()],
-        vec![
-            "policy versions".into(),
-            versions(|d| d.policy_version.clone()),
-        ],
-        vec![
-            "model versions".into(),
-            versions(|d| format!("{} {}", d.model, d.model_version)),
-        ],
+        vec!["decisions".into(), log.decisions.to_string()],
+        vec!["from".into(), utc(log.first_ms.unwrap_or(0))],
+        vec!["to".into(), utc(log.last_ms)],
+        vec!["with feedback".into(), log.with_feedback.to_string()],
+        vec!["policy versions".into(), join(&log.policy_versions)],
+        vec!["model versions".into(), join(&log.model_versions)],
         vec![
             "policy whose thresholds the sweeps move".into(),
             if made_any(log, policy) {
@@ -49,12 +34,12 @@ pub(super) fn summary(html: &mut Html, log: &DecisionLogData, policy: &Policy) {
         ],
         vec![
             "log lines that could not be read (left out)".into(),
-            match log.unreadable_lines {
+            match log.unreadable.lines {
                 0 => "0".into(),
                 n => format!(
                     "{n}: {}{}",
-                    log.unreadable.join(", "),
-                    if n > log.unreadable.len() {
+                    log.unreadable.named.join(", "),
+                    if n > log.unreadable.named.len() {
                         ", …"
                     } else {
                         ""
@@ -68,10 +53,8 @@ pub(super) fn summary(html: &mut Html, log: &DecisionLogData, policy: &Policy) {
 }
 
 /// Whether `policy` made any of the logged decisions (else its sweeps are a candidate's, not today's).
-pub(super) fn made_any(log: &DecisionLogData, policy: &Policy) -> bool {
-    log.decisions
-        .iter()
-        .any(|d| d.policy_version == policy.version())
+pub(super) fn made_any(log: &Tally, policy: &Policy) -> bool {
+    log.policy_versions.contains(policy.version())
 }
 
 /// Below this many, a figure is shown with a warning: 2 of 3 is not 67 %.
@@ -97,16 +80,8 @@ pub(super) fn share(num: usize, den: usize) -> String {
 /// What a support lead asks first, from the decisions that have feedback: was a person needed,
 /// were the hand-offs made needed (precision), were the needed ones made (recall), and how many
 /// were missed or needless.
-pub(super) fn headline(html: &mut Html, log: &DecisionLogData) {
-    let mut c = Confusion::default();
-    for d in &log.decisions {
-        if let Some(f) = log.feedback.get(&d.decision_id) {
-            c.add(
-                Outcome::of_logged(d).brings_human(),
-                f.human_needed.needed(),
-            );
-        }
-    }
+pub(super) fn headline(html: &mut Html, log: &Tally) {
+    let c = log.confusion;
     html.body.push_str("<h2>At a glance</h2>\n");
     let (made_needed, needless, missed) = (c.true_pos, c.false_pos, c.false_neg);
     let with_feedback = c.total();
@@ -117,7 +92,7 @@ pub(super) fn headline(html: &mut Html, log: &DecisionLogData) {
     let rows = vec![
         vec![
             "decisions with feedback".into(),
-            share(with_feedback, log.decisions.len()),
+            share(with_feedback, log.decisions),
         ],
         vec![
             "a person was needed".into(),
@@ -165,19 +140,10 @@ pub(super) fn describe(rule: &str, policy: &Policy) -> String {
 /// their miss rate (lower is better).
 pub(super) fn rule_precision(
     html: &mut Html,
-    log: &DecisionLogData,
+    log: &Tally,
     policy: &Policy,
 ) -> Result<(), ReportError> {
-    // (rule, brings a person) -> (with feedback, person needed)
-    let mut by_rule: BTreeMap<(String, bool), (usize, usize)> = BTreeMap::new();
-    for d in &log.decisions {
-        if let Some(f) = log.feedback.get(&d.decision_id) {
-            let brings = Outcome::of_logged(d).brings_human();
-            let e = by_rule.entry((d.rule.clone(), brings)).or_default();
-            e.0 += 1;
-            e.1 += usize::from(f.human_needed.needed());
-        }
-    }
+    let by_rule = &log.rule_feedback;
     html.body.push_str("<h2>Rules against feedback</h2>\n");
     if by_rule.is_empty() {
         html.body.push_str(
@@ -261,7 +227,7 @@ pub(super) fn sweep_values(t: &Threshold) -> Vec<f64> {
 
 pub(super) fn sweeps(
     html: &mut Html,
-    log: &DecisionLogData,
+    log: &Tally,
     policy: &Policy,
 ) -> Result<(), ReportError> {
     html.body.push_str("<h2>Threshold sweeps</h2>\n<p>Each threshold of the policy moved across its range, every logged decision replayed (as <code>handoff replay</code> does, multi-turn signals as logged). Both sides of the trade-off: how often a person is brought in and, against feedback, the share of those hand-offs that were needed (precision) and the share of needed hand-offs that were made (recall), with the missed and needless counts in the table. The black line marks today's value. Guards (a count compared with 0 or 1, an equality) are not swept: moving them changes what a rule is about, not how strict it is.</p>\n");
@@ -272,8 +238,15 @@ pub(super) fn sweeps(
             escape(policy.version())
         );
     }
-    let step = log.decisions.len().div_ceil(SWEEP_SAMPLE).max(1);
-    let sample: Vec<&LoggedDecision> = log.decisions.iter().step_by(step).collect();
+    let sample: Vec<_> = log.sweep_sample().collect();
+    if log.decisions > sample.len() {
+        let _ = writeln!(
+            html.body,
+            "<p>The sweeps replay an even sample of {} of the log's {} decisions.</p>",
+            sample.len(),
+            log.decisions
+        );
+    }
     let mut last_rule = None;
     for t in policy.thresholds().into_iter().filter(|t| !t.is_guard()) {
         let mut rate = Vec::new();
@@ -285,10 +258,9 @@ pub(super) fn sweeps(
             let mut c = Confusion::default();
             let mut human = 0;
             for d in &sample {
-                let out =
-                    Outcome::of_decision(&candidate.replay(&d.signals, d.clock(), d.degraded));
+                let out = Outcome::of_decision(&candidate.replay(&d.signals, d.clock, d.degraded));
                 human += usize::from(out.brings_human());
-                if let Some(f) = log.feedback.get(&d.decision_id) {
+                if let Some(f) = d.verdict {
                     c.add(out.brings_human(), f.human_needed.needed());
                 }
             }

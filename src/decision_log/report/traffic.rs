@@ -4,20 +4,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::draw::{bar_chart, bin_counts, histogram, line_chart, pct, utc, Html};
+use super::draw::{bar_chart, histogram, line_chart, pct, utc, Html};
 use super::rules::{describe, samples, share};
+use super::tally::{Tally, BINS, MINUTE_MS as MINUTE};
 use super::{ReportError, ACTIONS};
-use crate::decision_log::entry::{LoggedDecision, Outcome};
-use crate::decision_log::reader::DecisionLogData;
 use crate::policy::Policy;
 
-pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), ReportError> {
-    let (first, last) = (
-        decisions.iter().map(|d| d.ts_ms).min().unwrap_or(0),
-        decisions.iter().map(|d| d.ts_ms).max().unwrap_or(0),
-    );
+pub(super) fn over_time(html: &mut Html, log: &Tally) -> Result<(), ReportError> {
+    // Buckets start on the first decision's minute: the figures are counted per minute.
+    let first = log.first_ms.unwrap_or(0) / MINUTE * MINUTE;
+    let last = log.last_ms.max(first);
     // The smallest round bucket that keeps the plot within 60 points.
-    const MINUTE: u64 = 60_000;
     let bucket = [1, 5, 15, 60, 360, 1440, 10_080]
         .iter()
         .map(|m| m * MINUTE)
@@ -25,9 +22,10 @@ pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result
         .unwrap_or(10_080 * MINUTE);
     let n = ((last - first) / bucket + 1) as usize;
     let mut counts: BTreeMap<&str, Vec<f64>> = ACTIONS.iter().map(|a| (*a, vec![0.0; n])).collect();
-    for d in decisions {
-        if let Some(c) = counts.get_mut(d.action.as_str()) {
-            c[((d.ts_ms - first) / bucket) as usize] += 1.0;
+    for (minute, by_action) in &log.per_minute {
+        let i = ((minute * MINUTE - first) / bucket) as usize;
+        for (a, c) in ACTIONS.iter().zip(by_action) {
+            counts.get_mut(a).expect("every action")[i] += *c as f64;
         }
     }
     // The axis unit follows the span: minutes for a short log, days for a long one.
@@ -98,15 +96,12 @@ pub(super) fn over_time(html: &mut Html, decisions: &[LoggedDecision]) -> Result
 /// Share of decisions in each group that brought a person in (offered or escalated).
 pub(super) fn rates(
     html: &mut Html,
-    log: &DecisionLogData,
+    log: &Tally,
     policy: &Policy,
 ) -> Result<(), ReportError> {
     html.body.push_str("<h2>Escalation rates</h2>\n<p>Which rule made each decision, and by channel and customer tier the share of decisions that brought a person in (offer or escalate).</p>\n");
-    let total = log.decisions.len().max(1) as f64;
-    let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
-    for d in &log.decisions {
-        *by_rule.entry(d.rule.clone()).or_default() += 1;
-    }
+    let total = log.decisions.max(1) as f64;
+    let by_rule = &log.by_rule;
     let items: Vec<(String, f64)> = by_rule
         .iter()
         .map(|(r, n)| (r.clone(), *n as f64 / total))
@@ -133,19 +128,8 @@ pub(super) fn rates(
         &["rule", "what it means", "decisions", "share"],
         &rows,
     );
-    type Key = fn(&LoggedDecision) -> String;
     // Not by queue: only offers and escalations have one, so its rate is 0 or 100 % by definition.
-    let groups: [(&str, Key); 2] = [
-        ("channel", |d| d.signals.channel.clone()),
-        ("tier", |d| d.signals.tier.clone()),
-    ];
-    for (name, key) in groups {
-        let mut counts: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for d in &log.decisions {
-            let e = counts.entry(key(d)).or_default();
-            e.0 += 1;
-            e.1 += usize::from(Outcome::of_logged(d).brings_human());
-        }
+    for (name, counts) in [("channel", &log.by_channel), ("tier", &log.by_tier)] {
         let items: Vec<(String, f64)> = counts
             .iter()
             .map(|(k, (n, h))| (k.clone(), *h as f64 / *n as f64))
@@ -169,20 +153,14 @@ pub(super) fn rates(
     Ok(())
 }
 
-pub(super) fn confidence(html: &mut Html, decisions: &[LoggedDecision]) -> Result<(), ReportError> {
+pub(super) fn confidence(html: &mut Html, log: &Tally) -> Result<(), ReportError> {
     html.body.push_str("<h2>Model confidence</h2>\n");
-    type Get = fn(&LoggedDecision) -> f64;
-    let heads: [(&str, &str, Get); 2] = [
-        ("Top intent probability", "intent_score", |d| {
-            d.signals.intent_score as f64
-        }),
-        ("Negativity", "negativity", |d| d.signals.negativity as f64),
+    let heads = [
+        ("Top intent probability", "intent_score", &log.intent_score),
+        ("Negativity", "negativity", &log.negativity),
     ];
-    const BINS: usize = 20;
-    for (title, signal, get) in heads {
-        let values: Vec<f64> = decisions.iter().map(get).collect();
-        let counts = bin_counts(&values, BINS);
-        let svg = histogram(&format!("{title} per decision"), signal, &counts)?;
+    for (title, signal, counts) in heads {
+        let svg = histogram(&format!("{title} per decision"), signal, counts.as_slice())?;
         let rows: Vec<Vec<String>> = counts
             .iter()
             .enumerate()
@@ -205,35 +183,9 @@ pub(super) fn confidence(html: &mut Html, decisions: &[LoggedDecision]) -> Resul
 }
 
 /// CSAT and wait by path: what the service decided, and who resolved the conversation.
-pub(super) fn outcomes_by_path(html: &mut Html, log: &DecisionLogData) -> Result<(), ReportError> {
+pub(super) fn outcomes_by_path(html: &mut Html, log: &Tally) -> Result<(), ReportError> {
     html.body.push_str("<h2>CSAT and wait time by path</h2>\n");
-    #[derive(Default)]
-    struct Acc {
-        n: usize,
-        csat: (f64, usize),
-        wait: (f64, usize),
-    }
-    let mut paths: BTreeMap<String, Acc> = BTreeMap::new();
-    for d in &log.decisions {
-        let Some(f) = log.feedback.get(&d.decision_id) else {
-            continue;
-        };
-        let resolved = f
-            .resolved_by
-            .map_or("unknown".to_string(), |r| format!("{r:?}").to_lowercase());
-        let a = paths
-            .entry(format!("{} → {resolved}", d.action))
-            .or_default();
-        a.n += 1;
-        if let Some(c) = f.csat {
-            a.csat.0 += f64::from(c);
-            a.csat.1 += 1;
-        }
-        if let Some(w) = f.wait_seconds {
-            a.wait.0 += f64::from(w);
-            a.wait.1 += 1;
-        }
-    }
+    let paths = &log.paths;
     if paths.is_empty() {
         html.body.push_str(
             "<p>No feedback in the log: CSAT and wait time come from the Feedback RPC.</p>\n",
