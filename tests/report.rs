@@ -5,130 +5,21 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use handoff::decision_log::{
-    FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy,
-};
-use handoff::policy::{Policy, ReplayClock, Snapshot};
-use rand::{Rng, SeedableRng};
+use handoff::decision_log::synthetic::{SyntheticLog, Written};
+use handoff::policy::Policy;
 
-const DECISIONS: usize = 3000;
-const CHANNELS: [&str; 4] = ["web", "app", "wechat", "whatsapp"];
-const INTENTS: [&str; 5] = [
-    "order_status",
-    "complaint",
-    "request_human",
-    "security_incident",
-    "product_inquiry",
-];
-
-/// What the generated feedback says of the decisions: hand-offs made and needed, made and not
-/// needed, and needed but not made.
-#[derive(Default)]
-struct Truth {
-    made_needed: usize,
-    needless: usize,
-    missed: usize,
-}
-
-/// Turns of 5-turn conversations over three hours, decided by the built-in policy, 40 % with
-/// feedback that mostly agrees with the signals.
-fn generate_log(dir: &Path) -> Truth {
-    let mut truth = Truth::default();
-    let policy = Policy::builtin();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
-    let start_ms: u64 = 1_795_000_000_000;
-    let (mut decisions, mut feedback) = (String::new(), String::new());
-    for i in 0..DECISIONS {
-        let ts_ms = start_ms + (i as u64 * 3 * 3_600_000) / DECISIONS as u64;
-        let negativity: f32 = rng.gen::<f32>().powi(2);
-        // One turn in ten asks for a person in words that name one.
-        let asks = rng.gen_bool(0.1);
-        let signals = Snapshot {
-            request_human: if asks { 0.9 } else { 0.02 },
-            person_word: asks,
-            intent: INTENTS[rng.gen_range(0..INTENTS.len())].to_string(),
-            intent_score: rng.gen_range(0.3..1.0),
-            intent_margin: rng.gen_range(0.0..0.9),
-            negativity,
-            negativity_avg: negativity * 0.8,
-            negative_turns: u32::from(negativity > 0.6),
-            similarity: rng.gen_range(-0.2..1.0),
-            bot_fallbacks: rng.gen_range(0..3),
-            offers_made: rng.gen_range(0..2),
-            turns: (i % 5) as u32,
-            channel: CHANNELS[rng.gen_range(0..CHANNELS.len())].to_string(),
-            tier: if rng.gen_bool(0.15) {
-                "vip"
-            } else {
-                "standard"
-            }
-            .to_string(),
-            ..Default::default()
-        };
-        let clock = ReplayClock {
-            unix_seconds: (ts_ms / 1000) as i64,
-            sent_unix_seconds: (ts_ms / 1000) as i64,
-        };
-        let d = policy.replay(&signals, clock, false);
-        let outcome = Outcome::of_decision(&d);
-        let logged = LoggedDecision {
-            tenant: None,
-            decision_id: format!("00000000-0000-4000-8000-{i:012}"),
-            ts_ms,
-            conversation: format!("{:016x}", i / 5),
-            action: outcome.action.clone(),
-            rule: outcome.rule.clone(),
-            queue: outcome.queue.clone(),
-            priority: outcome.priority,
-            fallback: outcome.fallback.clone(),
-            degraded: false,
-            reasons: d.reasons.iter().map(LoggedReason::from).collect(),
-            model: "handoff-zh-en".into(),
-            model_version: "2.2.0".into(),
-            policy_version: policy.version().into(),
-            unix_s: clock.unix_seconds,
-            sent_unix_s: clock.sent_unix_seconds,
-            signals,
-            text: None,
-        };
-        decisions.push_str(&serde_json::to_string(&logged).unwrap());
-        decisions.push('\n');
-        if rng.gen_bool(0.4) {
-            let needed = negativity > 0.5 || rng.gen_bool(0.2);
-            let human = outcome.brings_human();
-            match (human, needed) {
-                (true, true) => truth.made_needed += 1,
-                (true, false) => truth.needless += 1,
-                (false, true) => truth.missed += 1,
-                (false, false) => {}
-            }
-            let entry = FeedbackEntry {
-                tenant: None,
-                decision_id: logged.decision_id.clone(),
-                ts_ms: ts_ms + 600_000,
-                human_needed: if needed {
-                    HumanNeeded::Needed
-                } else {
-                    HumanNeeded::NotNeeded
-                },
-                resolved_by: Some(if human {
-                    ResolvedBy::Human
-                } else if rng.gen_bool(0.8) {
-                    ResolvedBy::Bot
-                } else {
-                    ResolvedBy::Abandoned
-                }),
-                csat: Some(rng.gen_range(1..=5)),
-                wait_seconds: human.then(|| rng.gen_range(10..600)),
-                caller: "chat-backend".into(),
-            };
-            feedback.push_str(&serde_json::to_string(&entry).unwrap());
-            feedback.push('\n');
-        }
+/// Turns of 5-turn conversations over three hours on two replicas, decided by the built-in policy,
+/// 40 % with feedback that mostly agrees with the signals.
+fn generate_log(dir: &Path) -> Written {
+    SyntheticLog {
+        decisions: 3000,
+        replicas: 2,
+        feedback_share: 0.4,
+        span_ms: 3 * 3_600_000,
+        seed: 13,
     }
-    std::fs::write(dir.join("decisions-r1-1795000000000-0001.jsonl"), decisions).unwrap();
-    std::fs::write(dir.join("feedback-r1-1795000000000-0001.jsonl"), feedback).unwrap();
-    truth
+    .write(dir)
+    .unwrap()
 }
 
 fn chromium() -> PathBuf {

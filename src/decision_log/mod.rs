@@ -12,6 +12,7 @@ pub mod reader;
 mod recent;
 pub mod replay;
 pub mod report;
+pub mod synthetic;
 mod writer;
 
 pub use entry::{

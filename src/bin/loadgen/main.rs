@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 mod compare;
 mod decision_log;
 mod growth;
+mod log_scale;
 mod open_loop;
 mod peer;
 mod redis_outage;
@@ -136,6 +137,19 @@ enum Mode {
     /// A Redis and two servers (state in memory, state in that Redis), Route with --deadline-ms
     /// deadlines: memory, Redis up, Redis killed mid-load, Redis back.
     RedisOutage,
+    /// No server: a synthetic decision log of --decisions decisions, then `handoff replay`,
+    /// `report` and `export --format parquet` on it, each with its time, peak memory and cores.
+    LogScale {
+        #[arg(long, default_value_t = 10_000_000)]
+        decisions: usize,
+        /// Where to write the log (default: the system's temporary directory); ~0.9 GB per
+        /// million decisions.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Keep the log, the report and the Parquet file afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 const MODEL_NAME: &str = "handoff-zh-en";
@@ -519,6 +533,11 @@ async fn main() -> anyhow::Result<()> {
         shadow_version: "2.2.0".into(),
     });
     match mode {
+        Mode::LogScale {
+            decisions,
+            dir,
+            keep,
+        } => log_scale::run(decisions, dir, keep),
         Mode::DecisionLogCost => decision_log::run(n, seconds, threads, connections).await,
         Mode::TenantsCost { tenants } => {
             tenants_cost::run(n, seconds, threads, connections, tenants).await
