@@ -55,6 +55,9 @@ enum Command {
     /// Write feedback-confirmed real messages (kept with keep_redacted_text) in the layout
     /// models/train reads, and contradicted ones to review.tsv for labelling.
     ExportExamples(decision_log::ExportArgs),
+    /// Write a decision log as one table for DuckDB, Spark or Trino (Parquet: a row per decision,
+    /// its signals and feedback as columns).
+    Export(decision_log::ExportLogArgs),
     /// Validate a policy file offline (with --model, also the intents it names).
     CheckPolicy(policy::CheckPolicyArgs),
 }
@@ -89,5 +92,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => decision_log::replay(args),
         Command::Report(args) => decision_log::report(args),
         Command::ExportExamples(args) => decision_log::export_examples(args),
+        Command::Export(args) => decision_log::export(args),
     }
 }

@@ -66,6 +66,24 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
+/// Formats `handoff export` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One Parquet table, a row per decision with its feedback (schema in the README).
+    Parquet,
+}
+
+#[derive(Args)]
+pub struct ExportLogArgs {
+    #[command(flatten)]
+    log: LogArgs,
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let candidate = load_or_builtin(args.policy.as_deref())?;
     let report = handoff::decision_log::replay::replay_stream(args.log.stream()?, &candidate)?;
@@ -110,4 +128,20 @@ pub fn export_examples(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 fn write(path: &Path, contents: String) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn export(args: ExportLogArgs) -> anyhow::Result<ExitCode> {
+    let ExportFormat::Parquet = args.format;
+    let summary = handoff::decision_log::parquet::export_parquet(args.log.stream()?, &args.out)?;
+    println!(
+        "wrote {} ({} decisions, {} with feedback{})",
+        args.out.display(),
+        summary.rows,
+        summary.with_feedback,
+        match summary.unreadable.lines {
+            0 => String::new(),
+            n => format!("; {n} unreadable lines skipped"),
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod entry;
 pub mod export;
 pub mod ids;
 mod journal;
+pub mod parquet;
 pub mod reader;
 mod recent;
 pub mod replay;

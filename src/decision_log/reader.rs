@@ -96,7 +96,8 @@ fn for_each_line(
     mut f: impl FnMut(usize, &[u8]) -> Result<(), LogReadError>,
 ) -> Result<(), LogReadError> {
     let io = |e| LogReadError::Io(path.to_path_buf(), e);
-    let mut reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?);
+    let mut reader =
+        std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?);
     let mut line = Vec::new();
     let mut number = 0;
     loop {

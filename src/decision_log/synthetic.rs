@@ -9,9 +9,7 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 
-use super::entry::{
-    FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy,
-};
+use super::entry::{FeedbackEntry, HumanNeeded, LoggedDecision, LoggedReason, Outcome, ResolvedBy};
 use crate::policy::{Policy, ReplayClock, Snapshot};
 
 const CHANNELS: [&str; 4] = ["web", "app", "wechat", "whatsapp"];
@@ -56,7 +54,8 @@ impl SyntheticLog {
         let replicas = self.replicas.max(1);
         let open = |kind: &str, r: usize| {
             let name = format!("{kind}-synthetic{r}-{START_MS:013}-0001.jsonl");
-            std::fs::File::create(dir.join(name)).map(|f| std::io::BufWriter::with_capacity(1 << 20, f))
+            std::fs::File::create(dir.join(name))
+                .map(|f| std::io::BufWriter::with_capacity(1 << 20, f))
         };
         let mut decision_files = (0..replicas)
             .map(|r| open("decisions", r))
@@ -69,7 +68,8 @@ impl SyntheticLog {
         let mut written = Written::default();
         let mut line = Vec::with_capacity(2048);
         for i in 0..self.decisions {
-            let ts_ms = START_MS + (i as u128 * self.span_ms as u128 / self.decisions as u128) as u64;
+            let ts_ms =
+                START_MS + (i as u128 * self.span_ms as u128 / self.decisions as u128) as u64;
             let negativity: f32 = rng.gen::<f32>().powi(2);
             // One turn in ten asks for a person in words that name one.
             let asks = rng.gen_bool(0.1);
@@ -87,7 +87,12 @@ impl SyntheticLog {
                 offers_made: rng.gen_range(0..2),
                 turns: (i % 5) as u32,
                 channel: CHANNELS[rng.gen_range(0..CHANNELS.len())].to_string(),
-                tier: if rng.gen_bool(0.15) { "vip" } else { "standard" }.to_string(),
+                tier: if rng.gen_bool(0.15) {
+                    "vip"
+                } else {
+                    "standard"
+                }
+                .to_string(),
                 ..Default::default()
             };
             let clock = ReplayClock {

@@ -16,7 +16,11 @@ fn wait_measured(child: std::process::Child) -> anyhow::Result<(u64, f64)> {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: pid is our own unwaited child; status and usage are valid for writes.
     let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(reaped == pid, "wait4 on {pid}: {}", std::io::Error::last_os_error());
+    anyhow::ensure!(
+        reaped == pid,
+        "wait4 on {pid}: {}",
+        std::io::Error::last_os_error()
+    );
     anyhow::ensure!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the tool failed (status {status})"

@@ -9,8 +9,8 @@ mod traffic;
 
 use crate::policy::Policy;
 use draw::Html;
-pub use tally::Tally;
 use rules::{headline, rule_precision, summary, sweeps};
+pub use tally::Tally;
 use traffic::{confidence, outcomes_by_path, over_time, rates};
 
 #[derive(Debug, thiserror::Error)]

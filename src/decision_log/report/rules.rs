@@ -225,11 +225,7 @@ pub(super) fn sweep_values(t: &Threshold) -> Vec<f64> {
     v
 }
 
-pub(super) fn sweeps(
-    html: &mut Html,
-    log: &Tally,
-    policy: &Policy,
-) -> Result<(), ReportError> {
+pub(super) fn sweeps(html: &mut Html, log: &Tally, policy: &Policy) -> Result<(), ReportError> {
     html.body.push_str("<h2>Threshold sweeps</h2>\n<p>Each threshold of the policy moved across its range, every logged decision replayed (as <code>handoff replay</code> does, multi-turn signals as logged). Both sides of the trade-off: how often a person is brought in and, against feedback, the share of those hand-offs that were needed (precision) and the share of needed hand-offs that were made (recall), with the missed and needless counts in the table. The black line marks today's value. Guards (a count compared with 0 or 1, an equality) are not swept: moving them changes what a rule is about, not how strict it is.</p>\n");
     if !made_any(log, policy) {
         let _ = writeln!(
@@ -247,23 +243,40 @@ pub(super) fn sweeps(
             log.decisions
         );
     }
+    let thresholds: Vec<Threshold> = policy
+        .thresholds()
+        .into_iter()
+        .filter(|t| !t.is_guard())
+        .collect();
+    let jobs: Vec<(usize, f64)> = thresholds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| sweep_values(t).into_iter().map(move |v| (i, v)))
+        .collect();
+    let outcomes = replay_all(&jobs, |(i, v)| {
+        let candidate = policy.with_threshold(&thresholds[*i], *v);
+        let mut c = Confusion::default();
+        let mut human = 0;
+        for d in &sample {
+            let out = Outcome::of_decision(&candidate.replay(&d.signals, d.clock, d.degraded));
+            human += usize::from(out.brings_human());
+            if let Some(f) = d.verdict {
+                c.add(out.brings_human(), f.human_needed.needed());
+            }
+        }
+        (human, c)
+    });
+    let mut by_threshold: Vec<Vec<(f64, usize, Confusion)>> = vec![Vec::new(); thresholds.len()];
+    for ((i, v), (human, c)) in jobs.iter().zip(outcomes) {
+        by_threshold[*i].push((*v, human, c));
+    }
     let mut last_rule = None;
-    for t in policy.thresholds().into_iter().filter(|t| !t.is_guard()) {
+    for (t, results) in thresholds.iter().zip(by_threshold) {
         let mut rate = Vec::new();
         let mut precision = Vec::new();
         let mut recall = Vec::new();
         let mut rows = Vec::new();
-        for v in sweep_values(&t) {
-            let candidate = policy.with_threshold(&t, v);
-            let mut c = Confusion::default();
-            let mut human = 0;
-            for d in &sample {
-                let out = Outcome::of_decision(&candidate.replay(&d.signals, d.clock, d.degraded));
-                human += usize::from(out.brings_human());
-                if let Some(f) = d.verdict {
-                    c.add(out.brings_human(), f.human_needed.needed());
-                }
-            }
+        for (v, human, c) in results {
             let r = human as f64 / sample.len().max(1) as f64;
             rate.push((v, r));
             let (made, needed) = (c.true_pos + c.false_pos, c.true_pos + c.false_neg);
@@ -322,4 +335,33 @@ pub(super) fn sweeps(
         );
     }
     Ok(())
+}
+
+/// `f` of every job, in the jobs' order, on as many threads as there are cores: a sweep replays
+/// its sample once per value, the bulk of a report's time.
+fn replay_all<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, f(job)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a sweep thread panicked"))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }

@@ -94,11 +94,7 @@ pub(super) fn over_time(html: &mut Html, log: &Tally) -> Result<(), ReportError>
 }
 
 /// Share of decisions in each group that brought a person in (offered or escalated).
-pub(super) fn rates(
-    html: &mut Html,
-    log: &Tally,
-    policy: &Policy,
-) -> Result<(), ReportError> {
+pub(super) fn rates(html: &mut Html, log: &Tally, policy: &Policy) -> Result<(), ReportError> {
     html.body.push_str("<h2>Escalation rates</h2>\n<p>Which rule made each decision, and by channel and customer tier the share of decisions that brought a person in (offer or escalate).</p>\n");
     let total = log.decisions.max(1) as f64;
     let by_rule = &log.by_rule;
