@@ -4,62 +4,12 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::redis::{fleet_config, Redis, RedisCluster};
 use common::Server;
 use handoff::grpc::pb::{self, Action, RouteRequest, RouteResponse};
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        Redis::start_with(port, &["--port", &port.to_string()])
-    }
-
-    /// `listen`: where it listens (`--port P`, or `--port 0 --tls-port P` and the TLS files).
-    fn start_with(port: u16, listen: &[&str]) -> Redis {
-        let mut cmd = Command::new("redis-server");
-        cmd.args(listen)
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn route(server: &Server, conversation: &str, message_id: &str, text: &str) -> RouteResponse {
     let mut client = common::client(server).await;
@@ -753,23 +703,6 @@ async fn customer_memory_is_shared_by_replicas_and_forgotten_everywhere() {
     assert_eq!(after, before, "nothing written without the key");
 }
 
-/// A replica's config with its own decision-log directory and the fleet's feedback key and salt.
-fn fleet_config(tag: &str, state: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("handoff-fleet-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("handoff.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "state = \"{state}\"\n[decision_log]\ndir = \"{}\"\nreplica = \"{tag}\"\nconversation_salt = \"the fleet's conversation salt\"\nfeedback_keys = [\"the fleet's feedback key\"]\n",
-            dir.join("log").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn feedback(decision_id: &str, needed: pb::HumanNeeded) -> pb::FeedbackRequest {
     pb::FeedbackRequest {
         decision_id: decision_id.into(),
@@ -958,159 +891,6 @@ async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
         .into_inner();
     assert_eq!(active(&rolled), "2.2.0");
     until_serving(&a, "2.2.0").await;
-}
-
-/// A Redis Cluster of `masters` masters with a replica each (Debian's redis-server in cluster mode,
-/// made with `redis-cli --cluster create`), on free ports, killed when dropped.
-struct RedisCluster {
-    nodes: Vec<(u16, Child)>,
-    dir: std::path::PathBuf,
-}
-
-impl RedisCluster {
-    fn start(masters: usize) -> RedisCluster {
-        let dir = std::env::temp_dir().join(format!("handoff-cluster-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut nodes = Vec::new();
-        for _ in 0..masters * 2 {
-            // Each node also listens on its port + 10000 (the cluster bus): keep both below the
-            // kernel's ephemeral range and free.
-            let port = loop {
-                let p = common::free_port();
-                if p < 22_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
-                    break p;
-                }
-            };
-            let mut cmd = Command::new("redis-server");
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1500"])
-                // A replica takes over however long since it last heard its master (a test
-                // cluster's replicas may not have synced yet).
-                .args(["--cluster-replica-validity-factor", "0"])
-                .arg("--cluster-config-file")
-                .arg(dir.join(format!("nodes-{port}.conf")))
-                .args(["--save", "", "--appendonly", "no", "--dir"])
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            nodes.push((port, cmd.spawn().expect("redis-server")));
-        }
-        for (port, _) in &nodes {
-            let start = Instant::now();
-            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(
-                    start.elapsed() < Duration::from_secs(10),
-                    "node {port} did not start"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|(p, _)| format!("127.0.0.1:{p}"))
-            .collect();
-        let created = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli");
-        assert!(created.status.success(), "{created:?}");
-        let cluster = RedisCluster { nodes, dir };
-        cluster.wait_ok();
-        cluster
-    }
-
-    fn info(&self, port: u16, what: &str) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "cluster", what])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// Every live node says the cluster is ok.
-    fn wait_ok(&self) {
-        let start = Instant::now();
-        while !self
-            .nodes
-            .iter()
-            .all(|(p, c)| c.id() == 0 || self.info(*p, "info").contains("cluster_state:ok"))
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "cluster never became ok"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn url(&self) -> String {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|(p, _)| format!("redis://127.0.0.1:{p}"))
-            .collect();
-        urls.join(",")
-    }
-
-    /// Ports of the masters, from the first node's view.
-    fn masters(&self) -> Vec<u16> {
-        self.info(self.nodes[0].0, "nodes")
-            .lines()
-            .filter(|l| l.contains("master") && !l.contains("fail"))
-            .filter_map(|l| {
-                l.split_whitespace()
-                    .nth(1)?
-                    .split(['@', ':'])
-                    .nth(1)?
-                    .parse()
-                    .ok()
-            })
-            .collect()
-    }
-
-    fn keys_on(&self, port: u16) -> Vec<String> {
-        let out = Command::new("redis-cli")
-            .args([
-                "-p",
-                &port.to_string(),
-                "--scan",
-                "--pattern",
-                "handoff:conv:*",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-
-    fn kill(&mut self, port: u16) {
-        if let Some((_, child)) = self.nodes.iter_mut().find(|(p, _)| *p == port) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.nodes {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Conversation state in a Redis Cluster: two replicas decide like one, conversations spread over

@@ -1,7 +1,8 @@
 //! Decision log: every decision with the signals it read, and the feedback on it, written off the
-//! hot path to rotating JSON-lines files per replica. `reader` reads a directory of them back;
-//! `replay` decides logged turns again under a candidate policy; `report` draws what the log holds. No customer text is written unless the
-//! operator opts in to keeping it redacted.
+//! hot path to rotating JSON-lines files per replica. `reader` streams a directory of them back;
+//! `replay` decides logged turns again under a candidate policy; `report` draws what the log holds;
+//! `parquet` writes it as a table for SQL engines. No customer text is written unless the operator
+//! opts in to keeping it redacted.
 
 pub mod claims;
 mod entry;

@@ -2,6 +2,7 @@
 //! talks to it over real gRPC and HTTP.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod scenarios;
 
 use std::io::{Read, Write};

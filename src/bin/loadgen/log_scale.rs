@@ -94,6 +94,10 @@ pub(crate) fn run(decisions: usize, dir: Option<PathBuf>, keep: bool) -> anyhow:
             cpu / wall
         );
     }
+    for file in ["report.html", "log.parquet"] {
+        let bytes = std::fs::metadata(out(file)).map_or(0, |m| m.len());
+        println!("{file}: {:.1} MB", bytes as f64 / 1e6);
+    }
     if !keep {
         remove(&dir);
         remove(&out("report.html"));
