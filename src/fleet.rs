@@ -65,8 +65,13 @@ pub struct Report {
     pub at_ms: u64,
 }
 
-/// KEYS[1] models; ARGV[1] the desired state. Returns the new generation.
+/// KEYS[1] models; ARGV[1] the desired state, ARGV[2] the generation it was made from. Returns the
+/// new generation, or -1 when another operation was published since (nothing written).
 const PUBLISH: &str = r#"
+local current = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if current ~= tonumber(ARGV[2]) then
+  return -1
+end
 local g = redis.call('HINCRBY', KEYS[1], 'generation', 1)
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 return g
@@ -100,12 +105,30 @@ static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
 static REPORT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REPORT));
 static LIST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(LIST));
 
+/// An admin operation under way on this replica (see [`Fleet::begin`]).
+pub struct Operation<'f> {
+    _guard: tokio::sync::MutexGuard<'f, ()>,
+    /// The fleet generation this replica was at when it began.
+    generation: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("another model operation reached the fleet first; this replica follows it")]
+    Raced,
+}
+
 pub struct Fleet {
     redis: RedisStore,
     replica: String,
     manager: Arc<ModelManager>,
     /// The generation this replica last applied (or tried to), and what went wrong if it failed.
     applied: tokio::sync::Mutex<(u64, Option<String>)>,
+    /// Held by an admin operation from catching up to publishing, and by the follower while it
+    /// applies: the two never interleave on one replica.
+    operating: tokio::sync::Mutex<()>,
     /// How often replicas look for a new desired state and report; a report older than three of
     /// these is a replica that is gone.
     interval: Duration,
@@ -125,6 +148,7 @@ impl Fleet {
             replica,
             manager,
             applied: tokio::sync::Mutex::new((0, None)),
+            operating: tokio::sync::Mutex::new(()),
             interval,
             exported: Default::default(),
         }
@@ -151,15 +175,52 @@ impl Fleet {
         })
     }
 
-    /// This replica just reached `status` by an admin call: make it the fleet's.
-    pub async fn publish(&self, status: &swap::Status) -> Result<(), StateError> {
+    /// Start an admin operation here: first bring this replica to the fleet's latest desired state
+    /// (an operation sent through a balancer can land on a replica that has not followed the one
+    /// before yet; done on stale state, it would publish that state and undo the other), then hold
+    /// it until [`Fleet::publish`].
+    pub async fn begin(&self) -> Result<Operation<'_>, FleetError> {
+        let guard = self.operating.lock().await;
+        let generation = match self.desired().await? {
+            Some((generation, desired)) => {
+                // A generation whose package failed here is not tried again: the operation then
+                // builds on what this replica serves (how a broken model is rolled back).
+                if generation > self.applied.lock().await.0 {
+                    self.apply(generation, &desired).await;
+                }
+                generation
+            }
+            None => 0,
+        };
+        Ok(Operation {
+            _guard: guard,
+            generation,
+        })
+    }
+
+    /// This replica just reached `status` by the admin call `op` began: make it the fleet's, unless
+    /// another operation reached the fleet first (then this replica follows that one).
+    pub async fn publish(
+        &self,
+        op: Operation<'_>,
+        status: &swap::Status,
+    ) -> Result<(), FleetError> {
         let state = serde_json::to_string(&Desired::of(status)).expect("serialises");
-        let generation: u64 = self
-            .call(&PUBLISH_SCRIPT, MODELS, &[state.as_bytes()])
+        let from = op.generation.to_string();
+        let generation: i64 = self
+            .call(
+                &PUBLISH_SCRIPT,
+                MODELS,
+                &[state.as_bytes(), from.as_bytes()],
+            )
             .await?;
+        drop(op);
+        let Ok(generation) = u64::try_from(generation) else {
+            return Err(FleetError::Raced);
+        };
         raise(&mut *self.applied.lock().await, generation, None);
         info!(generation, "fleet model state published");
-        self.report().await
+        Ok(self.report().await?)
     }
 
     async fn report(&self) -> Result<(), StateError> {
@@ -248,6 +309,7 @@ impl Fleet {
                     let (applied, failed) = self.applied.lock().await.clone();
                     // A new operation, or drift from the current one (not retried once it failed
                     // here: a broken package is not reloaded every interval).
+                    let _operating = self.operating.lock().await;
                     let drifted = failed.is_none() && self.drifted(&desired).await;
                     if generation > applied || drifted {
                         self.apply(generation, &desired).await;

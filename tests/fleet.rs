@@ -27,10 +27,13 @@ const REPLICAS: usize = 3;
 /// Concurrent callers during the load phases.
 const CALLERS: usize = 8;
 
-/// Round robin over the replicas' endpoints. A replica that is down is found by its calls failing;
-/// the call goes to the next replica.
+/// Round robin over the replicas' endpoints. A replica that is down is found by its calls failing:
+/// the call goes to the next replica, and the failed one is skipped for a while (as a balancer's
+/// outlier ejection does).
 struct Balancer {
     clients: Mutex<Vec<HandoffClient<Channel>>>,
+    /// Until when each replica is skipped.
+    ejected: Mutex<Vec<Option<Instant>>>,
     next: AtomicUsize,
     /// Attempts that failed and were sent again to another replica.
     retried: AtomicUsize,
@@ -46,6 +49,7 @@ impl Balancer {
             ));
         }
         Balancer {
+            ejected: Mutex::new(vec![None; clients.len()]),
             clients: Mutex::new(clients),
             next: AtomicUsize::new(0),
             retried: AtomicUsize::new(0),
@@ -54,13 +58,30 @@ impl Balancer {
 
     /// A replica came back on another port.
     fn replace(&self, i: usize, server: &Server) {
-        self.clients.lock().unwrap()[i] =
-            HandoffClient::new(Channel::from_shared(server.endpoint()).unwrap().connect_lazy());
+        self.clients.lock().unwrap()[i] = HandoffClient::new(
+            Channel::from_shared(server.endpoint())
+                .unwrap()
+                .connect_lazy(),
+        );
+        self.ejected.lock().unwrap()[i] = None;
     }
 
-    fn pick(&self) -> HandoffClient<Channel> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % REPLICAS;
-        self.clients.lock().unwrap()[i].clone()
+    /// The next replica not ejected (any, if all are).
+    fn pick(&self) -> (usize, HandoffClient<Channel>) {
+        let now = Instant::now();
+        let ejected = self.ejected.lock().unwrap().clone();
+        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % REPLICAS;
+        for _ in 0..REPLICAS {
+            if ejected[i].is_none_or(|until| until <= now) {
+                break;
+            }
+            i = self.next.fetch_add(1, Ordering::Relaxed) % REPLICAS;
+        }
+        (i, self.clients.lock().unwrap()[i].clone())
+    }
+
+    fn eject(&self, i: usize) {
+        self.ejected.lock().unwrap()[i] = Some(Instant::now() + Duration::from_millis(500));
     }
 
     /// Route through the fleet: on a failure that says nothing was decided for sure (a replica
@@ -70,9 +91,11 @@ impl Balancer {
         for _ in 0..2 * REPLICAS {
             let mut request = tonic::Request::new(req.clone());
             request.set_timeout(Duration::from_secs(5));
-            match self.pick().route(request).await {
+            let (i, mut client) = self.pick();
+            match client.route(request).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s) if retryable(&s) => {
+                    self.eject(i);
                     self.retried.fetch_add(1, Ordering::Relaxed);
                     last = Some(s);
                 }
@@ -84,6 +107,7 @@ impl Balancer {
 
     async fn feedback(&self, req: FeedbackRequest) -> Result<bool, tonic::Code> {
         self.pick()
+            .1
             .feedback(req)
             .await
             .map(|r| r.into_inner().recorded)
@@ -203,22 +227,38 @@ fn start(args: &[String]) -> Server {
     Server::start(&args)
 }
 
-async fn active_version(server: &Server) -> String {
-    let status = common::admin(server)
+async fn status(server: &Server) -> pb::ModelStatus {
+    common::admin(server)
         .await
         .get_status(pb::GetStatusRequest {})
         .await
         .unwrap()
-        .into_inner();
-    status.active.map_or(String::new(), |m| m.version)
+        .into_inner()
 }
 
-async fn until_serving(server: &Server, version: &str) {
+fn version(m: &Option<pb::ModelRef>) -> &str {
+    m.as_ref().map_or("", |m| m.version.as_str())
+}
+
+/// Poll `server` until its status is `active` with `shadow` ("": none).
+async fn until_serving(server: &Server, active: &str, shadow: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
-    while active_version(server).await != version {
-        assert!(Instant::now() < deadline, "never moved to {version}");
+    loop {
+        let s = status(server).await;
+        if version(&s.active) == active && version(&s.shadow) == shadow {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never moved to {active} (shadow {shadow:?}): {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The replica the balancer would send the next call to.
+fn next<'s>(balancer: &Balancer, servers: &'s [Server]) -> &'s Server {
+    &servers[balancer.next.fetch_add(1, Ordering::Relaxed) % REPLICAS]
 }
 
 fn feedback(decision_id: &str, needed: HumanNeeded) -> FeedbackRequest {
@@ -243,39 +283,55 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
     let mut servers: Vec<Server> = args.iter().map(|a| start(a)).collect();
     let balancer = Arc::new(Balancer::new(&servers).await);
 
-    // 1. Whole conversations, each turn on the next replica, decide as the table says one does.
+    // 1. Whole conversations, each turn on the next replica, decide as on one replica alone.
+    let mut solo = common::client(&servers[0]).await;
     let mut decisions = Vec::new();
     let mut wrong = Vec::new();
+    let mut turns = 0;
     for (n, (name, steps)) in scenarios().into_iter().enumerate() {
         for (i, s) in steps.iter().enumerate() {
-            let reply = balancer
-                .route(RouteRequest {
-                    conversation_id: format!("fleet-scenario-{n}"),
-                    message_id: s.message_id.into(),
-                    text: s.text.into(),
-                    channel: s.channel as i32,
-                    tier: s.tier as i32,
-                    bot_fallbacks: s.bot_fallbacks,
-                    bot_failed: s.bot_failed,
-                    accepted_offer: s.accepted_offer,
-                    sent_at_unix_ms: sent_at_ms(s.sent_hours_ago),
-                    ..Default::default()
-                })
+            let req = |conversation: String| RouteRequest {
+                conversation_id: conversation,
+                message_id: s.message_id.into(),
+                text: s.text.into(),
+                channel: s.channel as i32,
+                tier: s.tier as i32,
+                bot_fallbacks: s.bot_fallbacks,
+                bot_failed: s.bot_failed,
+                accepted_offer: s.accepted_offer,
+                sent_at_unix_ms: sent_at_ms(s.sent_hours_ago),
+                ..Default::default()
+            };
+            let spread = balancer.route(req(format!("fleet-{n}"))).await.unwrap();
+            let alone = solo
+                .route(req(format!("alone-{n}")))
                 .await
-                .unwrap();
-            let rule = reply.reasons.first().map_or("", |r| r.rule_id.as_str());
-            if reply.action() != s.action || rule != s.rule {
+                .unwrap()
+                .into_inner();
+            let outcome = |r: &RouteResponse| {
+                let rule = r
+                    .reasons
+                    .first()
+                    .map_or(String::new(), |r| r.rule_id.clone());
+                (r.action(), rule, r.queue.clone(), r.priority)
+            };
+            if outcome(&spread) != outcome(&alone) {
                 wrong.push(format!(
-                    "{name}, turn {i}: expected {:?}/{}, got {:?}/{rule}",
-                    s.action,
-                    s.rule,
-                    reply.action()
+                    "{name}, turn {i}: one replica {:?}, the fleet {:?}",
+                    outcome(&alone),
+                    outcome(&spread)
                 ));
             }
-            decisions.push(reply.decision_id);
+            turns += 1;
+            decisions.push(spread.decision_id);
         }
     }
-    assert!(wrong.is_empty(), "spread over the fleet:\n{}", wrong.join("\n"));
+    assert!(turns > 30, "{turns}");
+    assert!(
+        wrong.is_empty(),
+        "spread over the fleet:\n{}",
+        wrong.join("\n")
+    );
     decisions.sort();
     decisions.dedup(); // a retried message is answered with its first decision
 
@@ -300,7 +356,9 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
             "a duplicate on another replica"
         );
         assert_eq!(
-            balancer.feedback(feedback(id, HumanNeeded::NotNeeded)).await,
+            balancer
+                .feedback(feedback(id, HumanNeeded::NotNeeded))
+                .await,
             Err(tonic::Code::AlreadyExists),
             "a conflict on another replica"
         );
@@ -322,7 +380,10 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
     assert_eq!(masters.len(), 3, "{masters:?}");
     let victim = masters[0];
     let cluster_ref = &mut cluster;
-    let outage = load_with(&balancer, "master-down", 10.0, 1.0, || cluster_ref.kill(victim)).await;
+    let outage = load_with(&balancer, "master-down", 10.0, 1.0, || {
+        cluster_ref.kill(victim)
+    })
+    .await;
     assert_eq!(outage.lost, 0, "{outage:?}");
     assert!(outage.degraded > 0, "the dead master held conversations");
     let recovered_after = outage.last_degraded.unwrap().as_secs_f64() - 1.0;
@@ -331,9 +392,9 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
         "state came back before the phase ended: {outage:?}"
     );
 
-    // 6. ActivateModel through the balancer (one replica) moves every replica.
-    let first = &servers[balancer.next.load(Ordering::Relaxed) % REPLICAS];
-    common::admin(first)
+    // 6. ActivateModel and SetShadow through the balancer (each on whichever replica it picks)
+    // move every replica.
+    common::admin(next(&balancer, &servers))
         .await
         .activate_model(pb::ActivateModelRequest {
             name: "handoff-zh-en".into(),
@@ -341,11 +402,20 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
         })
         .await
         .unwrap();
+    common::admin(next(&balancer, &servers))
+        .await
+        .set_shadow(pb::SetShadowRequest {
+            name: "handoff-zh-en".into(),
+            version: "2.2.0".into(),
+            share: 0.5,
+        })
+        .await
+        .unwrap();
     for s in &servers {
-        until_serving(s, "1.0.0").await;
+        until_serving(s, "1.0.0", "2.2.0").await;
     }
 
-    // 7. Every replica restarts: each comes back on the fleet's model, and feedback on decisions
+    // 7. Every replica restarts: each comes back on the fleet's models, and feedback on decisions
     // made before the restarts is still taken (and the first half's is still recorded).
     let restart_started = Instant::now();
     for (i, a) in args.iter().enumerate() {
@@ -354,13 +424,53 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
     }
     let restarts = restart_started.elapsed();
     for s in &servers {
-        assert_eq!(active_version(s).await, "1.0.0", "back on the fleet's model");
+        until_serving(s, "1.0.0", "2.2.0").await;
     }
     for id in later {
         assert_eq!(
-            balancer.feedback(feedback(id, HumanNeeded::NotNeeded)).await,
+            balancer
+                .feedback(feedback(id, HumanNeeded::NotNeeded))
+                .await,
             Ok(true)
         );
+    }
+    for id in now {
+        assert_eq!(
+            balancer.feedback(feedback(id, HumanNeeded::Needed)).await,
+            Ok(false),
+            "still recorded after the restarts"
+        );
+    }
+
+    // 8. Rollback through the balancer takes every replica back; one call shows the fleet, and so
+    // does the metric.
+    common::admin(next(&balancer, &servers))
+        .await
+        .rollback(pb::RollbackRequest {})
+        .await
+        .unwrap();
+    for s in &servers {
+        until_serving(s, "2.2.0", "2.2.0").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let fleet = status(next(&balancer, &servers)).await.fleet;
+        let on_it = fleet
+            .iter()
+            .filter(|r| version(&r.active) == "2.2.0" && r.error.is_empty())
+            .count();
+        let metric = common::counter(
+            &next(&balancer, &servers).metrics(),
+            "handoff_fleet_replicas{version=\"2.2.0\"}",
+        );
+        if on_it == REPLICAS && metric == REPLICAS as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet never showed {REPLICAS} on 2.2.0: {fleet:?}, metric {metric}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     println!(

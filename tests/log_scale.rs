@@ -27,7 +27,10 @@ fn synthetic(name: &str, decisions: usize) -> (PathBuf, Written) {
 }
 
 /// Run `handoff replay --json` on `dir`: its figures and its peak resident memory in bytes.
-#[allow(clippy::zombie_processes, reason = "reaped by wait4, which reads its rusage")]
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which reads its rusage"
+)]
 fn replay_cli(dir: &Path) -> (serde_json::Value, u64) {
     let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
         .args(["replay", "--json", "--log"])

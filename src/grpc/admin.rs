@@ -10,7 +10,7 @@ use super::pb::{
     ModelStatus, RollbackRequest, SetShadowRequest,
 };
 use crate::audit::AuditLog;
-use crate::fleet::{Fleet, Report};
+use crate::fleet::{Fleet, FleetError, Report};
 use crate::swap::{self, ModelManager};
 
 pub struct AdminService {
@@ -29,19 +29,28 @@ impl AdminService {
         }
     }
 
-    /// A model operation done here becomes the fleet's; the answer shows the fleet.
-    async fn for_fleet(
-        &self,
-        done: Result<swap::Status, swap::SwapError>,
-    ) -> Result<ModelStatus, Status> {
-        let status = done.map_err(Status::from)?;
-        if let Some(fleet) = &self.fleet {
-            fleet.publish(&status).await.map_err(|e| {
-                Status::unavailable(format!(
-                    "done on this replica, but not recorded for the fleet: {e}; the other replicas keep their models: retry"
-                ))
-            })?;
-        }
+    /// Run a model operation here and make it the fleet's; the answer shows the fleet. In a fleet
+    /// the replica first catches up with the fleet's last operation, so this one builds on it.
+    async fn for_fleet<F>(&self, operation: F) -> Result<ModelStatus, Status>
+    where
+        F: std::future::Future<Output = Result<swap::Status, Status>>,
+    {
+        let Some(fleet) = &self.fleet else {
+            let status = operation.await?;
+            return Ok(self.with_fleet(status).await);
+        };
+        let op = fleet.begin().await.map_err(|e| {
+            Status::unavailable(format!(
+                "the fleet's model state is unreadable, nothing changed: {e}; retry"
+            ))
+        })?;
+        let status = operation.await?;
+        fleet.publish(op, &status).await.map_err(|e| match e {
+            FleetError::Raced => Status::aborted(format!("{e}: retry")),
+            e => Status::unavailable(format!(
+                "done on this replica, but not recorded for the fleet: {e}; the other replicas keep their models: retry"
+            )),
+        })?;
         Ok(self.with_fleet(status).await)
     }
 
@@ -135,9 +144,10 @@ impl ModelAdmin for AdminService {
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
-        let result = self.manager.activate(&req.name, &req.version).await;
         let fields = serde_json::json!({ "name": req.name, "version": req.version });
-        let result = self.for_fleet(result).await;
+        let result = self
+            .for_fleet(async { Ok(self.manager.activate(&req.name, &req.version).await?) })
+            .await;
         self.audited(caller, "ActivateModel", fields, result)
     }
 
@@ -147,24 +157,26 @@ impl ModelAdmin for AdminService {
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
         // In a fleet, back to the fleet's previous model, whichever replica is asked (a replica
-        // that joined later has no previous of its own).
-        let previous = match &self.fleet {
-            Some(fleet) => match fleet.desired().await {
-                Ok(desired) => desired.and_then(|(_, d)| d.previous),
-                Err(e) => {
-                    let status = Status::unavailable(format!(
-                        "the fleet's model state is unreadable, nothing rolled back: {e}"
-                    ));
-                    return self.audited(caller, "Rollback", serde_json::json!({}), Err(status));
-                }
-            },
-            None => None,
-        };
-        let rolled = match previous {
-            Some((name, version)) => self.manager.activate(&name, &version).await,
-            None => self.manager.rollback().await,
-        };
-        let result = self.for_fleet(rolled).await;
+        // that joined later has no previous of its own). Read once the replica has caught up.
+        let result = self
+            .for_fleet(async {
+                let previous = match &self.fleet {
+                    Some(fleet) => match fleet.desired().await {
+                        Ok(desired) => desired.and_then(|(_, d)| d.previous),
+                        Err(e) => {
+                            return Err(Status::unavailable(format!(
+                                "the fleet's model state is unreadable, nothing rolled back: {e}"
+                            )))
+                        }
+                    },
+                    None => None,
+                };
+                Ok(match previous {
+                    Some((name, version)) => self.manager.activate(&name, &version).await?,
+                    None => self.manager.rollback().await?,
+                })
+            })
+            .await;
         self.audited(caller, "Rollback", serde_json::json!({}), result)
     }
 
@@ -183,11 +195,14 @@ impl ModelAdmin for AdminService {
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
-        let shadowed = self
-            .manager
-            .set_shadow(&req.name, &req.version, req.share)
+        let result = self
+            .for_fleet(async {
+                Ok(self
+                    .manager
+                    .set_shadow(&req.name, &req.version, req.share)
+                    .await?)
+            })
             .await;
-        let result = self.for_fleet(shadowed).await;
         let fields =
             serde_json::json!({ "name": req.name, "version": req.version, "share": req.share });
         self.audited(caller, "SetShadow", fields, result)

@@ -55,7 +55,6 @@ impl Drop for Redis {
     }
 }
 
-
 /// A replica's config with its own decision-log directory and the fleet's feedback key and salt.
 pub fn fleet_config(tag: &str, state: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("handoff-fleet-{tag}-{}", std::process::id()));
@@ -72,7 +71,6 @@ pub fn fleet_config(tag: &str, state: &str) -> std::path::PathBuf {
     .unwrap();
     path
 }
-
 
 /// A Redis Cluster of `masters` masters with a replica each (Debian's redis-server in cluster mode,
 /// made with `redis-cli --cluster create`), on free ports, killed when dropped.
@@ -226,4 +224,3 @@ impl Drop for RedisCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
-
