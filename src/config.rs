@@ -66,7 +66,8 @@ pub struct ServerConfig {
     /// How often to look at the policy file's modification time.
     pub policy_poll_ms: u64,
     /// Conversation state store: "memory" (this process) or "redis://host:port[/db]" (shared by a
-    /// fleet; "rediss://" for TLS; several comma-separated: a Redis Cluster's nodes).
+    /// fleet; "rediss://" for TLS; several comma-separated: a Redis Cluster's nodes;
+    /// "redis+sentinel://host:port[,host:port…]/service[/db]": the master Sentinel names).
     #[serde(deserialize_with = "lenient_string")]
     pub state: String,
     /// PEM file of the certificate authorities a `rediss://` state store is verified against; none:
@@ -217,7 +218,7 @@ pub enum ConfigError {
     FeedbackKey,
     #[error("invalid config: replicas sharing a Redis need decision_log.{0} set (at least 16 bytes: openssl rand -hex 16), the same on every replica (a random one per process splits the fleet's records)")]
     FleetSetting(&'static str),
-    #[error("invalid config: state = {0:?}: expected \"memory\", \"redis://…\" or \"rediss://…\"")]
+    #[error("invalid config: state = {0:?}: expected \"memory\", \"redis://…\", \"rediss://…\" or \"redis+sentinel://…\"")]
     StateKind(String),
     #[error("invalid config: state_key_prefix = {0:?}: 1 to 64 characters, no spaces or braces")]
     KeyPrefix(String),
@@ -569,7 +570,14 @@ impl ServerConfig {
     /// connection, each with its own TTL).
     /// State lives in a Redis (or a Redis Cluster) that replicas share.
     pub fn shares_state(&self) -> bool {
-        self.state.starts_with("redis://") || self.state.starts_with("rediss://")
+        [
+            "redis://",
+            "rediss://",
+            "redis+sentinel://",
+            "rediss+sentinel://",
+        ]
+        .iter()
+        .any(|scheme| self.state.starts_with(scheme))
     }
 
     pub fn stores(&self) -> Result<Stores, ConfigError> {

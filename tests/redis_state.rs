@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::redis::{fleet_config, Redis, RedisCluster};
+use common::redis::{fleet_config, Redis, RedisCluster, SentinelSet};
 use common::Server;
 use handoff::grpc::pb::{self, Action, RouteRequest, RouteResponse};
 
@@ -972,4 +972,62 @@ async fn a_redis_cluster_shares_state_and_recovers_after_a_master_fails() {
 
 fn decided_with_state(r: &RouteResponse) -> bool {
     r.reasons.iter().all(|x| x.rule_id != "state_unavailable")
+}
+
+/// State through Redis Sentinel (`redis+sentinel://`): two replicas share conversations on the master
+/// Sentinel names; when that master dies, turns are decided from the message alone until Sentinel
+/// promotes the replica, then with state again, without a restart or a config change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_names_the_master_and_a_failover_is_followed() {
+    let mut set = SentinelSet::start();
+    let url = set.url();
+    let a = Server::start(&["--state", &url]);
+    let b = Server::start(&["--state", &url]);
+    let alone: Vec<_> = turns(&a, &a, "sn-solo").await.iter().map(summary).collect();
+    let fleet: Vec<_> = turns(&a, &b, "sn-fleet")
+        .await
+        .iter()
+        .map(summary)
+        .collect();
+    assert_eq!(fleet, alone, "alternating replicas decide like one process");
+    assert_eq!(alone.last().unwrap().0, Action::Escalate);
+    let on_master = Command::new("redis-cli")
+        .args([
+            "-p",
+            &set.master_port.to_string(),
+            "exists",
+            "handoff:conv:sn-fleet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&on_master.stdout).trim(), "1");
+
+    // The master dies: Sentinel promotes the replica (down after 1 s), and the replicas follow.
+    let old_master = set.master_port;
+    set.kill_master();
+    let start = Instant::now();
+    let mut degraded = 0;
+    let mut n = 0;
+    let mut recovered = [false; 2];
+    while start.elapsed() < Duration::from_secs(60) && recovered != [true; 2] {
+        for (i, server) in [&a, &b].into_iter().enumerate() {
+            n += 1;
+            let r = route(server, "sn-after", &format!("m{n}"), "在吗").await;
+            recovered[i] = decided_with_state(&r);
+            degraded += usize::from(!recovered[i]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered_after = start.elapsed().as_secs_f64();
+    println!("sentinel failover: {degraded} turns decided without state, state back after {recovered_after:.1} s");
+    assert_eq!(
+        recovered, [true; 2],
+        "state never came back after the failover"
+    );
+    assert!(degraded > 0, "the master was down for a while");
+    let master = set.sentinel_says("get-master-addr-by-name");
+    assert!(
+        master.contains(&set.replica.port.to_string()) && !master.contains(&old_master.to_string()),
+        "{master}"
+    );
 }

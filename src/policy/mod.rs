@@ -14,6 +14,7 @@ mod hours;
 mod lifecycle;
 pub mod phrases;
 mod redis_store;
+mod redis_target;
 pub mod rules;
 pub mod state;
 pub mod vocab;

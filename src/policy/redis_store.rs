@@ -8,11 +8,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
-use redis::cluster_async::ClusterConnection;
 use tracing::warn;
 
+use super::redis_target::{Connection, Target};
 use super::state::{Kept, Repair, StateError, StateFuture, StateStore, Update};
 use crate::telemetry as t;
 
@@ -122,82 +120,6 @@ impl Stored {
     }
 }
 
-/// One Redis, or a Redis Cluster given by several of its nodes.
-enum Target {
-    Single(redis::Client),
-    Cluster(ClusterClient),
-}
-
-impl Target {
-    /// `redis://…` (or `rediss://…`) is one server; several separated by commas are the seed
-    /// nodes of a cluster, which finds the rest itself and follows MOVED, ASK and failovers.
-    /// `rediss://` verifies the server against the system's roots, or against `ca` (PEM) if given.
-    fn open(url: &str, timeout: Duration, ca: Option<&[u8]>) -> Result<Target, StateError> {
-        let certs = || redis::TlsCertificates {
-            client_tls: None,
-            root_cert: ca.map(<[u8]>::to_vec),
-        };
-        if !url.contains(',') {
-            return Ok(Target::Single(match ca {
-                Some(_) => redis::Client::build_with_tls(url, certs())?,
-                None => redis::Client::open(url)?,
-            }));
-        }
-        let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
-        let mut builder = ClusterClient::builder(nodes);
-        if ca.is_some() {
-            builder = builder.certs(certs());
-        }
-        let client = builder
-            .connection_timeout(timeout)
-            .response_timeout(timeout)
-            // A retry within the call's deadline, for a redirect during a failover.
-            .retries(2)
-            .min_retry_wait(10)
-            .max_retry_wait(100)
-            .build()?;
-        Ok(Target::Cluster(client))
-    }
-}
-
-/// A connection to either; cheap to clone (both multiplex one connection per node).
-#[derive(Clone)]
-enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(
-        &'a mut self,
-        cmd: &'a redis::Cmd,
-    ) -> redis::RedisFuture<'a, redis::Value> {
-        match self {
-            Connection::Single(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(c) => c.get_db(),
-            Connection::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 impl RedisStore {
     /// `url` is `redis://host:port[/db]` (`rediss://` for TLS, verified against `ca` when given),
     /// or a comma-separated list of a cluster's nodes; `timeout` bounds each whole update.
@@ -246,19 +168,7 @@ impl RedisStore {
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = match &self.shared.client {
-            Target::Single(client) => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(self.shared.timeout)
-                    .set_response_timeout(self.shared.timeout)
-                    // One attempt: a refused connection fails the probe at once instead of waiting
-                    // out a reconnect backoff (which would take the caller's whole deadline); a
-                    // connection fault drops this manager, so the next probe connects afresh.
-                    .set_number_of_retries(0);
-                Connection::Single(client.get_connection_manager_with_config(config).await?)
-            }
-            Target::Cluster(client) => Connection::Cluster(client.get_async_connection().await?),
-        };
+        let c = self.shared.client.connect(self.shared.timeout).await?;
         *slot = Some(c.clone());
         Ok(c)
     }

@@ -330,6 +330,9 @@ pub enum StateError {
     /// without its key).
     #[error("{0}")]
     Off(&'static str),
+    /// The `state` URL cannot be used.
+    #[error("state URL: {0}")]
+    Config(String),
 }
 
 impl StateError {
@@ -341,9 +344,14 @@ impl StateError {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
                     || e.is_timeout()
+                    // A master demoted by a failover: the next connection asks for the new one.
+                    || e.kind() == redis::ErrorKind::ReadOnly
             }
             StateError::Timeout(_) => true,
-            StateError::Contended(_) | StateError::Down { .. } | StateError::Off(_) => false,
+            StateError::Contended(_)
+            | StateError::Down { .. }
+            | StateError::Off(_)
+            | StateError::Config(_) => false,
         }
     }
 }

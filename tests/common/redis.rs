@@ -224,3 +224,125 @@ impl Drop for RedisCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A master, one replica of it and one Sentinel watching them (quorum 1, down after 1 s), on free
+/// ports: `redis+sentinel://` state and its failover.
+pub struct SentinelSet {
+    master: Option<Redis>,
+    pub master_port: u16,
+    pub replica: Redis,
+    sentinel: Child,
+    pub sentinel_port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl SentinelSet {
+    pub const SERVICE: &'static str = "handoff-master";
+
+    pub fn start() -> SentinelSet {
+        let master = Redis::start(super::free_port());
+        let replica_port = super::free_port();
+        let replica = Redis::start_with(
+            replica_port,
+            &[
+                "--port",
+                &replica_port.to_string(),
+                "--replicaof",
+                "127.0.0.1",
+                &master.port.to_string(),
+            ],
+        );
+        // Sentinel finds the replica in the master's INFO: wait until it has synced.
+        let start = Instant::now();
+        while !redis_cli(replica.port, &["info", "replication"]).contains("master_link_status:up") {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the replica never synced"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let dir = std::env::temp_dir().join(format!("handoff-sentinel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let sentinel_port = super::free_port();
+        // Sentinel rewrites its config file: it must be its own and writable.
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel_port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {} 127.0.0.1 {} 1\nsentinel down-after-milliseconds {1} 1000\nsentinel failover-timeout {1} 5000\n",
+                dir.display(),
+                Self::SERVICE,
+                master.port
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("redis-server");
+        cmd.arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let sentinel = cmd.spawn().expect("redis-server --sentinel");
+        let set = SentinelSet {
+            master_port: master.port,
+            master: Some(master),
+            replica,
+            sentinel,
+            sentinel_port,
+            dir,
+        };
+        let start = Instant::now();
+        while !set
+            .sentinel_says("slaves")
+            .contains(&replica_port.to_string())
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "Sentinel never saw the replica"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        set
+    }
+
+    /// Kill the master (as a crash would).
+    pub fn kill_master(&mut self) {
+        self.master.take();
+    }
+
+    /// `SENTINEL <what> <service>`, as redis-cli prints it.
+    pub fn sentinel_says(&self, what: &str) -> String {
+        redis_cli(self.sentinel_port, &["sentinel", what, Self::SERVICE])
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{}",
+            self.sentinel_port,
+            Self::SERVICE
+        )
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        let _ = self.sentinel.kill();
+        let _ = self.sentinel.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
