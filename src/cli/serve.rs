@@ -38,7 +38,7 @@ pub struct ServeArgs {
     #[arg(long, help = about("policy_file", "Policy file, reloaded on change or SIGHUP", "none: the built-in policy"))]
     #[serde(rename = "policy_file")]
     policy: Option<PathBuf>,
-    #[arg(long, help = about("state", "Conversation state: \"memory\" or \"redis://host:port[/db]\"", &DEFAULTS.state))]
+    #[arg(long, help = about("state", "Conversation state: \"memory\", \"redis://host:port[/db]\" (several, comma-separated: a Redis Cluster) or \"redis+sentinel://host:port[,…]/service\"", &DEFAULTS.state))]
     state: Option<String>,
     #[arg(long, help = about("workers", "Inference worker threads (0 = one per core)", DEFAULTS.workers))]
     workers: Option<usize>,
