@@ -607,7 +607,7 @@ impl ServerConfig {
             let prefix = &self.state_key_prefix;
             let store = RedisStore::new(&self.state, ttl, timeout, ca.as_deref(), prefix).map_err(
                 |source| ConfigError::State {
-                    url: self.state.clone(),
+                    url: without_password(&self.state),
                     source,
                 },
             )?;
@@ -617,7 +617,7 @@ impl ServerConfig {
                 redis: Some(store),
             })
         } else {
-            Err(ConfigError::StateKind(self.state.clone()))
+            Err(ConfigError::StateKind(without_password(&self.state)))
         }
     }
 
@@ -644,6 +644,15 @@ impl ServerConfig {
             max_padding_percent: self.max_batch_padding_percent,
         }
     }
+}
+
+/// A state URL as errors show it: passwords (`redis://user:PASSWORD@host`) replaced by `***`, in
+/// every node of a list, since start-up errors land in logs.
+fn without_password(url: &str) -> String {
+    static USERINFO: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(://[^:/@,]*:)[^@/,]*@").expect("valid pattern")
+    });
+    USERINFO.replace_all(url, "${1}***@").into_owned()
 }
 
 #[cfg(test)]
@@ -868,5 +877,27 @@ mod tests {
             let refused = c.validate().unwrap_err().to_string();
             assert!(refused.contains("state_key_prefix"), "{refused}");
         }
+    }
+
+    #[test]
+    fn state_urls_in_errors_carry_no_password() {
+        assert_eq!(
+            without_password("redis://:s3cret@h:6379,redis://app:s3cret@h2:6379/0"),
+            "redis://:***@h:6379,redis://app:***@h2:6379/0"
+        );
+        assert_eq!(
+            without_password("rediss+sentinel://:pw@s1:26379,s2:26379/mymaster"),
+            "rediss+sentinel://:***@s1:26379,s2:26379/mymaster"
+        );
+        assert_eq!(without_password("redis://h:6379"), "redis://h:6379");
+        let refused = ServerConfig {
+            state: "memcached://:hunter2@h".into(),
+            ..Default::default()
+        }
+        .stores()
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!refused.contains("hunter2"), "{refused}");
     }
 }
