@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::redis::{fleet_config, RedisCluster};
-use common::scenarios::{scenarios, sent_at_ms};
+use common::scenarios::scenarios;
 use common::Server;
 use handoff::grpc::pb::handoff_client::HandoffClient;
 use handoff::grpc::pb::{self, FeedbackRequest, HumanNeeded, RouteRequest, RouteResponse};
@@ -290,21 +290,12 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
     let mut turns = 0;
     for (n, (name, steps)) in scenarios().into_iter().enumerate() {
         for (i, s) in steps.iter().enumerate() {
-            let req = |conversation: String| RouteRequest {
-                conversation_id: conversation,
-                message_id: s.message_id.into(),
-                text: s.text.into(),
-                channel: s.channel as i32,
-                tier: s.tier as i32,
-                bot_fallbacks: s.bot_fallbacks,
-                bot_failed: s.bot_failed,
-                accepted_offer: s.accepted_offer,
-                sent_at_unix_ms: sent_at_ms(s.sent_hours_ago),
-                ..Default::default()
-            };
-            let spread = balancer.route(req(format!("fleet-{n}"))).await.unwrap();
+            let spread = balancer
+                .route(s.request(&format!("fleet-{n}")))
+                .await
+                .unwrap();
             let alone = solo
-                .route(req(format!("alone-{n}")))
+                .route(s.request(&format!("alone-{n}")))
                 .await
                 .unwrap()
                 .into_inner();

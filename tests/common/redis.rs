@@ -23,12 +23,7 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        dies_with_the_test(&mut cmd);
         let child = cmd
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
@@ -106,12 +101,7 @@ impl RedisCluster {
                 .arg(&dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            dies_with_the_test(&mut cmd);
             nodes.push((port, cmd.spawn().expect("redis-server")));
         }
         for (port, _) in &nodes {
@@ -282,12 +272,7 @@ impl SentinelSet {
             .arg("--sentinel")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        dies_with_the_test(&mut cmd);
         let sentinel = cmd.spawn().expect("redis-server --sentinel");
         let set = SentinelSet {
             master_port: master.port,
@@ -335,6 +320,18 @@ impl Drop for SentinelSet {
         let _ = self.sentinel.kill();
         let _ = self.sentinel.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The process is killed when the thread that started it ends, so a failed test leaves no Redis
+/// behind.
+fn dies_with_the_test(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only the child being set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
 }
 

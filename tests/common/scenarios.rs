@@ -26,6 +26,24 @@ pub struct Step {
     pub also: &'static str,
 }
 
+impl Step {
+    /// This step as a Route request in `conversation`.
+    pub fn request(&self, conversation: &str) -> RouteRequest {
+        RouteRequest {
+            conversation_id: conversation.into(),
+            message_id: self.message_id.into(),
+            text: self.text.into(),
+            channel: self.channel as i32,
+            tier: self.tier as i32,
+            bot_fallbacks: self.bot_fallbacks,
+            bot_failed: self.bot_failed,
+            accepted_offer: self.accepted_offer,
+            sent_at_unix_ms: sent_at_ms(self.sent_hours_ago),
+            ..Default::default()
+        }
+    }
+}
+
 pub const fn step(text: &'static str, action: Action, rule: &'static str) -> Step {
     Step {
         text,
@@ -276,18 +294,7 @@ pub async fn run(client: &mut HandoffClient<Channel>, prefix: &str) -> Vec<Strin
         let conversation = format!("{prefix}-{n}");
         for (i, s) in steps.iter().enumerate() {
             let resp = client
-                .route(RouteRequest {
-                    conversation_id: conversation.clone(),
-                    message_id: s.message_id.into(),
-                    text: s.text.into(),
-                    channel: s.channel as i32,
-                    tier: s.tier as i32,
-                    bot_fallbacks: s.bot_fallbacks,
-                    bot_failed: s.bot_failed,
-                    accepted_offer: s.accepted_offer,
-                    sent_at_unix_ms: sent_at_ms(s.sent_hours_ago),
-                    ..Default::default()
-                })
+                .route(s.request(&conversation))
                 .await
                 .unwrap()
                 .into_inner();
