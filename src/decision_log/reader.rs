@@ -91,10 +91,10 @@ fn files_by_replica(dir: &Path, kind: &str) -> Result<Vec<Vec<PathBuf>>, LogRead
 
 /// Each non-blank line of a file with its number (from 1), read a line at a time. A line torn by a
 /// crash (even mid-character) is one unreadable line, not an unreadable file.
-fn for_each_line(
+fn for_each_line<E: From<LogReadError>>(
     path: &Path,
-    mut f: impl FnMut(usize, &[u8]) -> Result<(), LogReadError>,
-) -> Result<(), LogReadError> {
+    mut f: impl FnMut(usize, &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
     let io = |e| LogReadError::Io(path.to_path_buf(), e);
     let mut reader =
         std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?);
@@ -130,7 +130,7 @@ fn for_each_feedback(
                 Ok(_) => {}
                 Err(_) => unreadable.add(&path, line),
             }
-            Ok(())
+            Ok::<_, LogReadError>(())
         })?;
     }
     Ok(())
@@ -177,6 +177,19 @@ enum Parsed {
     Failed(LogReadError),
 }
 
+/// Why a replica's reader stops early.
+enum Halt {
+    Failed(LogReadError),
+    /// The stream was dropped: nobody reads what is parsed.
+    HungUp,
+}
+
+impl From<LogReadError> for Halt {
+    fn from(e: LogReadError) -> Self {
+        Halt::Failed(e)
+    }
+}
+
 /// Parse one replica's decision files in order, a chunk at a time, until the reader hangs up.
 fn read_replica(files: Vec<PathBuf>, tenant: Option<String>, out: SyncSender<Parsed>) {
     let mut unreadable = Unreadable::default();
@@ -186,11 +199,11 @@ fn read_replica(files: Vec<PathBuf>, tenant: Option<String>, out: SyncSender<Par
             match serde_json::from_slice::<LoggedDecision>(text) {
                 // A line of some other writer: replaying it would count nonsense as changes.
                 Ok(d) if crate::policy::Action::parse(&d.action).is_none() => {
-                    return Err(LogReadError::UnknownAction {
+                    return Err(Halt::Failed(LogReadError::UnknownAction {
                         path: path.clone(),
                         line,
                         action: d.action,
-                    });
+                    }));
                 }
                 Ok(d) if of_tenant(&d.tenant, tenant.as_deref()) => chunk.push(d),
                 Ok(_) => {}
@@ -198,15 +211,17 @@ fn read_replica(files: Vec<PathBuf>, tenant: Option<String>, out: SyncSender<Par
             }
             if chunk.len() == CHUNK {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                // The stream was dropped: stop reading.
-                out.send(Parsed::Chunk(full))
-                    .map_err(|_| LogReadError::Empty(PathBuf::new()))?;
+                out.send(Parsed::Chunk(full)).map_err(|_| Halt::HungUp)?;
             }
             Ok(())
         });
-        if let Err(e) = read {
-            let _ = out.send(Parsed::Failed(e));
-            return;
+        match read {
+            Ok(()) => {}
+            Err(Halt::Failed(e)) => {
+                let _ = out.send(Parsed::Failed(e));
+                return;
+            }
+            Err(Halt::HungUp) => return,
         }
     }
     if !chunk.is_empty() && out.send(Parsed::Chunk(chunk)).is_err() {
