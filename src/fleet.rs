@@ -110,6 +110,8 @@ pub struct Operation<'f> {
     _guard: tokio::sync::MutexGuard<'f, ()>,
     /// The fleet generation this replica was at when it began.
     generation: u64,
+    /// The fleet's previous model at that generation: what Rollback goes back to.
+    pub previous: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,20 +183,21 @@ impl Fleet {
     /// it until [`Fleet::publish`].
     pub async fn begin(&self) -> Result<Operation<'_>, FleetError> {
         let guard = self.operating.lock().await;
-        let generation = match self.desired().await? {
+        let (generation, previous) = match self.desired().await? {
             Some((generation, desired)) => {
                 // A generation whose package failed here is not tried again: the operation then
                 // builds on what this replica serves (how a broken model is rolled back).
                 if generation > self.applied.lock().await.0 {
                     self.apply(generation, &desired).await;
                 }
-                generation
+                (generation, desired.previous)
             }
-            None => 0,
+            None => (0, None),
         };
         Ok(Operation {
             _guard: guard,
             generation,
+            previous,
         })
     }
 

@@ -23,3 +23,15 @@ pub use entry::{
 pub use journal::{Claim, FeedbackClaims, Journal};
 pub use recent::{FeedbackOutcome, RecentDecisions};
 pub use writer::{DecisionLog, DecisionLogConfig, DecisionLogError};
+
+/// The entry for `key`, allocating the key only the first time it is seen: the log tools count
+/// millions of decisions into a few keys.
+pub(crate) fn key_entry<'m, V: Default>(
+    map: &'m mut std::collections::BTreeMap<String, V>,
+    key: &str,
+) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}

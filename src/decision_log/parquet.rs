@@ -244,10 +244,7 @@ fn append(cols: &mut [(&str, Column)], d: &LoggedDecision, f: Option<Verdict>) {
 }
 
 /// Write `log` to `out` as Parquet (Snappy-compressed).
-pub fn export_parquet(
-    mut log: LogStream,
-    out: &Path,
-) -> Result<ParquetSummary, ParquetExportError> {
+pub fn export_parquet(log: LogStream, out: &Path) -> Result<ParquetSummary, ParquetExportError> {
     let io = |e| ParquetExportError::Io(out.to_path_buf(), e);
     let file = std::fs::File::create(out).map_err(io)?;
     let mut cols = columns();
@@ -264,21 +261,19 @@ pub fn export_parquet(
         writer.write(&batch)?;
         Ok::<_, ParquetExportError>(())
     };
-    while let Some(d) = log.next() {
-        let d = d?;
-        let feedback = log.feedback.get(&d.decision_id);
+    summary.unreadable = log.for_each(|d, feedback| {
         summary.rows += 1;
         summary.with_feedback += usize::from(feedback.is_some());
-        append(&mut cols, &d, feedback);
+        append(&mut cols, d, feedback);
         if cols[0].1.len() == BATCH_ROWS {
             flush(&mut cols, &mut writer)?;
         }
-    }
+        Ok::<_, ParquetExportError>(())
+    })?;
     if cols[0].1.len() > 0 {
         flush(&mut cols, &mut writer)?;
     }
     writer.close()?;
-    summary.unreadable = log.unreadable().clone();
     Ok(summary)
 }
 

@@ -144,10 +144,15 @@ pub struct FeedbackIndex {
     by_id: HashMap<u64, Verdict>,
 }
 
+/// A decision id as 64 bits, the same in every thread of this process (fixed keys): the feedback
+/// index's key, and the order the report's sweep sample is drawn in.
+pub(crate) fn id_hash(decision_id: &str) -> u64 {
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(decision_id)
+}
+
 impl FeedbackIndex {
     fn key(decision_id: &str) -> u64 {
-        // Fixed keys: the same id hashes the same in every thread of this process.
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(decision_id)
+        id_hash(decision_id)
     }
 
     /// The first feedback per decision counts, as the server keeps it.
@@ -259,8 +264,6 @@ impl ReplicaStream {
 pub struct LogStream {
     replicas: Vec<ReplicaStream>,
     pub feedback: FeedbackIndex,
-    /// Feedback lines (of the tenant), counting repeats for the same decision.
-    pub feedback_lines: usize,
     unreadable: Unreadable,
     failed: bool,
 }
@@ -268,16 +271,25 @@ pub struct LogStream {
 impl LogStream {
     /// Open `dir`, only `tenant`'s records when given (`default`: those of a server without tenants).
     pub fn open(dir: &Path, tenant: Option<&str>) -> Result<Self, LogReadError> {
+        Self::open_with(dir, tenant, |_| {})
+    }
+
+    /// Open `dir`, handing every feedback entry to `whole` as the index is built (for callers
+    /// that keep the entries themselves), so the feedback files are read once.
+    fn open_with(
+        dir: &Path,
+        tenant: Option<&str>,
+        mut whole: impl FnMut(FeedbackEntry),
+    ) -> Result<Self, LogReadError> {
         let groups = files_by_replica(dir, "decisions")?;
         if groups.is_empty() {
             return Err(LogReadError::Empty(dir.to_path_buf()));
         }
         let mut unreadable = Unreadable::default();
         let mut feedback = FeedbackIndex::default();
-        let mut feedback_lines = 0;
         for_each_feedback(dir, tenant, &mut unreadable, |entry| {
-            feedback_lines += 1;
             feedback.insert(&entry);
+            whole(entry);
         })?;
         let replicas = groups
             .into_iter()
@@ -298,7 +310,6 @@ impl LogStream {
         Ok(LogStream {
             replicas,
             feedback,
-            feedback_lines,
             unreadable,
             failed: false,
         })
@@ -307,6 +318,18 @@ impl LogStream {
     /// Lines skipped so far (all of them once the stream has ended).
     pub fn unreadable(&self) -> &Unreadable {
         &self.unreadable
+    }
+
+    /// Every decision with what feedback said of it, in time order; the lines skipped, once done.
+    pub fn for_each<E: From<LogReadError>>(
+        mut self,
+        mut f: impl FnMut(&LoggedDecision, Option<Verdict>) -> Result<(), E>,
+    ) -> Result<Unreadable, E> {
+        while let Some(d) = self.next() {
+            let d = d?;
+            f(&d, self.feedback.get(&d.decision_id))?;
+        }
+        Ok(self.unreadable)
     }
 }
 
@@ -346,22 +369,20 @@ pub struct DecisionLogData {
 impl DecisionLogData {
     /// Read `dir` whole; only `tenant`'s records when given.
     pub fn read(dir: &Path, tenant: Option<&str>) -> Result<Self, LogReadError> {
-        let mut stream = LogStream::open(dir, tenant)?;
+        // The whole entries too: the export names the caller, tests compare entries.
+        let mut feedback = HashMap::new();
+        let mut stream = LogStream::open_with(dir, tenant, |f: FeedbackEntry| {
+            feedback.entry(f.decision_id.clone()).or_insert(f);
+        })?;
         let mut decisions = Vec::new();
         for d in stream.by_ref() {
             decisions.push(d?);
         }
         let mut data = DecisionLogData {
             decisions,
-            unreadable: stream.unreadable().clone(),
-            ..Default::default()
+            feedback,
+            unreadable: stream.unreadable,
         };
-        // The stream read feedback as an index; the whole entries are read again for the
-        // callers that want them (the export names the caller, tests compare entries).
-        let mut skipped = Unreadable::default();
-        for_each_feedback(dir, tenant, &mut skipped, |f| {
-            data.feedback.entry(f.decision_id.clone()).or_insert(f);
-        })?;
         data.decisions.sort_by(|a, b| {
             (&a.conversation, a.ts_ms, &a.decision_id).cmp(&(
                 &b.conversation,
@@ -370,5 +391,17 @@ impl DecisionLogData {
             ))
         });
         Ok(data)
+    }
+
+    /// Every decision with what feedback said of it.
+    pub fn for_each(&self, mut f: impl FnMut(&LoggedDecision, Option<Verdict>)) {
+        for d in &self.decisions {
+            f(
+                d,
+                self.feedback
+                    .get(&d.decision_id)
+                    .map(FeedbackEntry::verdict),
+            );
+        }
     }
 }

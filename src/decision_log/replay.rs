@@ -145,34 +145,26 @@ impl<'p> Replayer<'p> {
     }
 }
 
-/// One more under `key`, allocating the key only the first time it is seen.
+/// One more under `key`.
 fn count(map: &mut BTreeMap<String, usize>, key: &str) {
-    match map.get_mut(key) {
-        Some(n) => *n += 1,
-        None => {
-            map.insert(key.to_string(), 1);
-        }
-    }
+    *super::key_entry(map, key) += 1;
 }
 
 /// Replay a log read whole.
 pub fn replay(log: &DecisionLogData, candidate: &Policy) -> ReplayReport {
     let mut replayer = Replayer::new(candidate);
-    for d in &log.decisions {
-        let feedback = log.feedback.get(&d.decision_id).map(|f| f.verdict());
-        replayer.add(d, feedback);
-    }
+    log.for_each(|d, feedback| replayer.add(d, feedback));
     replayer.finish(&log.unreadable)
 }
 
 /// Replay a log as it streams from disk: memory stays flat however long the log.
-pub fn replay_stream(mut log: LogStream, candidate: &Policy) -> Result<ReplayReport, LogReadError> {
+pub fn replay_stream(log: LogStream, candidate: &Policy) -> Result<ReplayReport, LogReadError> {
     let mut replayer = Replayer::new(candidate);
-    while let Some(d) = log.next() {
-        let d = d?;
-        replayer.add(&d, log.feedback.get(&d.decision_id));
-    }
-    Ok(replayer.finish(log.unreadable()))
+    let unreadable = log.for_each(|d, feedback| {
+        replayer.add(d, feedback);
+        Ok::<_, LogReadError>(())
+    })?;
+    Ok(replayer.finish(&unreadable))
 }
 
 /// An empty field (no queue, no fallback) as `(none)`, so "-> " never ends a line.

@@ -30,13 +30,15 @@ impl AdminService {
     }
 
     /// Run a model operation here and make it the fleet's; the answer shows the fleet. In a fleet
-    /// the replica first catches up with the fleet's last operation, so this one builds on it.
-    async fn for_fleet<F>(&self, operation: F) -> Result<ModelStatus, Status>
+    /// the replica first catches up with the fleet's last operation, so this one builds on it;
+    /// `operation` is given the fleet's previous model (none without a fleet).
+    async fn for_fleet<F, Fut>(&self, operation: F) -> Result<ModelStatus, Status>
     where
-        F: std::future::Future<Output = Result<swap::Status, Status>>,
+        F: FnOnce(Option<(String, String)>) -> Fut,
+        Fut: std::future::Future<Output = Result<swap::Status, swap::SwapError>>,
     {
         let Some(fleet) = &self.fleet else {
-            let status = operation.await?;
+            let status = operation(None).await?;
             return Ok(self.with_fleet(status).await);
         };
         let op = fleet.begin().await.map_err(|e| {
@@ -44,7 +46,7 @@ impl AdminService {
                 "the fleet's model state is unreadable, nothing changed: {e}; retry"
             ))
         })?;
-        let status = operation.await?;
+        let status = operation(op.previous.clone()).await?;
         fleet.publish(op, &status).await.map_err(|e| match e {
             FleetError::Raced => Status::aborted(format!("{e}: retry")),
             e => Status::unavailable(format!(
@@ -146,7 +148,7 @@ impl ModelAdmin for AdminService {
         let req = request.into_inner();
         let fields = serde_json::json!({ "name": req.name, "version": req.version });
         let result = self
-            .for_fleet(async { Ok(self.manager.activate(&req.name, &req.version).await?) })
+            .for_fleet(|_| self.manager.activate(&req.name, &req.version))
             .await;
         self.audited(caller, "ActivateModel", fields, result)
     }
@@ -157,24 +159,13 @@ impl ModelAdmin for AdminService {
     ) -> Result<Response<ModelStatus>, Status> {
         let caller = super::caller_name(&request);
         // In a fleet, back to the fleet's previous model, whichever replica is asked (a replica
-        // that joined later has no previous of its own). Read once the replica has caught up.
+        // that joined later has no previous of its own), as read when the replica caught up.
         let result = self
-            .for_fleet(async {
-                let previous = match &self.fleet {
-                    Some(fleet) => match fleet.desired().await {
-                        Ok(desired) => desired.and_then(|(_, d)| d.previous),
-                        Err(e) => {
-                            return Err(Status::unavailable(format!(
-                                "the fleet's model state is unreadable, nothing rolled back: {e}"
-                            )))
-                        }
-                    },
-                    None => None,
-                };
-                Ok(match previous {
-                    Some((name, version)) => self.manager.activate(&name, &version).await?,
-                    None => self.manager.rollback().await?,
-                })
+            .for_fleet(|previous| async move {
+                match previous {
+                    Some((name, version)) => self.manager.activate(&name, &version).await,
+                    None => self.manager.rollback().await,
+                }
             })
             .await;
         self.audited(caller, "Rollback", serde_json::json!({}), result)
@@ -196,12 +187,7 @@ impl ModelAdmin for AdminService {
         let caller = super::caller_name(&request);
         let req = request.into_inner();
         let result = self
-            .for_fleet(async {
-                Ok(self
-                    .manager
-                    .set_shadow(&req.name, &req.version, req.share)
-                    .await?)
-            })
+            .for_fleet(|_| self.manager.set_shadow(&req.name, &req.version, req.share))
             .await;
         let fields =
             serde_json::json!({ "name": req.name, "version": req.version, "share": req.share });

@@ -3,11 +3,11 @@
 //! only decisions kept are the threshold sweeps' sample (at most [`SWEEP_SAMPLE`]).
 
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use super::{ACTIONS, SWEEP_SAMPLE};
 use crate::decision_log::entry::{LoggedDecision, Outcome, Verdict};
-use crate::decision_log::reader::{DecisionLogData, LogReadError, LogStream, Unreadable};
+use crate::decision_log::key_entry;
+use crate::decision_log::reader::{id_hash, DecisionLogData, LogReadError, LogStream, Unreadable};
 use crate::decision_log::replay::Confusion;
 use crate::policy::{ReplayClock, Snapshot};
 
@@ -84,14 +84,6 @@ pub struct Tally {
     sample: BinaryHeap<SweepCase>,
 }
 
-/// The entry for `key`, allocating the key only the first time it is seen.
-fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_string(), V::default());
-    }
-    map.get_mut(key).expect("inserted above")
-}
-
 impl Tally {
     pub fn of_log(log: &DecisionLogData) -> Tally {
         let mut t = Tally {
@@ -99,23 +91,20 @@ impl Tally {
             unreadable: log.unreadable.clone(),
             ..Default::default()
         };
-        for d in &log.decisions {
-            t.add(d, log.feedback.get(&d.decision_id).map(|f| f.verdict()));
-        }
+        log.for_each(|d, verdict| t.add(d, verdict));
         t
     }
 
     /// Count a log as it streams from disk.
-    pub fn of_stream(mut log: LogStream) -> Result<Tally, LogReadError> {
+    pub fn of_stream(log: LogStream) -> Result<Tally, LogReadError> {
         let mut t = Tally {
             with_feedback: log.feedback.len(),
             ..Default::default()
         };
-        while let Some(d) = log.next() {
-            let d = d?;
-            t.add(&d, log.feedback.get(&d.decision_id));
-        }
-        t.unreadable = log.unreadable().clone();
+        t.unreadable = log.for_each(|d, verdict| {
+            t.add(d, verdict);
+            Ok::<_, LogReadError>(())
+        })?;
         Ok(t)
     }
 
@@ -135,12 +124,12 @@ impl Tally {
             self.model_versions.insert(model);
         }
         let brings = Outcome::of_logged(d).brings_human();
-        *entry(&mut self.by_rule, &d.rule) += 1;
+        *key_entry(&mut self.by_rule, &d.rule) += 1;
         for (map, key) in [
             (&mut self.by_channel, &d.signals.channel),
             (&mut self.by_tier, &d.signals.tier),
         ] {
-            let e = entry(map, key);
+            let e = key_entry(map, key);
             e.0 += 1;
             e.1 += usize::from(brings);
         }
@@ -156,7 +145,7 @@ impl Tally {
             e.0 += 1;
             e.1 += usize::from(needed);
             let resolved = f.resolved_by.map_or("unknown", |r| r.as_str());
-            let p = entry(&mut self.paths, &format!("{} → {resolved}", d.action));
+            let p = key_entry(&mut self.paths, &format!("{} → {resolved}", d.action));
             p.n += 1;
             if let Some(c) = f.csat {
                 p.csat.0 += f64::from(c);
@@ -171,7 +160,7 @@ impl Tally {
     }
 
     fn sample_for_sweeps(&mut self, d: &LoggedDecision, verdict: Option<Verdict>) {
-        let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(&d.decision_id);
+        let key = id_hash(&d.decision_id);
         if self.sample.len() >= SWEEP_SAMPLE && self.sample.peek().is_some_and(|top| top.key <= key)
         {
             return;
