@@ -67,6 +67,25 @@ class _Builder:
             axis=1,
         )
 
+    def int8_matmul(self, x: str, name: str, q: np.ndarray, s: np.ndarray, act: tuple[np.ndarray, np.ndarray] | None) -> str:
+        """x @ W for int8 weights `q` [in, out] with one scale per output channel `s`. Without `act`
+        the weights are dequantised (tract folds them to f32 at load, the matmul runs in f32). With
+        `act` = (inverse smoothing per input channel [in], one activation scale), the activations
+        are quantised too (`int8_activations.py` chose both on training texts) and the matmul runs
+        on int8 (MatMulInteger, tract's VNNI kernels): x / smooth is rounded to int8 at the one scale,
+        and the int32 sums are scaled back per output channel by `s`, which is then the weight scale
+        times the activation scale (stored as `<name>_os`, so stages slice it exactly)."""
+        if act is None:
+            zero = np.zeros_like(s, dtype=np.int8)
+            w = self.node("DequantizeLinear", [self.const(name + "_q", q), self.const(name + "_s", s), self.const(name + "_z", zero)], axis=1)
+            return self.node("MatMul", [x, w])
+        inv, xs = act
+        # Per-tensor scale, smoothing as a Mul: tract's per-axis QuantizeLinear costs most of the gain.
+        smoothed = self.node("Mul", [x, self.const(name + "_xinv", inv.astype(np.float32))])
+        xq = self.node("QuantizeLinear", [smoothed, self.const(name + "_xs", np.array(xs, np.float32)), self.const(name + "_xz", np.array(0, np.int8))])
+        acc = self.node("MatMulInteger", [xq, self.const(name + "_q", q)])
+        return self.node("Mul", [self.node("Cast", [acc], to=TP.FLOAT), self.const(name + "_os", s.astype(np.float32))])
+
     def linear(self, x: str, w_out_in: np.ndarray, b: np.ndarray, name: str) -> str:
         mm = self.node("MatMul", [x, self.weight(name, w_out_in)])
         return self.node("Add", [mm, self.const(name + "_b", b.astype(np.float32))])

@@ -82,13 +82,14 @@ class _Stage(_Builder):
         self.inputs.append(h.make_tensor_value_info(name, dtype, shape or ["batch", "seq", self.hidden]))
         return name
 
-    def qweight(self, name: str, q: np.ndarray, s: np.ndarray) -> str:
-        zero = np.zeros_like(s, dtype=np.int8)
-        return self.node(
-            "DequantizeLinear",
-            [self.const(name + "_q", q), self.const(name + "_s", s), self.const(name + "_z", zero)],
-            axis=1,
-        )
+    def matmul(self, x: str, w: dict, layer: int, name: str, cols=slice(None), rows=slice(None)) -> str:
+        """x @ this half's slice of weight `l{layer}{name}`: its output columns (Q/K/V, first
+        feed-forward matmul) or its input rows (output projections); int8 activations when the
+        package has them, sliced with the rows (the scale is one per tensor, so halves sum exactly)."""
+        key = f"l{layer}{name}"
+        if key + "_xinv" in w:
+            return self.int8_matmul(x, name, w[key + "_q"][rows][:, cols], w[key + "_os"][cols], (w[key + "_xinv"][rows], float(w[key + "_xs"])))
+        return self.int8_matmul(x, name, w[key + "_q"][rows][:, cols], w[key + "_s"][cols], None)
 
     def combine(self, ln: str, w) -> str:
         """x = LN(state): the previous stage's output, also an output of this one."""
@@ -133,7 +134,7 @@ def attention_half(w, n: int, k: int, heads: int, eps: float) -> onnx.ModelProto
         x = S.combine(_previous_norm(n, "attn"), w)
     bias = S.input("bias", shape=["batch", 1, 1, "seq"])
     cols = np.concatenate([np.arange(j * H + k * half, j * H + (k + 1) * half) for j in range(3)])
-    qkv = S.node("MatMul", [x, S.qweight("qkv", w[f"l{n}qkv_q"][:, cols], w[f"l{n}qkv_s"][cols])])
+    qkv = S.matmul(x, w, n, "qkv", cols=cols)
     qkv = S.node("Add", [qkv, S.const("qkv_b", w[f"l{n}qkv_b"][cols])])
     q, kk, v = "q", "k", "v"
     S.nodes.append(h.make_node("Split", [qkv, S.const("split3", np.array([half] * 3, np.int64))], [q, kk, v], axis=-1))
@@ -147,7 +148,7 @@ def attention_half(w, n: int, k: int, heads: int, eps: float) -> onnx.ModelProto
     c = S.node("Transpose", [S.node("MatMul", [a, view(v, [0, 2, 1, 3])])], perm=[0, 2, 1, 3])
     c = S.node("Reshape", [c, S.const("shp_back", np.array([0, -1, half], np.int64))])
     rows = slice(k * half, (k + 1) * half)
-    S.close(S.node("MatMul", [c, S.qweight("ao", w[f"l{n}ao_q"][rows], w[f"l{n}ao_s"])]), k, w[f"l{n}ao_b"])
+    S.close(S.matmul(c, w, n, "ao", rows=rows), k, w[f"l{n}ao_b"])
     return S.finish(_outputs(S, x, n > 0), f"l{n}_attn_{k}")
 
 
@@ -158,11 +159,11 @@ def ffn_half(w, n: int, k: int, eps: float) -> onnx.ModelProto:
     S = _Stage(H, eps)
     x = S.combine(_previous_norm(n, "ffn"), w)
     cols = slice(k * half, (k + 1) * half)
-    f = S.node("MatMul", [x, S.qweight("fi", w[f"l{n}fi_q"][:, cols], w[f"l{n}fi_s"][cols])])
+    f = S.matmul(x, w, n, "fi", cols=cols)
     f = S.node("Add", [f, S.const("fi_b", w[f"l{n}fi_b"][cols])])
     one = S.const("one_f", np.array(1.0, np.float32))
     f = S.node("Mul", [S.node("Mul", [f, S.const("half", np.array(0.5, np.float32))]), S.node("Add", [one, S.node("Erf", [S.node("Mul", [f, S.const("rs2", np.array(1 / np.sqrt(2), np.float32))])])])])
-    S.close(S.node("MatMul", [f, S.qweight("fo", w[f"l{n}fo_q"][cols], w[f"l{n}fo_s"])]), k, w[f"l{n}fo_b"])
+    S.close(S.matmul(f, w, n, "fo", rows=cols), k, w[f"l{n}fo_b"])
     return S.finish(_outputs(S, x, True), f"l{n}_ffn_{k}")
 
 

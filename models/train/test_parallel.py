@@ -85,3 +85,26 @@ def test_the_shipped_stages_are_the_ones_parallel_py_writes(tmp_path):
     assert not mismatch and not errors
     section = tomllib.loads("\n".join(lines))["parallel"]
     assert section == manifest["parallel"]
+
+
+def test_int8_activation_stages_give_the_whole_graphs_outputs(tmp_path):
+    """A package written by int8_activations.py splits the same way: each half quantises its slice of
+    the same input at the same scale, so the halves' int32 sums add up to the whole graph's."""
+    import int8_activations as Q
+
+    manifest = tomllib.load(open(os.path.join(PACKAGE, "manifest.toml"), "rb"))
+    model = onnx.load(os.path.join(PACKAGE, "model.onnx"))
+    ids, mask = _batch(manifest)
+    mms = {k: mm for k, mm in Q.linears(model).items() if k.endswith(Q.QUANTISED)}
+    acts = Q.activations(model, mms, [row[: int(m.sum())].tolist() for row, m in zip(ids, mask)])
+    quantised = Q.quantised(model, mms, acts, 0.85, 99.995)
+    assert sum(n.op_type == "MatMulInteger" for n in quantised.graph.node) == len(mms) == 18
+    parallel.write_stages(quantised, str(tmp_path))
+    assert any(n.op_type == "MatMulInteger" for n in onnx.load(str(tmp_path / "tp2" / "l0_attn_1.onnx")).graph.node)
+    whole = _session(quantised)
+    want = dict(zip([o.name for o in whole.get_outputs()], whole.run(None, {"input_ids": ids, "attention_mask": mask})))
+    got = run_stages(quantised, str(tmp_path / "tp2"), manifest["metrics"]["encoder_layers"], ids, mask)
+    for name in ["intent_probs", "sentiment_probs", "embedding"]:
+        np.testing.assert_allclose(got[name], want[name], atol=2e-5, err_msg=name)
+    f32 = _session(model).run(None, {"input_ids": ids, "attention_mask": mask})
+    assert (want["intent_probs"].argmax(1) == f32[1].argmax(1)).all()
