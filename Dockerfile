@@ -5,7 +5,7 @@
 #   docker run --rm -p 50051:50051 -p 9464:9464 handoff
 #   grpcurl -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check
 #
-# The image serves the default model (models/handoff-zh-en/2.2.0) with the example policy
+# The image serves the default model (models/handoff-zh-en/2.2.2) with the example policy
 # (config/policy.toml, reloaded on change or SIGHUP). Mount another config and pass `--config`, or
 # set HANDOFF_* variables; deploy/kubernetes/ shows a full set-up.
 
@@ -46,7 +46,7 @@ COPY --from=build /out/handoff /usr/local/bin/handoff
 # Relative defaults (model_dir, model_repository = "models", config/policy.toml) resolve here.
 WORKDIR /app
 COPY --chown=root:root config/ ./config/
-COPY --chown=root:root models/handoff-zh-en/2.2.0/ ./models/handoff-zh-en/2.2.0/
+COPY --chown=root:root models/handoff-zh-en/2.2.2/ ./models/handoff-zh-en/2.2.2/
 
 # Listen beyond loopback inside the container (the binary's defaults are 127.0.0.1). Environment
 # variables override a --config file; flags override both.

@@ -134,7 +134,7 @@ if [ -n "$bin" ]; then
   for key in policy.toml tenant-bank.toml; do
     echo "== $bin check-policy (ConfigMap $key against the default model)"
     python3 -c 'import sys, yaml; print(yaml.safe_load(open("deploy/kubernetes/configmap.yaml"))["data"][sys.argv[1]], end="")' "$key" >"$tmp/$key"
-    "$bin" check-policy "$tmp/$key" --model models/handoff-zh-en/2.2.0
+    "$bin" check-policy "$tmp/$key" --model models/handoff-zh-en/2.2.2
   done
 else
   echo "== no handoff binary built: check-policy skipped"

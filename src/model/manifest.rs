@@ -77,6 +77,20 @@ pub struct ParallelSection {
     pub layers: usize,
     /// Directory of the stage files, inside the package.
     pub dir: String,
+    /// How far the stages' outputs may be from the whole graph's on the load-time check. f32
+    /// graphs agree to ~1e-4 (the default 1e-3 leaves room); a package with int8 activations
+    /// (`models/train/int8_activations.py`) needs more: a residual sum added in another order
+    /// can move one activation across a rounding step, and the step carries to the outputs.
+    #[serde(default = "default_parallel_tolerance")]
+    pub tolerance: f32,
+}
+
+/// Loosest stage check a manifest may ask for: stages sliced wrongly (a stale or mis-cut half)
+/// are off by tenths.
+pub(super) const MAX_PARALLEL_TOLERANCE: f32 = 0.02;
+
+fn default_parallel_tolerance() -> f32 {
+    1e-3
 }
 
 /// An example every load must classify as written: a package that fails one is refused.
@@ -148,6 +162,9 @@ impl Manifest {
             }
             if !(1..=MAX_PARALLEL_LAYERS).contains(&p.layers) {
                 return Err(ManifestProblem::ParallelLayers(p.layers));
+            }
+            if !(p.tolerance > 0.0 && p.tolerance <= MAX_PARALLEL_TOLERANCE) {
+                return Err(ManifestProblem::ParallelTolerance(p.tolerance));
             }
         }
         for g in &self.golden {

@@ -37,6 +37,8 @@ pub enum ManifestProblem {
     ParallelDir(String),
     #[error("parallel.layers = {0} is outside 1..={max}", max = manifest::MAX_PARALLEL_LAYERS)]
     ParallelLayers(usize),
+    #[error("parallel.tolerance = {0} is outside (0, {max}]: a looser check would pass stages that compute something else", max = manifest::MAX_PARALLEL_TOLERANCE)]
+    ParallelTolerance(f32),
     #[error("golden example expects unknown {head} {label:?}")]
     UnknownGoldenLabel { head: &'static str, label: String },
 }

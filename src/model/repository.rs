@@ -163,7 +163,7 @@ mod tests {
         assert!(repo.resolve("handoff-zh-en", "../../x").is_none());
         assert_eq!(
             repo.resolve("handoff-zh-en", "latest").map(|p| p.version),
-            Some("2.2.0".into())
+            Some("2.2.2".into())
         );
     }
 }

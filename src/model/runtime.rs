@@ -316,7 +316,10 @@ impl Model {
     /// The stages must compute what model.onnx computes: stale stages (a retrained model.onnx,
     /// stages left from before) would answer single calls differently from batches.
     fn check_parallel(&self) -> Result<(), ModelError> {
-        const TOLERANCE: f32 = 1e-3;
+        let Some(section) = &self.manifest.parallel else {
+            return Ok(());
+        };
+        let tolerance = section.tolerance;
         if self.parallel.is_none() {
             return Ok(());
         }
@@ -343,11 +346,11 @@ impl Model {
             .iter()
             .flat_map(|(a, b)| a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()))
             .fold(0.0f32, f32::max);
-            if diff > TOLERANCE || diff.is_nan() {
+            if diff > tolerance || diff.is_nan() {
                 return Err(ModelError::ParallelMismatch {
                     text: text.to_string(),
                     diff,
-                    tolerance: TOLERANCE,
+                    tolerance,
                 });
             }
         }

@@ -30,7 +30,13 @@ pub fn counter(metrics: &str, series: &str) -> f64 {
         .sum()
 }
 
+/// The default package: what a user serves is what the tests run.
 pub fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(handoff::config::DEFAULT_MODEL_DIR)
+}
+
+/// The previous default (the same weights on f32 activations), for swap tests.
+pub fn model_dir_f32() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.2.0")
 }
 

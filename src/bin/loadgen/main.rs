@@ -54,10 +54,15 @@ struct Common {
     /// one servers started here run.
     #[arg(long, global = true, default_value = handoff::config::DEFAULT_MODEL_DIR)]
     model: std::path::PathBuf,
-    /// Also run the Python peers (bench/peer/server.py) on the same package, in the same run
-    /// (the Python in HANDOFF_PYTHON, else python3).
+    /// Also run the Python peers (bench/peer/server.py) on --peer-model, in the same run (the
+    /// Python in HANDOFF_PYTHON, else python3).
     #[arg(long, global = true)]
     peer: bool,
+    /// Package the Python peers run: the default's twin on f32 activations. onnxruntime quantises
+    /// that one's activations itself and runs the int8-activation graph ~4x slower, so the peers
+    /// get the package a Python user would pick (README "Performance").
+    #[arg(long, global = true, default_value = "models/handoff-zh-en/2.2.0")]
+    peer_model: std::path::PathBuf,
     /// Inference workers of servers started here, and threads of the bare-tract baseline.
     #[arg(long, global = true, default_value_t = 2)]
     threads: usize,
@@ -575,7 +580,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Mode::SingleCall => {
             let model = Arc::new(load(&args.model)?);
-            single_call::run(model, &args.model, seconds, threads, args.peer).await
+            let peer = args.peer.then_some(args.peer_model.as_path());
+            single_call::run(model, &args.model, seconds, threads, peer).await
         }
         Mode::Bench { shadow_version } => {
             bench(args, Arc::new(load(&args.model)?), &shadow_version).await
@@ -631,7 +637,7 @@ async fn bench(args: &Common, model: Arc<Model>, shadow_version: &str) -> anyhow
     let mut running_peers = Vec::new();
     if args.peer {
         for batching in [false, true] {
-            let peer = peer::Peer::start(&args.model, batching).await?;
+            let peer = peer::Peer::start(&args.peer_model, batching).await?;
             targets.push((peer.name, connect(&peer.addr, args.connections).await?));
             running_peers.push(peer);
         }

@@ -270,7 +270,7 @@ pub async fn run(args: &Common, settings: &[String], loads: &[f64]) -> anyhow::R
     let mut peers = Vec::new();
     if with_peers {
         for batching in [false, true] {
-            let p = peer::Peer::start(model, batching).await?;
+            let p = peer::Peer::start(&args.peer_model, batching).await?;
             let clients = connect(&p.addr, connections).await?;
             targets.push(Target::new(p.name.to_string(), clients, None, loads.len()));
             peers.push(p);

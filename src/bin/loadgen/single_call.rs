@@ -124,7 +124,7 @@ pub async fn run(
     model_dir: &Path,
     seconds: u64,
     workers: usize,
-    with_peer: bool,
+    peer_model: Option<&Path>,
 ) -> anyhow::Result<()> {
     let m = model.clone();
     let (tokenize, tract, split) = tokio::task::spawn_blocking(move || bare(&m, seconds)).await??;
@@ -145,8 +145,8 @@ pub async fn run(
         let client = ready(&server.addr, 1).await?.remove(0);
         servers.push((name.to_string(), Some(server), client, Calls::new()));
     }
-    let _peer = if with_peer {
-        let peer = peer::Peer::start(model_dir, false).await?;
+    let _peer = if let Some(peer_model) = peer_model {
+        let peer = peer::Peer::start(peer_model, false).await?;
         let client = HandoffClient::connect(peer.addr.clone()).await?;
         servers.push((peer.name.to_string(), None, client, Calls::new()));
         Some(peer)
@@ -178,7 +178,7 @@ pub async fn run(
         p50(1),
         p50(0) / p50(1)
     );
-    if with_peer {
+    if peer_model.is_some() {
         println!(
             "  vs {}: single-call p50 {:.2} / {:.2} ms = {:.2}x (split off: {:.2}x)",
             servers[2].0,
