@@ -440,26 +440,27 @@ async fn a_fleet_behind_round_robin_decides_as_one_and_survives_its_faults() {
         .rollback(pb::RollbackRequest {})
         .await
         .unwrap();
+    let default = common::default_version();
     for s in &servers {
-        until_serving(s, "2.2.0", "2.2.0").await;
+        until_serving(s, default, "2.2.0").await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let fleet = status(next(&balancer, &servers)).await.fleet;
         let on_it = fleet
             .iter()
-            .filter(|r| version(&r.active) == "2.2.0" && r.error.is_empty())
+            .filter(|r| version(&r.active) == default && r.error.is_empty())
             .count();
         let metric = common::counter(
             &next(&balancer, &servers).metrics(),
-            "handoff_fleet_replicas{version=\"2.2.0\"}",
+            &format!("handoff_fleet_replicas{{version=\"{default}\"}}"),
         );
         if on_it == REPLICAS && metric == REPLICAS as f64 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the fleet never showed {REPLICAS} on 2.2.0: {fleet:?}, metric {metric}"
+            "the fleet never showed {REPLICAS} on {default}: {fleet:?}, metric {metric}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -19,6 +19,10 @@ const TEXTS: &[&str] = &[
 fn split_runs_give_the_whole_graphs_outputs() {
     let model = Model::load(&common::model_dir()).unwrap();
     assert!(model.has_parallel_stages());
+    // f32 stages agree with the whole graph to ~1e-5; int8 activations may round a step apart,
+    // which the package's manifest allows for.
+    let declared = model.manifest.parallel.as_ref().unwrap().tolerance;
+    let tolerance = if declared > 1e-3 { declared } else { 1e-4 };
     let long = "my parcel is late again and nobody answers ".repeat(20); // past max_tokens
     for text in TEXTS.iter().copied().chain([long.as_str()]) {
         let encoded = model.encode(text).unwrap();
@@ -38,7 +42,7 @@ fn split_runs_give_the_whole_graphs_outputs() {
                 .zip(b)
                 .map(|(x, y)| (x - y).abs())
                 .fold(0.0, f32::max);
-            assert!(diff < 1e-4, "{head} differs by {diff} for {text:?}");
+            assert!(diff < tolerance, "{head} differs by {diff} for {text:?}");
         }
         assert_eq!(whole.top_intent(), split.top_intent(), "{text:?}");
     }

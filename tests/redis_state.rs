@@ -846,7 +846,7 @@ async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
     ];
     let a = Server::start(&args);
     let mut b = Server::start(&args);
-    assert_eq!(active(&model_status(&b).await), "2.2.0");
+    assert_eq!(active(&model_status(&b).await), common::default_version());
 
     let mut admin_a = common::admin(&a).await;
     admin_a
@@ -889,8 +889,8 @@ async fn model_operations_move_every_replica_and_a_restart_joins_the_fleet() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(active(&rolled), "2.2.0");
-    until_serving(&a, "2.2.0").await;
+    assert_eq!(active(&rolled), common::default_version());
+    until_serving(&a, common::default_version()).await;
 }
 
 /// Conversation state in a Redis Cluster: two replicas decide like one, conversations spread over

@@ -162,7 +162,10 @@ async fn every_call_is_a_span_in_the_callers_trace_at_the_otlp_receiver() {
         attribute(&route, "rule").as_deref(),
         Some(routed.reasons[0].rule_id.as_str())
     );
-    assert_eq!(attribute(&route, "model_version").as_deref(), Some("2.2.0"));
+    assert_eq!(
+        attribute(&route, "model_version").as_deref(),
+        Some(common::default_version())
+    );
     assert_eq!(
         attribute(&route, "policy_version"),
         Some(routed.policy_version.clone())

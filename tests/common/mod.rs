@@ -35,6 +35,14 @@ pub fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(handoff::config::DEFAULT_MODEL_DIR)
 }
 
+/// The default package's version (its directory's name).
+pub fn default_version() -> &'static str {
+    handoff::config::DEFAULT_MODEL_DIR
+        .rsplit('/')
+        .next()
+        .unwrap()
+}
+
 /// The previous default (the same weights on f32 activations), for swap tests.
 pub fn model_dir_f32() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.2.0")
