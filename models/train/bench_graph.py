@@ -40,6 +40,21 @@ def runnable(model: onnx.ModelProto):
         return tract.onnx().load(path).into_model().into_runnable()
 
 
+def best_ms(runnables: dict, ids: list[list[int]], rounds: int) -> dict[str, float]:
+    """Best-of-rounds ms per message of each tract runnable, batch 1, over `ids`; the runnables
+    take turns each round, so machine noise hits them alike."""
+    runs = [(np.array([i], np.int64), np.ones((1, len(i)), np.int64)) for i in ids]
+    best = {name: float("inf") for name in runnables}
+    for _ in range(rounds):
+        for name, r in runnables.items():
+            r.run(list(runs[0]))
+            t = time.perf_counter()
+            for a, b in runs:
+                r.run([a, b])
+            best[name] = min(best[name], (time.perf_counter() - t) * 1000 / len(runs))
+    return best
+
+
 def profile(r, ids: list[int]) -> dict[str, float]:
     x = np.array([ids], np.int64)
     js = json.loads(r.profile_json([x, np.ones_like(x)]))
@@ -67,14 +82,7 @@ def main() -> None:
     for depth in args.depth or [4, 12]:
         rs = {name: runnable(G.build(w, depth, heads=heads, opts=o)) for name, o in VARIANTS.items()}
         runs = [(np.array([i], np.int64), np.ones((1, len(i)), np.int64)) for i in ids]
-        best = {name: float("inf") for name in rs}
-        for _ in range(args.rounds):  # interleaved rounds: machine noise hits every variant alike
-            for name, r in rs.items():
-                r.run(list(runs[0]))
-                t = time.perf_counter()
-                for a, b in runs:
-                    r.run([a, b])
-                best[name] = min(best[name], (time.perf_counter() - t) * 1000 / len(runs))
+        best = best_ms(rs, ids, args.rounds)
         ref = [o.to_numpy() for o in rs["1.0.0 graph"].run(list(runs[0]))]
         print(f"\ndepth {depth}:")
         for name, r in rs.items():

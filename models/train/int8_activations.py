@@ -24,8 +24,8 @@ import os
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -34,6 +34,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 from tokenizers import Tokenizer
 
+import bench_graph
 import dataset as D
 import evaluate as EV
 import features as F
@@ -163,16 +164,36 @@ def tract_runner(path: str) -> Runner:
     return run
 
 
-def held_out(run: Runner, tok: Tokenizer, prefix: str, max_tokens: int) -> dict:
+@dataclass
+class HeldOutSets:
+    """The held-out texts the card's tables are measured on, read and tokenised once for every graph."""
+
+    intents: list[D.Example]
+    sentiments: list[D.Example]
+    pairs: list[D.Pair]
+    ids: dict[str, list[list[int]]]
+
+    @classmethod
+    def read(cls, encode: Callable[[list[str]], list[list[int]]]) -> "HeldOutSets":
+        _, intents = D.intents()
+        _, sentiments = D.sentiment(1200, 800)
+        pairs = D.paraphrase_pairs()
+        ids = {
+            "intent": encode([e.text for e in intents]),
+            "sentiment": encode([e.text for e in sentiments]),
+            "pair_a": encode([p.a for p in pairs]),
+            "pair_b": encode([p.b for p in pairs]),
+        }
+        return cls(intents, sentiments, pairs, ids)
+
+
+def held_out(run: Runner, sets: HeldOutSets) -> dict:
     """The card's held-out tables for one graph (the same texts for both graphs)."""
-    enc = lambda texts: F.encode(tok, texts, prefix, max_tokens)  # noqa: E731
-    _, intent_held = D.intents()
-    _, sent_held = D.sentiment(1200, 800)
-    pairs = D.paraphrase_pairs()
-    ri = run(enc([e.text for e in intent_held]))
-    rs = run(enc([e.text for e in sent_held]))
-    ea = run(enc([p.a for p in pairs]))["embedding"]
-    eb = run(enc([p.b for p in pairs]))["embedding"]
+    intent_held, sent_held, pairs = sets.intents, sets.sentiments, sets.pairs
+    ri = run(sets.ids["intent"])
+    rs = run(sets.ids["sentiment"])
+    ea = run(sets.ids["pair_a"])["embedding"]
+    eb = run(sets.ids["pair_b"])["embedding"]
     intent = EV.scores(intent_held, ri["intent_probs"], D.INTENTS)
     sent = EV.scores(sent_held, rs["sentiment_probs"], D.SENTIMENTS)
     para = EV.paraphrase(pairs, ea, eb)
@@ -198,17 +219,8 @@ def tract_ms(paths: list[str], ids: list[list[int]]) -> list[float]:
     one thread; the graphs take turns each round."""
     import tract
 
-    rs = [tract.onnx().load(p).into_model().into_runnable() for p in paths]
-    runs = [(np.array([i], np.int64), np.ones((1, len(i)), np.int64)) for i in ids]
-    best = [float("inf")] * len(rs)
-    for _ in range(SPEED_ROUNDS):
-        for j, r in enumerate(rs):
-            r.run(list(runs[0]))
-            t = time.perf_counter()
-            for a, b in runs:
-                r.run([a, b])
-            best[j] = min(best[j], (time.perf_counter() - t) * 1000 / len(runs))
-    return best
+    best = bench_graph.best_ms({p: tract.onnx().load(p).into_model().into_runnable() for p in paths}, ids, SPEED_ROUNDS)
+    return [best[p] for p in paths]
 
 
 def card_section(src_version: str, version: str, kinds: tuple[str, ...], alpha: float, pct: float, grid: list, held: dict, cos: dict, ms: list[float]) -> str:
@@ -274,7 +286,8 @@ def main() -> None:
         manifest = tomllib.load(f)
     src_version, prefix, max_tokens = manifest["version"], manifest["text_prefix"], manifest["max_tokens"]
     tok = Tokenizer.from_file(os.path.join(args.package, manifest["files"]["tokenizer"]))
-    src = onnx.load(os.path.join(args.package, manifest["files"]["model"]))
+    src_path = os.path.join(args.package, manifest["files"]["model"])
+    src = onnx.load(src_path)
     kinds = tuple(args.kinds.split(","))
     if not set(kinds) <= set(KINDS):
         raise SystemExit(f"--kinds: each of {', '.join(KINDS)}, got {args.kinds}")
@@ -306,12 +319,12 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     model_path = os.path.join(args.out, manifest["files"]["model"])
     onnx.save(model, model_path)
-    src_path = os.path.join(args.package, manifest["files"]["model"])
+    sets = HeldOutSets.read(enc)
     held = {
-        ("tract", "f32"): held_out(tract_runner(src_path), tok, prefix, max_tokens),
-        ("tract", "int8"): held_out(tract_runner(model_path), tok, prefix, max_tokens),
-        ("onnxruntime", "f32"): held_out(onnxruntime_runner(src), tok, prefix, max_tokens),
-        ("onnxruntime", "int8"): held_out(onnxruntime_runner(model), tok, prefix, max_tokens),
+        ("tract", "f32"): held_out(tract_runner(src_path), sets),
+        ("tract", "int8"): held_out(tract_runner(model_path), sets),
+        ("onnxruntime", "f32"): held_out(onnxruntime_runner(src), sets),
+        ("onnxruntime", "int8"): held_out(onnxruntime_runner(model), sets),
     }
     outputs = {k: v.pop("outputs") for k, v in held.items()}
     ro, go = outputs["tract", "f32"], outputs["tract", "int8"]
@@ -325,7 +338,7 @@ def main() -> None:
     P.check_golden(model, tok, prefix, max_tokens)
 
     shutil.copy(os.path.join(args.package, manifest["files"]["tokenizer"]), os.path.join(args.out, manifest["files"]["tokenizer"]))
-    ms = tract_ms([src_path, model_path], enc([e.text for e in intent_held[:SPEED_MESSAGES]]))
+    ms = tract_ms([src_path, model_path], sets.ids["intent"][:SPEED_MESSAGES])
     print(f"tract ms/message: {src_version} {ms[0]:.2f}, {args.version} {ms[1]:.2f}", flush=True)
 
     with open(os.path.join(args.package, "manifest.toml"), encoding="utf-8") as f:

@@ -43,11 +43,6 @@ pub fn default_version() -> &'static str {
         .unwrap()
 }
 
-/// The previous default (the same weights on f32 activations), for swap tests.
-pub fn model_dir_f32() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/2.2.0")
-}
-
 /// The first default package (12 frozen layers, `account_security` instead of the split labels), kept for swap tests.
 pub fn model_dir_v1() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/handoff-zh-en/1.0.0")
