@@ -2,8 +2,9 @@
 //! default) each take a batch, run it on the model that is active when the batch starts, and answer
 //! every request through its oneshot channel. The async side only enqueues and awaits.
 //!
-//! A batch closes when it holds `max_batch_size` texts, when the next text would push its padded size
-//! past `max_batch_tokens`, or `max_queue_delay` after its first text was queued. Texts are sorted by
+//! A batch closes when it holds `max_batch_size` texts, or its worker's share of the queue (so a
+//! worker freeing up next finds work), when the next text would push its padded size past
+//! `max_batch_tokens`, or `max_queue_delay` after its first text was queued. Texts are sorted by
 //! length inside a batch and run in length groups, so short texts are not padded to a long one.
 //!
 //! Tokenisation happens on the worker threads as each text is taken from the queue (it is CPU work,

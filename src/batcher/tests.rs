@@ -315,3 +315,17 @@ async fn a_request_whose_deadline_passes_in_the_queue_is_not_run() {
         "only the held batch ran"
     );
 }
+
+#[test]
+fn a_worker_leaves_the_others_their_share_of_the_queue() {
+    use super::worker::batch_limit;
+    // Two workers: one queued behind the first text is left to the other worker.
+    assert_eq!(batch_limit(1, 2, 32), 1);
+    assert_eq!(batch_limit(0, 2, 32), 1);
+    assert_eq!(batch_limit(3, 2, 32), 2);
+    // A long queue still fills a batch, up to its size.
+    assert_eq!(batch_limit(63, 2, 32), 32);
+    assert_eq!(batch_limit(200, 2, 32), 32);
+    // One worker takes all it may.
+    assert_eq!(batch_limit(5, 1, 32), 6);
+}
