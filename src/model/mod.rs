@@ -4,6 +4,7 @@
 mod backend;
 mod manifest;
 mod parallel;
+mod quantize;
 mod registry;
 pub mod repository;
 mod runtime;

@@ -261,7 +261,7 @@ fn lead(
 }
 
 fn optimize(model: InferenceModel) -> TractResult<Plan> {
-    model.into_optimized()?.into_runnable()
+    super::quantize::faster_quantize(model.into_optimized()?)?.into_runnable()
 }
 
 /// Stage `s`'s inputs, the same for both halves: the embedding and the padding bias first, then

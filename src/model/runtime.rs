@@ -8,6 +8,7 @@ use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
 
 use super::parallel::ParallelRunner;
+use super::quantize::faster_quantize;
 use super::{GraphMismatch, Manifest, ModelError};
 
 pub struct Model {
@@ -101,6 +102,7 @@ impl Model {
             .transpose()?;
         let plan = graph
             .into_optimized()
+            .and_then(faster_quantize)
             .and_then(|m| m.into_runnable())
             .map_err(|e| ModelError::Onnx {
                 path: onnx_path.clone(),
