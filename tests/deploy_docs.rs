@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+mod common;
+
 /// A heading's anchor as Git hosts make it: lower case, spaces to '-', other punctuation dropped.
 fn anchor(heading: &str) -> String {
     heading
@@ -69,8 +71,6 @@ fn anchors_follow_the_hosts_rule() {
     );
 }
 
-const DEFAULT_MODEL: &str = handoff::config::DEFAULT_MODEL_DIR;
-
 /// The package versions shipped in `models/handoff-zh-en/`.
 /// A model version named in prose ("2.2.0"), not part of a longer number.
 fn model_version() -> regex::Regex {
@@ -135,7 +135,7 @@ fn every_readme_figure_names_the_model_it_was_measured_on() {
     )
     .unwrap();
     let version = model_version();
-    let default = DEFAULT_MODEL.rsplit('/').next().unwrap();
+    let default = common::default_version();
     let history = readme
         .split("\n## ")
         .find(|s| s.starts_with("The model"))
@@ -268,7 +268,7 @@ fn kubernetes_sizing_comments_name_the_default_model() {
         regex::Regex::new(r"(?i)\bmeasured\b|\d\s?(unique\s)?messages/s|\bRSS\b|\bp(50|99)\b")
             .unwrap();
     let version = model_version();
-    let default = DEFAULT_MODEL.rsplit('/').next().unwrap();
+    let default = common::default_version();
     let mut checked = 0;
     for entry in std::fs::read_dir(&root).unwrap() {
         let path = entry.unwrap().path();

@@ -10,6 +10,9 @@ pub mod repository;
 mod runtime;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
 
 pub use backend::Backend;
 pub use manifest::{Golden, Manifest, ParallelSection};
@@ -129,4 +132,10 @@ pub enum ModelError {
         diff: f32,
         tolerance: f32,
     },
+}
+
+/// A graph (whole, or one tensor-parallel stage) as the plan it runs: tract's optimiser, then the
+/// faster int8 rounding (`quantize`), so every plan of a package runs the same ops.
+fn optimize(model: InferenceModel) -> TractResult<Arc<TypedRunnableModel>> {
+    quantize::faster_quantize(model.into_optimized()?)?.into_runnable()
 }

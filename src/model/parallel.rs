@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use tract_onnx::prelude::*;
 
-use super::{ModelError, ParallelSection};
+use super::{optimize, ModelError, ParallelSection};
 
 type Plan = Arc<TypedRunnableModel>;
 /// A plan's run state, kept between messages: building one per run (tract's `plan.run`) costs an
@@ -258,10 +258,6 @@ fn lead(
     let _ = run.embedded.set((tokens, bias));
     let state = lead_half(states, run, give_way)?;
     states.head.run(tvec![state, mask]).map_err(run_err)
-}
-
-fn optimize(model: InferenceModel) -> TractResult<Plan> {
-    super::quantize::faster_quantize(model.into_optimized()?)?.into_runnable()
 }
 
 /// Stage `s`'s inputs, the same for both halves: the embedding and the padding bias first, then

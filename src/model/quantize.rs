@@ -4,7 +4,7 @@
 //! clamps first and then rounds with the 1.5 * 2^23 trick, which gives the same ties-to-even result
 //! for every value in range and compiles to straight SIMD. Same inputs, same bytes out (the test
 //! below; the golden and stage checks at load run on the patched plan). Measured on 2.2.2, batch 1,
-//! the two plans taking turns: 2-7 % less time per message.
+//! the two plans taking turns: 2-6 % less time per message.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
@@ -50,7 +50,7 @@ impl ElementWiseMiniOp for QuantizeI8 {
 }
 
 /// Swap every f32 -> int8 `QuantizeLinear` of an optimised model for `QuantizeI8`.
-pub fn faster_quantize(mut model: TypedModel) -> TractResult<TypedModel> {
+pub(super) fn faster_quantize(mut model: TypedModel) -> TractResult<TypedModel> {
     let mut swaps = Vec::new();
     for node in model.nodes() {
         let Some(ew) = node.op_as::<ElementWiseOp>() else {

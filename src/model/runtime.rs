@@ -8,8 +8,7 @@ use tokenizers::Tokenizer;
 use tract_onnx::prelude::*;
 
 use super::parallel::ParallelRunner;
-use super::quantize::faster_quantize;
-use super::{GraphMismatch, Manifest, ModelError};
+use super::{optimize, GraphMismatch, Manifest, ModelError};
 
 pub struct Model {
     pub manifest: Manifest,
@@ -100,14 +99,10 @@ impl Model {
             .as_ref()
             .map(|section| ParallelRunner::load(dir, section, &graph))
             .transpose()?;
-        let plan = graph
-            .into_optimized()
-            .and_then(faster_quantize)
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| ModelError::Onnx {
-                path: onnx_path.clone(),
-                source: e.into(),
-            })?;
+        let plan = optimize(graph).map_err(|e| ModelError::Onnx {
+            path: onnx_path.clone(),
+            source: e.into(),
+        })?;
         let negative_idx = manifest
             .labels
             .sentiment
